@@ -1,0 +1,286 @@
+"""Cluster status -> legacy JobStatus: phase, an honest reason/message, times, and replicas.
+
+Phase (DESIGN §2):
+- TFJob: `metadata.deletionTimestamp` -> terminating; else the last true Succeeded/Failed
+  condition decides (terminal, the operator changes nothing after them); else the last true
+  condition among Created -> pending, Running -> running, Restarting -> restarting,
+  Suspended -> suspended; no status or no true condition -> pending.
+- Volcano `status.state.phase`: Pending -> pending, Running/Completing -> running,
+  Restarting -> restarting, Completed -> succeeded, Failed/Terminated -> failed,
+  Aborting/Aborted -> suspended, Terminating -> terminating; none yet -> pending.
+- No object (`obj is None`): `terminating` while pods remain (garbage collection in progress),
+  else `pending` with reason `NotFound`. Whether that is really `queued` (accepted, not yet on the
+  cluster) only the gateway knows, from its outbox.
+
+Reason/message tell the truth about the worst thing the pods show, with the job condition:
+pod problems are ranked OOMKilled > failed pod (Evicted, DeadlineExceeded...) / non-zero exit >
+CrashLoopBackOff > image pull and container config errors > Unschedulable > an earlier crash of a
+now running container. A failed job's reason is `BackoffLimitExceeded` / `DeadlineExceeded` when
+the operator says so (or Volcano's retryCount reached maxRetry), else the worst pod problem, else the
+condition's reason; the message is the operator's message followed by the pod's story.
+
+Replicas come from the pods, sorted (chief, worker, ps, evaluator, others; index; name); type and
+index from either dialect's labels (`training.kubeflow.org/replica-type|index`, the older
+`replica-type|index`, Volcano's `volcano.sh/task-spec|task-index` labels or annotations), else
+the pod name's numeric suffix. restartCount sums all containers; reason/message/exitCode come
+from the pod's own failure reason, else the `tensorflow` container's waiting/terminated state,
+else an Unschedulable PodScheduled condition.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from translators.spec import REPLICA_TYPES, JobStatus, Phase, ReplicaStatus
+
+CONTAINER_NAME = "tensorflow"
+TYPE_KEYS = ("training.kubeflow.org/replica-type", "replica-type", "volcano.sh/task-spec")
+INDEX_KEYS = ("training.kubeflow.org/replica-index", "replica-index", "volcano.sh/task-index")
+_TYPE_ORDER = {t: i for i, t in enumerate(REPLICA_TYPES)}
+
+TFJOB_CONDITION_PHASES: dict[str, Phase] = {
+    "Created": "pending", "Running": "running", "Restarting": "restarting", "Suspended": "suspended",
+    "Succeeded": "succeeded", "Failed": "failed",
+}
+VOLCANO_PHASES: dict[str, Phase] = {
+    "Pending": "pending", "Running": "running", "Completing": "running", "Restarting": "restarting",
+    "Completed": "succeeded", "Failed": "failed", "Terminated": "failed", "Aborting": "suspended",
+    "Aborted": "suspended", "Terminating": "terminating",
+}
+IMAGE_AND_CONFIG_REASONS = frozenset({
+    "ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull", "RegistryUnavailable",
+    "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
+})
+_PROBLEM_PHASES = frozenset({"pending", "running", "restarting", "failed"})
+
+
+@dataclass(frozen=True, slots=True)
+class PodProblem:
+    """The worst thing one pod shows; higher rank is worse."""
+
+    rank: int
+    reason: str
+    message: str
+
+
+def _tensorflow_status(pod: dict[str, Any]) -> dict[str, Any] | None:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    for status in statuses:
+        if status.get("name") == CONTAINER_NAME:
+            return status
+    return statuses[0] if statuses else None
+
+
+def _unschedulable(pod: dict[str, Any]) -> dict[str, Any] | None:
+    for condition in (pod.get("status") or {}).get("conditions") or []:
+        if (condition.get("type") == "PodScheduled" and condition.get("status") == "False"
+                and condition.get("reason") == "Unschedulable"):
+            return condition
+    return None
+
+
+def _meta_value(pod: dict[str, Any], keys: tuple[str, ...]) -> str | None:
+    metadata = pod.get("metadata") or {}
+    for source in (metadata.get("labels") or {}, metadata.get("annotations") or {}):
+        for key in keys:
+            if source.get(key):
+                return str(source[key])
+    return None
+
+
+def _pod_type_index(pod: dict[str, Any]) -> tuple[str, int]:
+    name = (pod.get("metadata") or {}).get("name", "")
+    replica_type = (_meta_value(pod, TYPE_KEYS) or "").lower()
+    if replica_type == "master":
+        replica_type = "chief"
+    raw_index = _meta_value(pod, INDEX_KEYS)
+    if raw_index is None or not raw_index.isdigit():
+        match = re.search(r"-(\d+)$", name)
+        raw_index = match.group(1) if match else "0"
+    if not replica_type:
+        match = re.search(r"-([a-z]+)-\d+$", name)
+        replica_type = match.group(1) if match else "unknown"
+    return replica_type, int(raw_index)
+
+
+def replica_status(pod: dict[str, Any]) -> ReplicaStatus:
+    """One pod as a legacy replica entry."""
+    metadata = pod.get("metadata") or {}
+    status = pod.get("status") or {}
+    replica_type, index = _pod_type_index(pod)
+    restarts = sum(int(c.get("restartCount") or 0) for c in status.get("containerStatuses") or [])
+    reason = message = None
+    exit_code = None
+    container = _tensorflow_status(pod) or {}
+    state = container.get("state") or {}
+    last = (container.get("lastState") or {}).get("terminated") or {}
+    if "terminated" in state:
+        terminated = state["terminated"] or {}
+        reason, message, exit_code = terminated.get("reason"), terminated.get("message"), terminated.get("exitCode")
+    elif "waiting" in state:
+        waiting = state["waiting"] or {}
+        reason, message = waiting.get("reason"), waiting.get("message")
+        exit_code = last.get("exitCode")
+    if status.get("reason"):
+        reason, message = status["reason"], status.get("message") or message
+    if reason is None:
+        unschedulable = _unschedulable(pod)
+        if unschedulable:
+            reason, message = unschedulable.get("reason"), unschedulable.get("message")
+    return ReplicaStatus(
+        id=metadata.get("name", ""),
+        type=replica_type,
+        index=index,
+        status=status.get("phase") or "Unknown",
+        restart_count=restarts,
+        start_time=status.get("startTime"),
+        node=(pod.get("spec") or {}).get("nodeName"),
+        reason=reason,
+        message=message,
+        exit_code=exit_code,
+    )
+
+
+def replicas_from_pods(pods: list[dict[str, Any]]) -> tuple[ReplicaStatus, ...]:
+    """Legacy replica entries of a job's pods, in a stable order."""
+    replicas = [replica_status(pod) for pod in pods]
+    return tuple(sorted(replicas, key=lambda r: (_TYPE_ORDER.get(r.type, len(_TYPE_ORDER)), r.index, r.id)))
+
+
+def pod_problem(pod: dict[str, Any]) -> PodProblem | None:
+    """The worst problem a pod shows, or None when it looks healthy."""
+    name = (pod.get("metadata") or {}).get("name", "?")
+    status = pod.get("status") or {}
+    container = _tensorflow_status(pod) or {}
+    cname = container.get("name", CONTAINER_NAME)
+    state = container.get("state") or {}
+    last = (container.get("lastState") or {}).get("terminated") or {}
+    terminated = state.get("terminated")
+    waiting = state.get("waiting")
+    if terminated is not None:
+        code = terminated.get("exitCode")
+        if terminated.get("reason") == "OOMKilled":
+            return PodProblem(6, "OOMKilled", f"{name}: container {cname} was killed for exceeding its "
+                                              f"memory limit (OOMKilled, exit code {code})")
+        if code not in (None, 0):
+            detail = f": {terminated['message']}" if terminated.get("message") else ""
+            return PodProblem(5, terminated.get("reason") or "Error",
+                              f"{name}: container {cname} exited with code {code} "
+                              f"({terminated.get('reason') or 'Error'}){detail}")
+    if status.get("phase") == "Failed" and status.get("reason"):
+        return PodProblem(5, status["reason"], f"{name}: {status['reason']}: {status.get('message') or ''}".rstrip(": "))
+    if waiting is not None:
+        reason = waiting.get("reason") or "Waiting"
+        detail = waiting.get("message") or ""
+        if reason == "CrashLoopBackOff":
+            if last.get("reason") == "OOMKilled":
+                return PodProblem(6, "OOMKilled", f"{name}: container {cname} keeps being killed for exceeding "
+                                                  f"its memory limit (OOMKilled, exit code {last.get('exitCode')}); "
+                                                  f"restarted {container.get('restartCount', 0)} times")
+            exit_part = f"last exit code {last.get('exitCode')}" if last else "crashing"
+            return PodProblem(4, reason, f"{name}: container {cname} is in CrashLoopBackOff ({exit_part}, "
+                                         f"restarted {container.get('restartCount', 0)} times)"
+                                         + (f": {detail}" if detail else ""))
+        if reason in IMAGE_AND_CONFIG_REASONS:
+            return PodProblem(3, reason, f"{name}: container {cname} cannot start: {reason}"
+                                         + (f": {detail}" if detail else ""))
+    unschedulable = _unschedulable(pod)
+    if unschedulable is not None:
+        return PodProblem(2, "Unschedulable", f"{name}: cannot be scheduled: "
+                                              f"{unschedulable.get('message') or 'no node fits'}")
+    if last and last.get("exitCode") not in (None, 0):
+        return PodProblem(1, last.get("reason") or "Error",
+                          f"{name}: container {cname} restarted after exit code {last.get('exitCode')} "
+                          f"({last.get('reason') or 'Error'})")
+    return None
+
+
+def worst_problem(pods: list[dict[str, Any]]) -> PodProblem | None:
+    """The worst problem over all pods (first pod in replica order wins ties)."""
+    ordered = sorted(pods, key=lambda p: _sort_key(p))
+    problems = [p for p in (pod_problem(pod) for pod in ordered) if p is not None]
+    return max(problems, key=lambda p: p.rank) if problems else None
+
+
+def _sort_key(pod: dict[str, Any]) -> tuple[int, int, str]:
+    replica_type, index = _pod_type_index(pod)
+    return _TYPE_ORDER.get(replica_type, len(_TYPE_ORDER)), index, (pod.get("metadata") or {}).get("name", "")
+
+
+def _join(*parts: str | None) -> str | None:
+    text = "; ".join(p for p in parts if p)
+    return text or None
+
+
+def _honest(phase: Phase, reason: str | None, message: str | None, pods: list[dict[str, Any]],
+            *, failed_reason: str | None = None) -> tuple[str | None, str | None]:
+    problem = worst_problem(pods) if phase in _PROBLEM_PHASES else None
+    if phase == "failed" and failed_reason:
+        return failed_reason, _join(message, problem.message if problem else None)
+    if problem is not None:
+        return problem.reason, _join(message, problem.message)
+    return reason, message
+
+
+def _no_object(pods: list[dict[str, Any]]) -> JobStatus:
+    replicas = replicas_from_pods(pods)
+    if pods:
+        return JobStatus(phase="terminating", reason="Deleted",
+                         message="the job object is gone; its pods are being removed", replicas=replicas)
+    return JobStatus(phase="pending", reason="NotFound", message="the job object is not on the cluster")
+
+
+def tfjob_status(obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobStatus:
+    """Legacy status of a TFJob (either dialect) and its pods."""
+    if obj is None:
+        return _no_object(pods)
+    status = obj.get("status") or {}
+    true = [c for c in status.get("conditions") or []
+            if c.get("status") == "True" and c.get("type") in TFJOB_CONDITION_PHASES]
+    terminal = [c for c in true if c["type"] in ("Succeeded", "Failed")]
+    chosen = terminal[-1] if terminal else (true[-1] if true else None)
+    phase: Phase = TFJOB_CONDITION_PHASES[chosen["type"]] if chosen else "pending"
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        phase = "terminating"
+    reason = chosen.get("reason") if chosen else None
+    message = chosen.get("message") if chosen else None
+    failed_reason = None
+    lowered = (message or "").lower()
+    if "backoff limit" in lowered:
+        failed_reason = "BackoffLimitExceeded"
+    elif "deadline" in lowered:
+        failed_reason = "DeadlineExceeded"
+    reason, message = _honest(phase, reason, message, pods, failed_reason=failed_reason)
+    return JobStatus(phase=phase, reason=reason, message=message, start_time=status.get("startTime"),
+                     completion_time=status.get("completionTime"), replicas=replicas_from_pods(pods))
+
+
+def vcjob_status(obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobStatus:
+    """Legacy status of a Volcano Job and its pods."""
+    if obj is None:
+        return _no_object(pods)
+    status = obj.get("status") or {}
+    state = status.get("state") or {}
+    volcano_phase = state.get("phase") or ""
+    phase: Phase = VOLCANO_PHASES.get(volcano_phase, "pending")
+    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+        phase = "terminating"
+    reason = state.get("reason") or (volcano_phase or None)
+    message = state.get("message") or None
+    conditions = status.get("conditions") or []
+    start_time = next((c.get("lastTransitionTime") for c in conditions if c.get("status") == "Running"), None)
+    completion_time = None
+    if volcano_phase in ("Completed", "Failed", "Terminated"):
+        completion_time = state.get("lastTransitionTime") or next(
+            (c.get("lastTransitionTime") for c in reversed(conditions) if c.get("status") == volcano_phase), None)
+    failed_reason = None
+    max_retry = (obj.get("spec") or {}).get("maxRetry", 3)
+    retries = int(status.get("retryCount") or 0)
+    if phase == "failed" and volcano_phase == "Failed" and retries >= int(max_retry or 0) and retries > 0:
+        failed_reason = "BackoffLimitExceeded"
+        message = _join(message, f"the job was restarted {retries} times (maxRetry {max_retry})")
+    reason, message = _honest(phase, reason, message, pods, failed_reason=failed_reason)
+    return JobStatus(phase=phase, reason=reason, message=message, start_time=start_time,
+                     completion_time=completion_time, replicas=replicas_from_pods(pods))
