@@ -355,6 +355,15 @@ def _read_environment(value: Any, path: str, errors: _Errors) -> tuple[tuple[str
     return tuple(result)
 
 
+def _exact_environment(body: dict[str, Any], value: Any) -> Any:
+    """Our rendered `environmentList` instead of the lossy string when the string is unedited."""
+    exact = body.get("environmentList")
+    if (isinstance(value, str) and isinstance(exact, list) and all(isinstance(x, str) for x in exact)
+            and ",".join(exact) == value):
+        return exact
+    return value
+
+
 def _read_run_policy(body: dict[str, Any], errors: _Errors, current: RunPolicy) -> RunPolicy:
     values: dict[str, Any] = {}
 
@@ -618,8 +627,11 @@ def _read_fields(body: dict[str, Any], errors: _Errors, profile: ClusterProfile,
     field_("description", ("description",), lambda v, k: _read_description(v, errors))
     field_("workdir", ("workdir", "workerdir", "workDir"), lambda v, k: _path_value(v, k, errors, profile))
     field_("args", ("args",), lambda v, k: _read_args(v, k, errors))
-    field_("environment", ("environment", "enviroment", "env"),
-           lambda v, k: _read_environment(v, k, errors))
+    if not {"environment", "enviroment", "env"} & body.keys() and "environmentList" in body:
+        field_("environment", ("environmentList",), lambda v, k: _read_environment(v, k, errors))
+    else:
+        field_("environment", ("environment", "enviroment", "env"),
+               lambda v, k: _read_environment(_exact_environment(body, v), k, errors))
     for attr, key, _ in DIRECTORY_ENV:
         field_(attr, (key,), lambda v, k: _path_value(v, k, errors, profile))
     replicas_changed = current is None or bool(

@@ -76,7 +76,7 @@ def parse_quantity(raw: object) -> Quantity:
         magnitude = Decimal(number)
         if suffix in _BINARY:
             value = magnitude * _BINARY[suffix]
-        elif suffix[:1] in ("e", "E"):
+        elif len(suffix) > 1 and suffix[0] in ("e", "E"):
             exponent = int(suffix[1:])
             if abs(exponent) > 64:
                 raise QuantityError(f"quantity exponent out of range: {raw!r}")
