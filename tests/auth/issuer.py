@@ -1,0 +1,209 @@
+"""A local OIDC issuer for tests and benchmarks: real HTTP on loopback, real keys, really signed tokens.
+
+Serves `{issuer}/.well-known/openid-configuration` and `{issuer}/jwks`, counts every request, and mints
+tokens with arbitrary claims and headers. Keys (RSA and EC) can be added, rotated and removed; the server
+can be stopped and started again on the same port to simulate "issuer down".
+
+    async with LocalIssuer() as issuer:
+        token = issuer.mint(user="alice", groups=["team-a"])
+        issuer.rotate("EC")
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from collections import Counter
+from typing import Any, Literal, Self
+
+from aiohttp import web
+from joserfc import jwt
+from joserfc.jwk import ECKey, Key, RSAKey
+
+KeyKind = Literal["RSA", "EC"]
+DEFAULT_AUDIENCE = "clever-gateway"
+
+
+def b64url(data: bytes) -> str:
+    """Base64url without padding (JWS segments)."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _segment(obj: dict[str, Any]) -> str:
+    return b64url(json.dumps(obj, separators=(",", ":")).encode())
+
+
+# RSA generation is slow on a shared 2-core box; the n-th key of a kind is the same in every issuer of
+# this process, which is harmless since every issuer (and verifier) is independent.
+_KEY_POOL: dict[tuple[str, int], Key] = {}
+
+
+def _pooled_key(kind: KeyKind, index: int) -> Key:
+    if (kind, index) not in _KEY_POOL:
+        _KEY_POOL[(kind, index)] = RSAKey.generate_key(2048) if kind == "RSA" else ECKey.generate_key("P-256")
+    return _KEY_POOL[(kind, index)]
+
+
+class LocalIssuer:
+    """An OIDC issuer on 127.0.0.1 (see module docstring)."""
+
+    def __init__(self, *, host: str = "127.0.0.1", port: int = 0, path: str = "/realms/clever",
+                 audience: str = DEFAULT_AUDIENCE, kinds: tuple[KeyKind, ...] = ("RSA", "EC")) -> None:
+        self.host = host
+        self.port = port
+        self.path = path
+        self.audience = audience
+        self.requests: Counter[str] = Counter()
+        self.jwks_status = 200
+        self.discovery_overrides: dict[str, Any] = {}
+        self._private: dict[str, Key] = {}
+        self._order: list[str] = []
+        self._counter = 0
+        self._runner: web.AppRunner | None = None
+        for kind in kinds:
+            self.add_key(kind)
+
+    # --- server -------------------------------------------------------------------------------------
+
+    @property
+    def issuer(self) -> str:
+        """The issuer URL (what tokens carry in `iss`)."""
+        return f"http://{self.host}:{self.port}{self.path}"
+
+    @property
+    def jwks_requests(self) -> int:
+        """How many times the key set was fetched."""
+        return self.requests["jwks"]
+
+    async def start(self) -> None:
+        """Listen (on the same port as before when restarted)."""
+        app = web.Application()
+        app.router.add_get(f"{self.path}/.well-known/openid-configuration", self._discovery)
+        app.router.add_get(f"{self.path}/jwks", self._jwks)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
+        await site.start()
+        if self.port == 0:
+            server = site._server
+            assert server is not None and server.sockets  # type: ignore[union-attr]
+            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        """Stop listening: connections are refused until `start()`."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    async def _discovery(self, request: web.Request) -> web.Response:
+        self.requests["discovery"] += 1
+        document = {
+            "issuer": self.issuer,
+            "jwks_uri": f"{self.issuer}/jwks",
+            "authorization_endpoint": f"{self.issuer}/auth",
+            "token_endpoint": f"{self.issuer}/token",
+            "response_types_supported": ["code"],
+            "subject_types_supported": ["public"],
+            "id_token_signing_alg_values_supported": ["RS256", "ES256"],
+            **self.discovery_overrides,
+        }
+        return web.json_response(document)
+
+    async def _jwks(self, request: web.Request) -> web.Response:
+        self.requests["jwks"] += 1
+        if self.jwks_status != 200:
+            return web.json_response({"error": "unavailable"}, status=self.jwks_status)
+        return web.json_response(self.public_jwks())
+
+    # --- keys ---------------------------------------------------------------------------------------
+
+    def public_jwks(self) -> dict[str, Any]:
+        """The published key set (public halves only)."""
+        keys = []
+        for kid in self._order:
+            key = self._private[kid]
+            keys.append({**key.as_dict(private=False), "kid": kid, "use": "sig", "alg": self.alg_for(kid)})
+        return {"keys": keys}
+
+    def add_key(self, kind: KeyKind = "RSA", *, kid: str | None = None) -> str:
+        """Generate and publish a new key; return its kid."""
+        self._counter += 1
+        kid = kid or f"{kind.lower()}-{self._counter}"
+        key = _pooled_key(kind, self._counter)
+        self._private[kid] = key
+        self._order.append(kid)
+        return kid
+
+    def remove_key(self, kid: str) -> None:
+        """Stop publishing a key (its tokens must stop verifying)."""
+        self._order.remove(kid)
+
+    def rotate(self, kind: KeyKind = "RSA") -> str:
+        """Replace every published key with one new key; return the new kid."""
+        self._order.clear()
+        return self.add_key(kind)
+
+    def kid_of(self, kind: KeyKind) -> str:
+        """The first published kid of this kind."""
+        for kid in self._order:
+            if isinstance(self._private[kid], RSAKey if kind == "RSA" else ECKey):
+                return kid
+        raise KeyError(kind)
+
+    def alg_for(self, kid: str) -> str:
+        """The algorithm a key signs with."""
+        return "RS256" if isinstance(self._private[kid], RSAKey) else "ES256"
+
+    def private_key(self, kid: str) -> Key:
+        """The private key behind a kid (published or not)."""
+        return self._private[kid]
+
+    def public_pem(self, kid: str) -> bytes:
+        """The public key as PEM (what an attacker uses as an HMAC secret)."""
+        return self._private[kid].as_pem(private=False)
+
+    # --- tokens -------------------------------------------------------------------------------------
+
+    def claims(self, *, user: str = "alice", groups: list[str] | None = None, lifetime: int = 300,
+               **overrides: Any) -> dict[str, Any]:
+        """Standard claims for `user`; overrides replace (value None removes the claim)."""
+        now = int(time.time())
+        claims: dict[str, Any] = {
+            "iss": self.issuer, "aud": self.audience, "sub": f"sub-{user}", "preferred_username": user,
+            "groups": groups if groups is not None else [], "iat": now, "nbf": now, "exp": now + lifetime,
+        }
+        claims.update(overrides)
+        return {k: v for k, v in claims.items() if v is not None}
+
+    def mint(self, *, kind: KeyKind | None = None, kid: str | None = None, alg: str | None = None,
+             header: dict[str, Any] | None = None, signing_key: Key | None = None,
+             claims: dict[str, Any] | None = None, **claim_args: Any) -> str:
+        """A signed token. By default signed by the first published RSA key with its kid in the header."""
+        kid = kid or (self.kid_of(kind) if kind else self._order[0])
+        key = signing_key or self._private[kid]
+        alg = alg or self.alg_for(kid)
+        full_header = {"alg": alg, "kid": kid, "typ": "JWT", **(header or {})}
+        full_header = {k: v for k, v in full_header.items() if v is not None}
+        body = claims if claims is not None else self.claims(**claim_args)
+        return jwt.encode(full_header, body, key, algorithms=[alg])
+
+    def mint_unsigned(self, **claim_args: Any) -> str:
+        """`alg: none` — no signature at all."""
+        return f"{_segment({'alg': 'none', 'typ': 'JWT'})}.{_segment(self.claims(**claim_args))}."
+
+    def mint_hmac_with_public_key(self, kid: str, *, secret: bytes | None = None, **claim_args: Any) -> str:
+        """HS256 signed with the issuer's *public* key as the secret (the classic key-confusion attack)."""
+        signing_input = f"{_segment({'alg': 'HS256', 'kid': kid, 'typ': 'JWT'})}.{_segment(self.claims(**claim_args))}"
+        mac = hmac.new(secret if secret is not None else self.public_pem(kid), signing_input.encode(),
+                       hashlib.sha256).digest()
+        return f"{signing_input}.{b64url(mac)}"
