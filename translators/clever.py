@@ -451,7 +451,7 @@ def _merge_resources(path: str, errors: _Errors, *levels: _ResourceDefaults | Re
 
 
 def _read_replica_entry(item: Any, path: str, errors: _Errors, defaults: _ResourceDefaults,
-                        seen: dict[str, str]) -> Replica:
+                        seen: dict[str, str], previous: dict[str, Resources]) -> Replica:
     if not isinstance(item, dict):
         errors.add(path, f"must be an object {{type, count, resource}}, got {_json_type(item)}")
         raise _Fail
@@ -474,11 +474,13 @@ def _read_replica_entry(item: Any, path: str, errors: _Errors, defaults: _Resour
             raise _Fail
         nested = _read_resource_level(resource_raw, f"{path}.{resource_key}.", errors)
     inline = _read_resource_level(item, f"{path}.", errors)
-    resources = _merge_resources(f"{path}.resource", errors, nested, inline, defaults)
+    resources = _merge_resources(f"{path}.resource", errors, nested, inline, defaults,
+                                 previous.get(replica_type))
     return Replica(type=replica_type, count=count, resources=resources)
 
 
-def _read_replica_list(body: dict[str, Any], errors: _Errors, defaults: _ResourceDefaults) -> list[Replica]:
+def _read_replica_list(body: dict[str, Any], errors: _Errors, defaults: _ResourceDefaults,
+                       previous: dict[str, Resources]) -> list[Replica]:
     raw = body["replicas"]
     base = "replicas"
     if isinstance(raw, dict):
@@ -496,7 +498,7 @@ def _read_replica_list(body: dict[str, Any], errors: _Errors, defaults: _Resourc
     failed = False
     for i, item in enumerate(raw):
         try:
-            replicas.append(_read_replica_entry(item, f"{base}[{i}]", errors, defaults, seen))
+            replicas.append(_read_replica_entry(item, f"{base}[{i}]", errors, defaults, seen, previous))
         except _Fail:
             failed = True
     if failed:
@@ -516,7 +518,8 @@ def _read_replicas(body: dict[str, Any], errors: _Errors, current: JobSpec | Non
             errors.add("type" if "type" in body else count_key,
                        "give either 'replicas' or top-level 'type'/'count', not both")
             raise _Fail
-        replicas = _read_replica_list(body, errors, defaults)
+        previous = {r.type: r.resources for r in current.replicas} if current else {}
+        replicas = _read_replica_list(body, errors, defaults, previous)
     elif has_shape or current is None:
         if "type" in body and body["type"] is not None:
             replica_type = _read_type(body["type"], "type", errors)
@@ -670,8 +673,9 @@ def parse_create(body: object, *, partition: str, profile: ClusterProfile) -> Jo
 def parse_update(body: object, *, current: JobSpec, profile: ClusterProfile) -> JobSpec:
     """Apply a legacy PATCH body to `current`: present fields override, absent ones are kept.
 
-    `replicas` (or top-level `type`/`count`) replace the replica groups wholesale; top-level
-    `cpu`/`memory`/`gpu` alone set that resource on every current replica group. Renames are refused.
+    `replicas` (or top-level `type`/`count`) replace the replica groups wholesale (a group that
+    gives no resources keeps those of the current group of its type); top-level `cpu`/`memory`/`gpu`
+    alone set that resource on every current replica group. Renames are refused.
     """
     errors = _Errors()
     flat = _unwrap(body, errors)

@@ -406,6 +406,11 @@ def test_patch_replaces_replicas_wholesale() -> None:
     assert new.replicas == (Replica("worker", 4, Resources("2", "2Gi", 0)),)
 
 
+def test_patch_replica_without_resources_keeps_those_of_its_type() -> None:
+    new = update({"replicas": [{"type": "worker", "count": 3}]})
+    assert new.replicas == (Replica("worker", 3, Resources("1", "1Gi", 0)),)
+
+
 def test_patch_with_top_level_resource_sets_it_on_every_replica() -> None:
     new = update({"memory": "4Gi"})
     assert all(r.resources.memory == "4Gi" and r.resources.cpu == "1" for r in new.replicas)
@@ -437,7 +442,7 @@ def test_patch_rename_is_refused_but_same_name_is_fine() -> None:
     ({"cpu": "abc"}, "cpu"),
     ({"runtime": None}, "runtime"),
     ({"replicas": [{"type": "ps", "cpu": "1", "memory": "1Gi"}]}, "replicas"),
-    ({"replicas": [{"type": "worker"}]}, "replicas[0].resource.cpu"),
+    ({"replicas": [{"type": "chief"}, {"type": "worker"}]}, "replicas[0].resource.cpu"),
     ({"environment": "TF_CONFIG=1"}, "environment"),
     ([], ""),
 ])
