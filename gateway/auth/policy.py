@@ -14,7 +14,9 @@ Contract (the gateway calls exactly these):
   Admins may use every partition.
 - `SubjectAccessReviewer`: implemented by the gateway's ClusterClient (one per cluster).
 - `impersonation_headers(principal) -> CIMultiDict[str]`: Impersonate-User plus one Impersonate-Group
-  per group (a plain dict cannot repeat a header; Kubernetes reads repeated Impersonate-Group headers).
+  per group (a plain dict cannot repeat a header; Kubernetes reads repeated Impersonate-Group headers);
+  `system:` groups are dropped and `system:` users refused. `impersonates(settings, cluster=)` says
+  whether a cluster is configured for it.
 """
 
 from __future__ import annotations
@@ -216,10 +218,22 @@ def impersonates(settings: AuthSettings, *, cluster: str) -> bool:
     return settings.access_for(cluster).impersonate
 
 
+# Kubernetes reserves the `system:` prefix for its own users and groups (`system:masters` is cluster-admin);
+# an identity provider that lets users name their groups must not turn that into cluster-admin.
+_RESERVED_PREFIX = "system:"
+
+
 def impersonation_headers(principal: Principal) -> CIMultiDict[str]:
-    """Headers that make the Kubernetes API act as `principal`; extend (not update) a request's headers."""
+    """Headers that make the Kubernetes API act as `principal`; extend (not update) a request's headers.
+
+    `system:` groups are never forwarded; a `system:` user name is refused with `Forbidden`.
+    """
+    if principal.user.startswith(_RESERVED_PREFIX):
+        log.warning("impersonation refused for reserved user name", user=principal.user)
+        raise Forbidden("this user name cannot be used on the cluster")
     headers: CIMultiDict[str] = CIMultiDict()
     headers.add("Impersonate-User", principal.user)
     for group in sorted(principal.groups):
-        headers.add("Impersonate-Group", group)
+        if not group.startswith(_RESERVED_PREFIX):
+            headers.add("Impersonate-Group", group)
     return headers

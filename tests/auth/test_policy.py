@@ -259,6 +259,14 @@ def test_impersonation_headers() -> None:
     assert list(impersonation_headers(ADMIN_AS_BOB).items()) == [("Impersonate-User", "bob")]
 
 
+def test_impersonation_never_forwards_reserved_names() -> None:
+    sneaky = Principal(user="mallory", groups=frozenset({"system:masters", "team-a"}))
+    assert impersonation_headers(sneaky).getall("Impersonate-Group") == ["team-a"]
+    for user in ("system:admin", "system:serviceaccount:kube-system:default"):
+        with pytest.raises(Forbidden):
+            impersonation_headers(Principal(user=user))
+
+
 def test_impersonation_is_per_cluster() -> None:
     settings = AuthSettings.model_validate({"mode": "none", "clusters": {"c2": {"impersonate": True}}})
     assert impersonates(settings, cluster="c2")
