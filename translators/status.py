@@ -23,8 +23,8 @@ Replicas come from the pods, sorted (chief, worker, ps, evaluator, others; index
 index from either dialect's labels (`training.kubeflow.org/replica-type|index`, the older
 `replica-type|index`, Volcano's `volcano.sh/task-spec|task-index` labels or annotations), else
 the pod name's numeric suffix. restartCount sums all containers; reason/message/exitCode come
-from the pod's own failure reason, else the `tensorflow` container's waiting/terminated state,
-else an Unschedulable PodScheduled condition.
+from the pod's own failure reason (Evicted...), else an Unschedulable PodScheduled condition,
+else the `tensorflow` container's waiting/terminated state.
 """
 
 from __future__ import annotations
@@ -116,7 +116,10 @@ def replica_status(pod: dict[str, Any]) -> ReplicaStatus:
     container = _tensorflow_status(pod) or {}
     state = container.get("state") or {}
     last = (container.get("lastState") or {}).get("terminated") or {}
-    if "terminated" in state:
+    unschedulable = _unschedulable(pod)
+    if unschedulable:
+        reason, message = unschedulable.get("reason"), unschedulable.get("message")
+    elif "terminated" in state:
         terminated = state["terminated"] or {}
         reason, message, exit_code = terminated.get("reason"), terminated.get("message"), terminated.get("exitCode")
     elif "waiting" in state:
@@ -125,10 +128,6 @@ def replica_status(pod: dict[str, Any]) -> ReplicaStatus:
         exit_code = last.get("exitCode")
     if status.get("reason"):
         reason, message = status["reason"], status.get("message") or message
-    if reason is None:
-        unschedulable = _unschedulable(pod)
-        if unschedulable:
-            reason, message = unschedulable.get("reason"), unschedulable.get("message")
     return ReplicaStatus(
         id=metadata.get("name", ""),
         type=replica_type,
@@ -170,7 +169,8 @@ def pod_problem(pod: dict[str, Any]) -> PodProblem | None:
                               f"{name}: container {cname} exited with code {code} "
                               f"({terminated.get('reason') or 'Error'}){detail}")
     if status.get("phase") == "Failed" and status.get("reason"):
-        return PodProblem(5, status["reason"], f"{name}: {status['reason']}: {status.get('message') or ''}".rstrip(": "))
+        detail = f": {status['message']}" if status.get("message") else ""
+        return PodProblem(5, status["reason"], f"{name}: {status['reason']}{detail}")
     if waiting is not None:
         reason = waiting.get("reason") or "Waiting"
         detail = waiting.get("message") or ""

@@ -1,0 +1,333 @@
+"""Status mapping: TFJob conditions (seeds 000-002), Volcano phases, and every pod situation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from translators.backends import job_status
+from translators.clever import render_job
+from translators.spec import ClusterProfile, JobIdentity, JobSpec, Replica, Resources, ReplicaStatus
+
+TFJOB_PROFILE = ClusterProfile(id="c1", backend="training-operator")
+VOLCANO_PROFILE = ClusterProfile(id="c1", backend="volcano")
+
+# Seeds 001 and 002: the status of a running TFJob, verbatim.
+SEED_001_STATUS = {
+    "conditions": [
+        {"lastTransitionTime": "2019-07-24T07:16:13Z", "lastUpdateTime": "2019-07-24T07:16:13Z",
+         "message": "TFJob tfjob-test is created.", "reason": "TFJobCreated", "status": "True", "type": "Created"},
+        {"lastTransitionTime": "2019-07-24T07:16:18Z", "lastUpdateTime": "2019-07-24T07:16:18Z",
+         "message": "TFJob tfjob-test is running.", "reason": "TFJobRunning", "status": "True", "type": "Running"},
+    ],
+    "replicaStatuses": {"PS": {"active": 1}, "Worker": {"active": 1}},
+    "startTime": "2019-07-24T07:16:13Z",
+}
+SEED_002_STATUS = {
+    "conditions": [
+        {"lastTransitionTime": "2019-07-24T07:16:13.000Z", "lastUpdateTime": "2019-07-24T07:16:13.000Z",
+         "message": "TFJob tfjob-test is created.", "reason": "TFJobCreated", "status": "True", "type": "Created"},
+        {"lastTransitionTime": "2019-07-24T07:16:18.000Z", "lastUpdateTime": "2019-07-24T07:16:18.000Z",
+         "message": "TFJob tfjob-test is running.", "reason": "TFJobRunning", "status": "True", "type": "Running"},
+    ],
+    "replicaStatuses": {"PS": {"active": 1}, "Worker": {"active": 1}},
+    "startTime": "2019-07-24T07:16:13.000Z",
+}
+
+
+def tfjob(status: dict[str, Any] | None = None, **metadata: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"apiVersion": "kubeflow.org/v1", "kind": "TFJob",
+                            "metadata": {"name": "tfjob-test", "namespace": "kube-test", **metadata},
+                            "spec": {"tfReplicaSpecs": {}}}
+    if status is not None:
+        body["status"] = status
+    return body
+
+
+def cond(kind: str, status: str = "True", *, reason: str | None = None, message: str = "") -> dict[str, Any]:
+    return {"type": kind, "status": status, "reason": reason or f"TFJob{kind}", "message": message,
+            "lastTransitionTime": "2019-07-24T07:16:13Z"}
+
+
+def pod(name: str, *, labels: dict[str, str] | None = None, annotations: dict[str, str] | None = None,
+        phase: str = "Running", state: dict[str, Any] | None = None, last: dict[str, Any] | None = None,
+        restarts: int = 0, conditions: list[dict[str, Any]] | None = None, node: str | None = "node-1",
+        reason: str | None = None, message: str | None = None, sidecar_restarts: int = 0) -> dict[str, Any]:
+    replica_type, index = name.rsplit("-", 2)[-2:]
+    tensorflow = {"name": "tensorflow", "restartCount": restarts, "state": state or {"running": {}}}
+    if last:
+        tensorflow["lastState"] = {"terminated": last}
+    status: dict[str, Any] = {"phase": phase, "startTime": "2019-07-24T07:16:14Z",
+                              "containerStatuses": [tensorflow]}
+    if sidecar_restarts:
+        status["containerStatuses"].append({"name": "sidecar", "restartCount": sidecar_restarts,
+                                            "state": {"running": {}}})
+    if conditions:
+        status["conditions"] = conditions
+    if reason:
+        status["reason"], status["message"] = reason, message
+    return {"metadata": {"name": name,
+                         "labels": labels if labels is not None else {
+                             "training.kubeflow.org/replica-type": replica_type,
+                             "training.kubeflow.org/replica-index": index},
+                         "annotations": annotations or {}},
+            "spec": {"nodeName": node} if node else {},
+            "status": status}
+
+
+UNSCHEDULABLE = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                  "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."}]
+
+
+# --- TFJob conditions ----------------------------------------------------------------------------
+
+
+def test_seed_001_and_002_statuses_are_running() -> None:
+    for status in (SEED_001_STATUS, SEED_002_STATUS):
+        result = job_status(tfjob(status), [], profile=TFJOB_PROFILE)
+        assert result.phase == "running"
+        assert result.reason == "TFJobRunning" and result.message == "TFJob tfjob-test is running."
+        assert result.start_time == status["startTime"]
+
+
+def test_seed_000_empty_status_is_pending() -> None:
+    assert job_status(tfjob({}), [], profile=TFJOB_PROFILE).phase == "pending"
+
+
+@pytest.mark.parametrize(
+    ("conditions", "phase"),
+    [
+        ([], "pending"),
+        ([cond("Created")], "pending"),
+        ([cond("Created"), cond("Running", "False")], "pending"),
+        ([cond("Created"), cond("Running")], "running"),
+        ([cond("Created"), cond("Running", "False"), cond("Restarting")], "restarting"),
+        ([cond("Created"), cond("Restarting", "False"), cond("Running")], "running"),
+        ([cond("Created"), cond("Running", "False"), cond("Succeeded")], "succeeded"),
+        ([cond("Created"), cond("Running", "False"), cond("Failed")], "failed"),
+        ([cond("Created"), cond("Failed"), cond("Running")], "failed"),
+        ([cond("Created"), cond("Running", "False"), cond("Suspended")], "suspended"),
+        ([cond("Created"), cond("Suspended", "False", reason="TFJobResumed"), cond("Running")], "running"),
+        ([cond("Created"), cond("Unknown")], "pending"),
+    ],
+)
+def test_tfjob_condition_table(conditions: list[dict[str, Any]], phase: str) -> None:
+    assert job_status(tfjob({"conditions": conditions}), [], profile=TFJOB_PROFILE).phase == phase
+
+
+def test_no_status_at_all_is_pending() -> None:
+    assert job_status(tfjob(None), [], profile=TFJOB_PROFILE).phase == "pending"
+
+
+def test_deletion_timestamp_is_terminating() -> None:
+    obj = tfjob(SEED_001_STATUS, deletionTimestamp="2019-07-24T08:00:00Z")
+    assert job_status(obj, [], profile=TFJOB_PROFILE).phase == "terminating"
+
+
+def test_succeeded_job_has_times_and_the_operator_message() -> None:
+    status = {"conditions": [cond("Created"), cond("Succeeded", message="TFJob kube-test/tfjob-test successfully completed.")],
+              "startTime": "2019-07-24T07:16:13Z", "completionTime": "2019-07-24T07:20:13Z"}
+    result = job_status(tfjob(status), [pod("tfjob-test-worker-0", phase="Succeeded",
+                                            state={"terminated": {"exitCode": 0, "reason": "Completed"}})],
+                        profile=TFJOB_PROFILE)
+    assert (result.phase, result.reason) == ("succeeded", "TFJobSucceeded")
+    assert result.message == "TFJob kube-test/tfjob-test successfully completed."
+    assert (result.start_time, result.completion_time) == ("2019-07-24T07:16:13Z", "2019-07-24T07:20:13Z")
+
+
+@pytest.mark.parametrize(("message", "reason"), [
+    ("Job tfjob-test has failed because it has reached the specified backoff limit", "BackoffLimitExceeded"),
+    ("Job tfjob-test has failed because it was active longer than specified deadline", "DeadlineExceeded"),
+])
+def test_failed_by_backoff_limit_or_deadline_says_so(message: str, reason: str) -> None:
+    status = {"conditions": [cond("Created"), cond("Failed", message=message)]}
+    crashing = pod("tfjob-test-worker-0", state={"waiting": {"reason": "CrashLoopBackOff"}},
+                   last={"exitCode": 2, "reason": "Error"}, restarts=6)
+    result = job_status(tfjob(status), [crashing], profile=TFJOB_PROFILE)
+    assert (result.phase, result.reason) == ("failed", reason)
+    assert message in (result.message or "") and "tfjob-test-worker-0" in (result.message or "")
+
+
+def test_failed_replica_reports_the_exit_code() -> None:
+    operator = "TFJob kube-test/tfjob-test has failed because 1 Worker replica(s) failed."
+    status = {"conditions": [cond("Created"), cond("Failed", message=operator)]}
+    failed = pod("tfjob-test-worker-0", phase="Failed",
+                 state={"terminated": {"exitCode": 1, "reason": "Error", "message": "ValueError: bad input"}})
+    result = job_status(tfjob(status), [failed], profile=TFJOB_PROFILE)
+    assert result.reason == "Error"
+    assert result.message is not None and operator in result.message and "exit" in result.message
+    assert "ValueError: bad input" in result.message
+    assert result.replicas[0].exit_code == 1 and result.replicas[0].status == "Failed"
+
+
+# --- pod situations --------------------------------------------------------------------------------
+
+
+RUNNING = {"conditions": [cond("Created"), cond("Running")]}
+CREATED = {"conditions": [cond("Created")]}
+
+
+@pytest.mark.parametrize(
+    ("job", "pods", "phase", "reason", "in_message"),
+    [
+        (CREATED, [pod("j-worker-0", phase="Pending", state={"waiting": {"reason": "ContainerCreating"}},
+                       node=None, conditions=UNSCHEDULABLE)],
+         "pending", "Unschedulable", "Insufficient nvidia.com/gpu"),
+        (CREATED, [pod("j-worker-0", phase="Pending",
+                       state={"waiting": {"reason": "ErrImagePull", "message": "manifest unknown"}})],
+         "pending", "ErrImagePull", "manifest unknown"),
+        (CREATED, [pod("j-worker-0", phase="Pending",
+                       state={"waiting": {"reason": "ImagePullBackOff", "message": "Back-off pulling image"}})],
+         "pending", "ImagePullBackOff", "Back-off pulling image"),
+        (RUNNING, [pod("j-worker-0", state={"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 40s"}},
+                       last={"exitCode": 3, "reason": "Error"}, restarts=4)],
+         "running", "CrashLoopBackOff", "last exit code 3"),
+        (RUNNING, [pod("j-worker-0", state={"waiting": {"reason": "CrashLoopBackOff"}},
+                       last={"exitCode": 137, "reason": "OOMKilled"}, restarts=2)],
+         "running", "OOMKilled", "memory limit"),
+        ({"conditions": [cond("Created"), cond("Failed", message="1 Worker replica(s) failed.")]},
+         [pod("j-worker-0", phase="Failed", state={"terminated": {"exitCode": 137, "reason": "OOMKilled"}})],
+         "failed", "OOMKilled", "exit code 137"),
+        ({"conditions": [cond("Created"), cond("Running", "False"), cond("Restarting")]},
+         [pod("j-worker-0", phase="Failed", reason="Evicted", message="The node was low on resource: memory.",
+              state={"terminated": {"exitCode": 0, "reason": "Completed"}})],
+         "restarting", "Evicted", "low on resource"),
+        (RUNNING, [pod("j-worker-0", state={"running": {}}, last={"exitCode": 137, "reason": "OOMKilled"},
+                       restarts=1)],
+         "running", "OOMKilled", "restarted after exit code 137"),
+        (RUNNING, [pod("j-ps-0"), pod("j-worker-0")], "running", "TFJobRunning", ""),
+    ],
+)
+def test_pod_situations_give_an_honest_reason(job: dict[str, Any], pods: list[dict[str, Any]], phase: str,
+                                              reason: str, in_message: str) -> None:
+    result = job_status(tfjob(job), pods, profile=TFJOB_PROFILE)
+    assert (result.phase, result.reason) == (phase, reason)
+    assert in_message in (result.message or "")
+
+
+def test_worst_pod_problem_wins() -> None:
+    pods = [pod("j-worker-0", phase="Pending", conditions=UNSCHEDULABLE, node=None),
+            pod("j-worker-1", state={"waiting": {"reason": "CrashLoopBackOff"}}, last={"exitCode": 1}),
+            pod("j-ps-0", phase="Failed", state={"terminated": {"exitCode": 137, "reason": "OOMKilled"}})]
+    assert job_status(tfjob(RUNNING), pods, profile=TFJOB_PROFILE).reason == "OOMKilled"
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "expected_type", "expected_index"),
+    [
+        ({"training.kubeflow.org/replica-type": "worker", "training.kubeflow.org/replica-index": "3"}, {},
+         "worker", 3),
+        ({"replica-type": "ps", "replica-index": "1"}, {}, "ps", 1),
+        ({"training.kubeflow.org/replica-type": "master", "training.kubeflow.org/replica-index": "0"}, {},
+         "chief", 0),
+        ({"volcano.sh/task-spec": "evaluator", "volcano.sh/task-index": "0"}, {}, "evaluator", 0),
+        ({}, {"volcano.sh/task-spec": "worker", "volcano.sh/task-index": "2"}, "worker", 2),
+        ({}, {}, "worker", 7),
+    ],
+)
+def test_replica_type_and_index_from_either_dialect(labels: dict[str, str], annotations: dict[str, str],
+                                                    expected_type: str, expected_index: int) -> None:
+    result = job_status(tfjob(RUNNING), [pod("j-worker-7", labels=labels, annotations=annotations)],
+                        profile=TFJOB_PROFILE)
+    assert (result.replicas[0].type, result.replicas[0].index) == (expected_type, expected_index)
+
+
+def test_replicas_are_sorted_and_complete() -> None:
+    pods = [pod("j-ps-0"), pod("j-worker-10", restarts=2, sidecar_restarts=1), pod("j-worker-2"),
+            pod("j-chief-0", node="gpu-7")]
+    replicas = job_status(tfjob(RUNNING), pods, profile=TFJOB_PROFILE).replicas
+    assert [r.id for r in replicas] == ["j-chief-0", "j-worker-2", "j-worker-10", "j-ps-0"]
+    assert replicas[0] == ReplicaStatus(id="j-chief-0", type="chief", index=0, status="Running", restart_count=0,
+                                        start_time="2019-07-24T07:16:14Z", node="gpu-7")
+    assert replicas[2].restart_count == 3
+
+
+def test_unschedulable_replica_entry() -> None:
+    replica = job_status(tfjob(CREATED), [pod("j-worker-0", phase="Pending", node=None, conditions=UNSCHEDULABLE,
+                                              state={"waiting": {"reason": "ContainerCreating"}})],
+                         profile=TFJOB_PROFILE).replicas[0]
+    assert replica.status == "Pending" and replica.node is None
+    assert replica.reason == "Unschedulable" and "Insufficient nvidia.com/gpu" in (replica.message or "")
+
+
+def test_pod_without_any_status_is_unknown() -> None:
+    replica = job_status(tfjob(CREATED), [{"metadata": {"name": "j-worker-0"}}], profile=TFJOB_PROFILE).replicas[0]
+    assert (replica.status, replica.type, replica.index, replica.restart_count) == ("Unknown", "worker", 0, 0)
+
+
+def test_missing_object() -> None:
+    gone = job_status(None, [], profile=TFJOB_PROFILE)
+    assert (gone.phase, gone.reason) == ("pending", "NotFound")
+    lingering = job_status(None, [pod("j-worker-0")], profile=VOLCANO_PROFILE)
+    assert lingering.phase == "terminating" and len(lingering.replicas) == 1
+
+
+# --- Volcano ---------------------------------------------------------------------------------------
+
+
+def vcjob(phase: str | None, **status: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job",
+                            "metadata": {"name": "j", "namespace": "ns"}, "spec": {"maxRetry": 3}}
+    if phase is not None:
+        body["status"] = {"state": {"phase": phase, "lastTransitionTime": "2019-06-26T06:30:00Z"}, **status}
+    return body
+
+
+@pytest.mark.parametrize(("volcano_phase", "phase"), [
+    (None, "pending"), ("Pending", "pending"), ("Running", "running"), ("Completing", "running"),
+    ("Restarting", "restarting"), ("Completed", "succeeded"), ("Failed", "failed"), ("Terminated", "failed"),
+    ("Aborting", "suspended"), ("Aborted", "suspended"), ("Terminating", "terminating"),
+])
+def test_volcano_phase_table(volcano_phase: str | None, phase: str) -> None:
+    assert job_status(vcjob(volcano_phase), [], profile=TFJOB_PROFILE).phase == phase
+
+
+def test_volcano_times_from_conditions_and_state() -> None:
+    conditions = [{"status": "Pending", "lastTransitionTime": "2019-06-26T06:24:50Z"},
+                  {"status": "Running", "lastTransitionTime": "2019-06-26T06:25:00Z"},
+                  {"status": "Completed", "lastTransitionTime": "2019-06-26T06:30:00Z"}]
+    result = job_status(vcjob("Completed", conditions=conditions), [], profile=VOLCANO_PROFILE)
+    assert (result.start_time, result.completion_time) == ("2019-06-26T06:25:00Z", "2019-06-26T06:30:00Z")
+    running = job_status(vcjob("Running", conditions=conditions[:2]), [], profile=VOLCANO_PROFILE)
+    assert running.completion_time is None
+
+
+def test_volcano_retries_exhausted_is_backoff_limit() -> None:
+    failed = pod("j-worker-0", labels={"volcano.sh/task-spec": "worker", "volcano.sh/task-index": "0"},
+                 phase="Failed", state={"terminated": {"exitCode": 1, "reason": "Error"}})
+    result = job_status(vcjob("Failed", retryCount=3), [failed], profile=VOLCANO_PROFILE)
+    assert (result.phase, result.reason) == ("failed", "BackoffLimitExceeded")
+    assert "restarted 3 times" in (result.message or "") and "exited with code 1" in (result.message or "")
+
+
+def test_volcano_pending_unschedulable_and_state_reason() -> None:
+    waiting = pod("j-worker-0", labels={"volcano.sh/task-spec": "worker"}, phase="Pending", node=None,
+                  conditions=UNSCHEDULABLE)
+    assert job_status(vcjob("Pending"), [waiting], profile=VOLCANO_PROFILE).reason == "Unschedulable"
+    aborted = job_status(vcjob("Aborted"), [], profile=VOLCANO_PROFILE)
+    assert aborted.reason == "Aborted"
+
+
+def test_volcano_deletion_is_terminating() -> None:
+    obj = vcjob("Running")
+    obj["metadata"]["deletionTimestamp"] = "2019-06-26T06:31:00Z"
+    assert job_status(obj, [], profile=VOLCANO_PROFILE).phase == "terminating"
+
+
+# --- rendering the status in the legacy object -------------------------------------------------
+
+
+def test_rendered_status_has_the_legacy_replica_fields_and_duration() -> None:
+    spec = JobSpec(name="j", runtime="r", bootfile="/b.py", replicas=(Replica("worker", 1, Resources("1", "1Gi")),))
+    identity = JobIdentity("id1", "admin", "c1", "clever", "2019-07-24T07:16:00Z", "2019-07-24T07:16:00Z")
+    status = job_status(tfjob({"conditions": [cond("Created"), cond("Succeeded")],
+                               "startTime": "2019-07-24T07:16:13Z", "completionTime": "2019-07-24T07:20:13.5Z"}),
+                        [pod("j-worker-0", phase="Succeeded",
+                             state={"terminated": {"exitCode": 0, "reason": "Completed"}})],
+                        profile=TFJOB_PROFILE)
+    rendered = render_job(spec, identity, status)["status"]
+    assert rendered["phase"] == "succeeded" and rendered["duration"] == 240.5
+    assert rendered["replicas"] == [{"id": "j-worker-0", "restartCount": 0, "status": "Succeeded",
+                                     "startTime": "2019-07-24T07:16:14Z", "type": "worker", "index": 0,
+                                     "node": "node-1", "reason": "Completed", "message": None, "exitCode": 0}]
