@@ -20,6 +20,8 @@ from collections import Counter
 from typing import Any, Literal, Self
 
 from aiohttp import web
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from joserfc import jwt
 from joserfc.jwk import ECKey, Key, RSAKey
 
@@ -41,9 +43,13 @@ def _segment(obj: dict[str, Any]) -> str:
 _KEY_POOL: dict[tuple[str, int], Key] = {}
 
 
+def _new_key(kind: KeyKind) -> Key:
+    return RSAKey.generate_key(2048) if kind == "RSA" else ECKey.generate_key("P-256")
+
+
 def _pooled_key(kind: KeyKind, index: int) -> Key:
     if (kind, index) not in _KEY_POOL:
-        _KEY_POOL[(kind, index)] = RSAKey.generate_key(2048) if kind == "RSA" else ECKey.generate_key("P-256")
+        _KEY_POOL[(kind, index)] = _new_key(kind)
     return _KEY_POOL[(kind, index)]
 
 
@@ -51,7 +57,8 @@ class LocalIssuer:
     """An OIDC issuer on 127.0.0.1 (see module docstring)."""
 
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0, path: str = "/realms/clever",
-                 audience: str = DEFAULT_AUDIENCE, kinds: tuple[KeyKind, ...] = ("RSA", "EC")) -> None:
+                 audience: str = DEFAULT_AUDIENCE, kinds: tuple[KeyKind, ...] = ("RSA", "EC"),
+                 pooled_keys: bool = True) -> None:
         self.host = host
         self.port = port
         self.path = path
@@ -62,6 +69,7 @@ class LocalIssuer:
         self._private: dict[str, Key] = {}
         self._order: list[str] = []
         self._counter = 0
+        self._pooled_keys = pooled_keys  # False: keys of its own (e.g. an attacker's issuer)
         self._runner: web.AppRunner | None = None
         for kind in kinds:
             self.add_key(kind)
@@ -139,7 +147,7 @@ class LocalIssuer:
         """Generate and publish a new key; return its kid."""
         self._counter += 1
         kid = kid or f"{kind.lower()}-{self._counter}"
-        key = _pooled_key(kind, self._counter)
+        key = _pooled_key(kind, self._counter) if self._pooled_keys else _new_key(kind)
         self._private[kid] = key
         self._order.append(kid)
         return kid
@@ -196,6 +204,16 @@ class LocalIssuer:
         full_header = {k: v for k, v in full_header.items() if v is not None}
         body = claims if claims is not None else self.claims(**claim_args)
         return jwt.encode(full_header, body, key, algorithms=[alg])
+
+    def mint_raw_rs256(self, header: dict[str, Any], claims: dict[str, Any] | None = None, *,
+                       kid: str | None = None) -> str:
+        """RS256-sign any header as is (joserfc would refuse e.g. unknown `crit` entries when signing)."""
+        kid = kid or self.kid_of("RSA")
+        private = self._private[kid].private_key
+        assert isinstance(private, rsa.RSAPrivateKey)
+        signing_input = f"{_segment({'alg': 'RS256', 'kid': kid, **header})}.{_segment(claims or self.claims())}"
+        signature = private.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
+        return f"{signing_input}.{b64url(signature)}"
 
     def mint_unsigned(self, **claim_args: Any) -> str:
         """`alg: none` — no signature at all."""
