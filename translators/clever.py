@@ -34,6 +34,7 @@ tells the gateway whether the change can be merge-patched into the live object.
 
 from __future__ import annotations
 
+import math
 import posixpath
 import re
 import shlex
@@ -128,7 +129,7 @@ def _whole(value: Any, path: str, errors: _Errors, *, minimum: int = 0, maximum:
         number = None
     elif isinstance(value, int):
         number = Decimal(value)
-    elif isinstance(value, float) and value == value and abs(value) != float("inf"):
+    elif isinstance(value, float) and math.isfinite(value):
         number = Decimal(repr(value))
     elif isinstance(value, str):
         try:
@@ -430,7 +431,7 @@ def _read_resource_level(obj: dict[str, Any], prefix: str, errors: _Errors) -> _
             if key == "gpu":
                 found.gpu = _whole(obj[key], path, errors)
             else:
-                setattr(found, key, _quantity(obj[key], path, errors, kind=key))  # type: ignore[arg-type]
+                setattr(found, key, _quantity(obj[key], path, errors, kind="cpu" if key == "cpu" else "memory"))
         except _Fail:
             found.failed.add(key)
     return found
@@ -451,7 +452,7 @@ def _merge_resources(path: str, errors: _Errors, *levels: _ResourceDefaults | Re
 
 
 def _read_replica_entry(item: Any, path: str, errors: _Errors, defaults: _ResourceDefaults,
-                        seen: dict[str, str], previous: dict[str, Resources]) -> Replica:
+                        seen: dict[str, str], previous: dict[ReplicaType, Resources]) -> Replica:
     if not isinstance(item, dict):
         errors.add(path, f"must be an object {{type, count, resource}}, got {_json_type(item)}")
         raise _Fail
@@ -480,7 +481,7 @@ def _read_replica_entry(item: Any, path: str, errors: _Errors, defaults: _Resour
 
 
 def _read_replica_list(body: dict[str, Any], errors: _Errors, defaults: _ResourceDefaults,
-                       previous: dict[str, Resources]) -> list[Replica]:
+                       previous: dict[ReplicaType, Resources]) -> list[Replica]:
     raw = body["replicas"]
     base = "replicas"
     if isinstance(raw, dict):
@@ -518,8 +519,8 @@ def _read_replicas(body: dict[str, Any], errors: _Errors, current: JobSpec | Non
             errors.add("type" if "type" in body else count_key,
                        "give either 'replicas' or top-level 'type'/'count', not both")
             raise _Fail
-        previous = {r.type: r.resources for r in current.replicas} if current else {}
-        replicas = _read_replica_list(body, errors, defaults, previous)
+        kept = {r.type: r.resources for r in current.replicas} if current else {}
+        replicas = _read_replica_list(body, errors, defaults, kept)
     elif has_shape or current is None:
         if "type" in body and body["type"] is not None:
             replica_type = _read_type(body["type"], "type", errors)
@@ -589,9 +590,8 @@ def _check_environment_vs_directories(spec: JobSpec, errors: _Errors) -> None:
 
 def _unwrap(body: object, errors: _Errors) -> dict[str, Any]:
     if not isinstance(body, dict):
-        errors.add("", f"the request body must be a JSON object, got {_json_type(body)}")
-        errors.raise_if_any()
-        raise AssertionError("unreachable")
+        message = f"the request body must be a JSON object, got {_json_type(body)}"
+        raise SpecError(f"invalid job: {message}", fields=[*errors.fields, FieldError("", message)])
     flat_keys = {"name", "runtime", "bootfile", "replicas", "type", "cpu", "memory"}
     if isinstance(body.get("spec"), dict) and not flat_keys & body.keys():
         flat = dict(body["spec"])

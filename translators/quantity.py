@@ -19,6 +19,7 @@ JSON numbers are accepted too (`1` -> `"1"`, `0.5` -> `"0.5"`).
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -57,7 +58,7 @@ def parse_quantity(raw: object) -> Quantity:
     if isinstance(raw, int):
         text = str(raw)
     elif isinstance(raw, float):
-        if raw != raw or raw in (float("inf"), float("-inf")):
+        if not math.isfinite(raw):
             raise QuantityError(f"not a quantity: {raw!r}")
         text = _plain_decimal(Decimal(repr(raw)))
     elif isinstance(raw, str):

@@ -38,7 +38,7 @@ from translators.spec import REPLICA_TYPES, JobStatus, Phase, ReplicaStatus
 CONTAINER_NAME = "tensorflow"
 TYPE_KEYS = ("training.kubeflow.org/replica-type", "replica-type", "volcano.sh/task-spec")
 INDEX_KEYS = ("training.kubeflow.org/replica-index", "replica-index", "volcano.sh/task-index")
-_TYPE_ORDER = {t: i for i, t in enumerate(REPLICA_TYPES)}
+_TYPE_ORDER: dict[str, int] = {t: i for i, t in enumerate(REPLICA_TYPES)}
 
 TFJOB_CONDITION_PHASES: dict[str, Phase] = {
     "Created": "pending", "Running": "running", "Restarting": "restarting", "Suspended": "suspended",
@@ -69,15 +69,15 @@ def _tensorflow_status(pod: dict[str, Any]) -> dict[str, Any] | None:
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     for status in statuses:
         if status.get("name") == CONTAINER_NAME:
-            return status
-    return statuses[0] if statuses else None
+            return dict(status)
+    return dict(statuses[0]) if statuses else None
 
 
 def _unschedulable(pod: dict[str, Any]) -> dict[str, Any] | None:
     for condition in (pod.get("status") or {}).get("conditions") or []:
         if (condition.get("type") == "PodScheduled" and condition.get("status") == "False"
                 and condition.get("reason") == "Unschedulable"):
-            return condition
+            return dict(condition)
     return None
 
 

@@ -12,9 +12,26 @@ from hypothesis import strategies as st
 
 from tests.unit.test_clever_reader import PROFILE
 from translators.backends import from_cluster_object, to_cluster_object
-from translators.clever import DIRECTORY_ENV, RESERVED_ENV, classify_update, parse_create, parse_update, render_job
+from translators.clever import (
+    DIRECTORY_ENV,
+    RESERVED_ENV,
+    classify_update,
+    parse_create,
+    parse_update,
+    render_job,
+)
 from translators.naming import is_dns1035_label
-from translators.spec import BACKENDS, JobIdentity, JobSpec, JobStatus, Replica, Resources, RunPolicy, Volume
+from translators.spec import (
+    BACKENDS,
+    JobIdentity,
+    JobSpec,
+    JobStatus,
+    Replica,
+    ReplicaType,
+    Resources,
+    RunPolicy,
+    Volume,
+)
 
 ROOMY_PROFILE = replace(PROFILE, max_replicas_per_job=64, max_gpus_per_job=64)  # above what specs generate
 RICH_PROFILE = replace(PROFILE, volumes=(Volume("data", "/clever", claim_name="clever-data"),),
@@ -49,7 +66,7 @@ run_policies = st.builds(
 def replica_sets(draw: Any) -> tuple[Replica, ...]:
     chief = draw(st.sampled_from([None, 0, 1]))
     worker = draw(st.integers(0 if chief else 1, 4))
-    groups = [("chief", chief), ("worker", worker), ("ps", draw(st.none() | st.integers(0, 3))),
+    groups: list[tuple[ReplicaType, int | None]] = [("chief", chief), ("worker", worker), ("ps", draw(st.none() | st.integers(0, 3))),
               ("evaluator", draw(st.none() | st.integers(0, 1)))]
     return tuple(Replica(t, count, draw(resources)) for t, count in groups
                  if count is not None and not (t == "worker" and count == 0 and chief is None))

@@ -8,7 +8,7 @@ import pytest
 
 from translators.backends import job_status
 from translators.clever import render_job
-from translators.spec import ClusterProfile, JobIdentity, JobSpec, Replica, Resources, ReplicaStatus
+from translators.spec import ClusterProfile, JobIdentity, JobSpec, Replica, ReplicaStatus, Resources
 
 TFJOB_PROFILE = ClusterProfile(id="c1", backend="training-operator")
 VOLCANO_PROFILE = ClusterProfile(id="c1", backend="volcano")
