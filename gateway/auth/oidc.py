@@ -137,10 +137,12 @@ class JWKSCache:
 
     async def refresh(self, *, force: bool = False) -> bool:
         """Fetch the key set unless one was fetched (or attempted) too recently; True if keys changed hands."""
-        attempt_seen = self._last_attempt
-        async with self._lock:
-            # Single flight: whoever waited on the lock while another coroutine fetched uses its result.
-            if self._last_attempt != attempt_seen or (not force and not self._may_fetch()):
+        if self._lock.locked():
+            # Single flight: a fetch is in progress; wait for it and use its result.
+            async with self._lock:
+                return False
+        async with self._lock:  # uncontended: acquired without yielding, so no second fetch can start
+            if not force and not self._may_fetch():
                 return False
             self._last_attempt = self._monotonic()
             try:

@@ -214,6 +214,15 @@ async def test_refresh_rate_limit_under_a_flood_of_unknown_kids(issuer: LocalIss
     assert authenticator.stats.jwks_fetches == 3
 
 
+async def test_cold_start_burst_fetches_once(issuer: LocalIssuer, make_authenticator: MakeAuthenticator) -> None:
+    """Single flight: a burst of requests before any key is known causes one discovery and one JWKS fetch."""
+    authenticator = await make_authenticator(start=False, oidc={"jwksRefreshMinIntervalSeconds": 0})
+    tokens = [issuer.mint(user=f"user{i}", kind="EC" if i % 2 else "RSA") for i in range(100)]
+    principals = await asyncio.gather(*(authenticator.authenticate(bearer(t)) for t in tokens))
+    assert [p.user for p in principals] == [f"user{i}" for i in range(100)]
+    assert issuer.requests == {"discovery": 1, "jwks": 1}
+
+
 async def test_stale_key_set_is_refreshed_in_background(issuer: LocalIssuer,
                                                         make_authenticator: MakeAuthenticator) -> None:
     monotonic = FakeClock(1000.0)
