@@ -189,10 +189,12 @@ def spec_from_json(text: str) -> JobSpec:
         raise NotTranslatable(f"damaged {ANNOTATION_SPEC} annotation: {e}") from e
 
 
-def record_from_metadata(metadata: dict[str, Any]) -> tuple[JobSpec, JobIdentity]:
+def record_from_metadata(metadata: Any) -> tuple[JobSpec, JobIdentity]:
     """Rebuild (spec, identity) from a managed object's metadata; NotTranslatable if not ours."""
-    labels = metadata.get("labels") or {}
-    annotations = metadata.get("annotations") or {}
+    if not isinstance(metadata, dict):
+        raise NotTranslatable("object has no metadata")
+    labels = metadata.get("labels") if isinstance(metadata.get("labels"), dict) else {}
+    annotations = metadata.get("annotations") if isinstance(metadata.get("annotations"), dict) else {}
     name = metadata.get("name", "?")
     if labels.get(LABEL_MANAGED_BY) != MANAGED_BY_VALUE:
         raise NotTranslatable(f"object {name!r} is not managed by clever-gateway")

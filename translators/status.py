@@ -65,8 +65,30 @@ class PodProblem:
     message: str
 
 
+def _d(value: Any) -> dict[str, Any]:
+    """`value` when it is a JSON object, else {} (cluster objects edited by hand must not crash us)."""
+    return value if isinstance(value, dict) else {}
+
+
+def _dicts(value: Any) -> list[dict[str, Any]]:
+    """The JSON objects in `value` when it is a list, else []."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
+
+
+def _s(value: Any) -> str | None:
+    """`value` when it is a string, else None."""
+    return value if isinstance(value, str) else None
+
+
+def _int(value: Any) -> int:
+    try:
+        return int(value or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _tensorflow_status(pod: dict[str, Any]) -> dict[str, Any] | None:
-    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    statuses = _dicts(_d(pod.get("status")).get("containerStatuses"))
     for status in statuses:
         if status.get("name") == CONTAINER_NAME:
             return dict(status)
@@ -74,7 +96,7 @@ def _tensorflow_status(pod: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _unschedulable(pod: dict[str, Any]) -> dict[str, Any] | None:
-    for condition in (pod.get("status") or {}).get("conditions") or []:
+    for condition in _dicts(_d(pod.get("status")).get("conditions")):
         if (condition.get("type") == "PodScheduled" and condition.get("status") == "False"
                 and condition.get("reason") == "Unschedulable"):
             return dict(condition)
@@ -82,8 +104,8 @@ def _unschedulable(pod: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _meta_value(pod: dict[str, Any], keys: tuple[str, ...]) -> str | None:
-    metadata = pod.get("metadata") or {}
-    for source in (metadata.get("labels") or {}, metadata.get("annotations") or {}):
+    metadata = _d(pod.get("metadata"))
+    for source in (_d(metadata.get("labels")), _d(metadata.get("annotations"))):
         for key in keys:
             if source.get(key):
                 return str(source[key])
@@ -91,13 +113,13 @@ def _meta_value(pod: dict[str, Any], keys: tuple[str, ...]) -> str | None:
 
 
 def _pod_type_index(pod: dict[str, Any]) -> tuple[str, int]:
-    name = (pod.get("metadata") or {}).get("name", "")
+    name = _s(_d(pod.get("metadata")).get("name")) or ""
     replica_type = (_meta_value(pod, TYPE_KEYS) or "").lower()
     if replica_type == "master":
         replica_type = "chief"
     raw_index = _meta_value(pod, INDEX_KEYS)
-    if raw_index is None or not raw_index.isdigit():
-        match = re.search(r"-(\d+)$", name)
+    if raw_index is None or not re.fullmatch(r"[0-9]{1,9}", raw_index):
+        match = re.search(r"-([0-9]{1,9})$", name)
         raw_index = match.group(1) if match else "0"
     if not replica_type:
         match = re.search(r"-([a-z]+)-\d+$", name)
@@ -107,38 +129,38 @@ def _pod_type_index(pod: dict[str, Any]) -> tuple[str, int]:
 
 def replica_status(pod: dict[str, Any]) -> ReplicaStatus:
     """One pod as a legacy replica entry."""
-    metadata = pod.get("metadata") or {}
-    status = pod.get("status") or {}
+    metadata = _d(pod.get("metadata"))
+    status = _d(pod.get("status"))
     replica_type, index = _pod_type_index(pod)
-    restarts = sum(int(c.get("restartCount") or 0) for c in status.get("containerStatuses") or [])
+    restarts = sum(_int(c.get("restartCount")) for c in _dicts(status.get("containerStatuses")))
     reason = message = None
     exit_code = None
     container = _tensorflow_status(pod) or {}
-    state = container.get("state") or {}
-    last = (container.get("lastState") or {}).get("terminated") or {}
+    state = _d(container.get("state"))
+    last = _d(_d(container.get("lastState")).get("terminated"))
     unschedulable = _unschedulable(pod)
     if unschedulable:
         reason, message = unschedulable.get("reason"), unschedulable.get("message")
     elif "terminated" in state:
-        terminated = state["terminated"] or {}
+        terminated = _d(state["terminated"])
         reason, message, exit_code = terminated.get("reason"), terminated.get("message"), terminated.get("exitCode")
     elif "waiting" in state:
-        waiting = state["waiting"] or {}
+        waiting = _d(state["waiting"])
         reason, message = waiting.get("reason"), waiting.get("message")
         exit_code = last.get("exitCode")
     if status.get("reason"):
         reason, message = status["reason"], status.get("message") or message
     return ReplicaStatus(
-        id=metadata.get("name", ""),
+        id=_s(metadata.get("name")) or "",
         type=replica_type,
         index=index,
-        status=status.get("phase") or "Unknown",
+        status=_s(status.get("phase")) or "Unknown",
         restart_count=restarts,
-        start_time=status.get("startTime"),
-        node=(pod.get("spec") or {}).get("nodeName"),
-        reason=reason,
-        message=message,
-        exit_code=exit_code,
+        start_time=_s(status.get("startTime")),
+        node=_s(_d(pod.get("spec")).get("nodeName")),
+        reason=_s(reason),
+        message=_s(message),
+        exit_code=exit_code if isinstance(exit_code, int) and not isinstance(exit_code, bool) else None,
     )
 
 
@@ -150,50 +172,51 @@ def replicas_from_pods(pods: list[dict[str, Any]]) -> tuple[ReplicaStatus, ...]:
 
 def pod_problem(pod: dict[str, Any]) -> PodProblem | None:
     """The worst problem a pod shows, or None when it looks healthy."""
-    name = (pod.get("metadata") or {}).get("name", "?")
-    status = pod.get("status") or {}
+    name = _s(_d(pod.get("metadata")).get("name")) or "?"
+    status = _d(pod.get("status"))
     container = _tensorflow_status(pod) or {}
-    cname = container.get("name", CONTAINER_NAME)
-    state = container.get("state") or {}
-    last = (container.get("lastState") or {}).get("terminated") or {}
-    terminated = state.get("terminated")
-    waiting = state.get("waiting")
-    if terminated is not None:
-        code = terminated.get("exitCode")
-        if terminated.get("reason") == "OOMKilled":
+    cname = _s(container.get("name")) or CONTAINER_NAME
+    restarts = _int(container.get("restartCount"))
+    state = _d(container.get("state"))
+    last = _d(_d(container.get("lastState")).get("terminated"))
+    last_reason, last_code = _s(last.get("reason")), last.get("exitCode")
+    if "terminated" in state:
+        terminated = _d(state["terminated"])
+        code, reason = terminated.get("exitCode"), _s(terminated.get("reason"))
+        if reason == "OOMKilled":
             return PodProblem(6, "OOMKilled", f"{name}: container {cname} was killed for exceeding its "
                                               f"memory limit (OOMKilled, exit code {code})")
         if code not in (None, 0):
-            detail = f": {terminated['message']}" if terminated.get("message") else ""
-            return PodProblem(5, terminated.get("reason") or "Error",
-                              f"{name}: container {cname} exited with code {code} "
-                              f"({terminated.get('reason') or 'Error'}){detail}")
-    if status.get("phase") == "Failed" and status.get("reason"):
-        detail = f": {status['message']}" if status.get("message") else ""
-        return PodProblem(5, status["reason"], f"{name}: {status['reason']}{detail}")
-    if waiting is not None:
-        reason = waiting.get("reason") or "Waiting"
-        detail = waiting.get("message") or ""
+            message = _s(terminated.get("message"))
+            detail = f": {message}" if message else ""
+            return PodProblem(5, reason or "Error",
+                              f"{name}: container {cname} exited with code {code} ({reason or 'Error'}){detail}")
+    pod_reason = _s(status.get("reason"))
+    if status.get("phase") == "Failed" and pod_reason:
+        message = _s(status.get("message"))
+        return PodProblem(5, pod_reason, f"{name}: {pod_reason}" + (f": {message}" if message else ""))
+    if "waiting" in state:
+        waiting = _d(state["waiting"])
+        reason = _s(waiting.get("reason")) or "Waiting"
+        detail = f": {_s(waiting.get('message'))}" if _s(waiting.get("message")) else ""
         if reason == "CrashLoopBackOff":
-            if last.get("reason") == "OOMKilled":
+            if last_reason == "OOMKilled":
                 return PodProblem(6, "OOMKilled", f"{name}: container {cname} keeps being killed for exceeding "
-                                                  f"its memory limit (OOMKilled, exit code {last.get('exitCode')}); "
-                                                  f"restarted {container.get('restartCount', 0)} times")
-            exit_part = f"last exit code {last.get('exitCode')}" if last else "crashing"
+                                                  f"its memory limit (OOMKilled, exit code {last_code}); "
+                                                  f"restarted {restarts} times")
+            exit_part = f"last exit code {last_code}" if last else "crashing"
             return PodProblem(4, reason, f"{name}: container {cname} is in CrashLoopBackOff ({exit_part}, "
-                                         f"restarted {container.get('restartCount', 0)} times)"
-                                         + (f": {detail}" if detail else ""))
+                                         f"restarted {restarts} times){detail}")
         if reason in IMAGE_AND_CONFIG_REASONS:
-            return PodProblem(3, reason, f"{name}: container {cname} cannot start: {reason}"
-                                         + (f": {detail}" if detail else ""))
+            return PodProblem(3, reason, f"{name}: container {cname} cannot start: {reason}{detail}")
     unschedulable = _unschedulable(pod)
     if unschedulable is not None:
         return PodProblem(2, "Unschedulable", f"{name}: cannot be scheduled: "
-                                              f"{unschedulable.get('message') or 'no node fits'}")
-    if last and last.get("exitCode") not in (None, 0):
-        return PodProblem(1, last.get("reason") or "Error",
-                          f"{name}: container {cname} restarted after exit code {last.get('exitCode')} "
-                          f"({last.get('reason') or 'Error'})")
+                                              f"{_s(unschedulable.get('message')) or 'no node fits'}")
+    if last_code not in (None, 0):
+        return PodProblem(1, last_reason or "Error",
+                          f"{name}: container {cname} restarted after exit code {last_code} "
+                          f"({last_reason or 'Error'})")
     return None
 
 
@@ -206,7 +229,7 @@ def worst_problem(pods: list[dict[str, Any]]) -> PodProblem | None:
 
 def _sort_key(pod: dict[str, Any]) -> tuple[int, int, str]:
     replica_type, index = _pod_type_index(pod)
-    return _TYPE_ORDER.get(replica_type, len(_TYPE_ORDER)), index, (pod.get("metadata") or {}).get("name", "")
+    return _TYPE_ORDER.get(replica_type, len(_TYPE_ORDER)), index, _s(_d(pod.get("metadata")).get("name")) or ""
 
 
 def _join(*parts: str | None) -> str | None:
@@ -236,16 +259,16 @@ def tfjob_status(obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobS
     """Legacy status of a TFJob (either dialect) and its pods."""
     if obj is None:
         return _no_object(pods)
-    status = obj.get("status") or {}
-    true = [c for c in status.get("conditions") or []
-            if c.get("status") == "True" and c.get("type") in TFJOB_CONDITION_PHASES]
+    status = _d(obj.get("status"))
+    true = [c for c in _dicts(status.get("conditions"))
+            if c.get("status") == "True" and _s(c.get("type")) in TFJOB_CONDITION_PHASES]
     terminal = [c for c in true if c["type"] in ("Succeeded", "Failed")]
     chosen = terminal[-1] if terminal else (true[-1] if true else None)
     phase: Phase = TFJOB_CONDITION_PHASES[chosen["type"]] if chosen else "pending"
-    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+    if _d(obj.get("metadata")).get("deletionTimestamp"):
         phase = "terminating"
-    reason = chosen.get("reason") if chosen else None
-    message = chosen.get("message") if chosen else None
+    reason = _s(chosen.get("reason")) if chosen else None
+    message = _s(chosen.get("message")) if chosen else None
     failed_reason = None
     lowered = (message or "").lower()
     if "backoff limit" in lowered:
@@ -253,32 +276,32 @@ def tfjob_status(obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobS
     elif "deadline" in lowered:
         failed_reason = "DeadlineExceeded"
     reason, message = _honest(phase, reason, message, pods, failed_reason=failed_reason)
-    return JobStatus(phase=phase, reason=reason, message=message, start_time=status.get("startTime"),
-                     completion_time=status.get("completionTime"), replicas=replicas_from_pods(pods))
+    return JobStatus(phase=phase, reason=reason, message=message, start_time=_s(status.get("startTime")),
+                     completion_time=_s(status.get("completionTime")), replicas=replicas_from_pods(pods))
 
 
 def vcjob_status(obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobStatus:
     """Legacy status of a Volcano Job and its pods."""
     if obj is None:
         return _no_object(pods)
-    status = obj.get("status") or {}
-    state = status.get("state") or {}
-    volcano_phase = state.get("phase") or ""
+    status = _d(obj.get("status"))
+    state = _d(status.get("state"))
+    volcano_phase = _s(state.get("phase")) or ""
     phase: Phase = VOLCANO_PHASES.get(volcano_phase, "pending")
-    if (obj.get("metadata") or {}).get("deletionTimestamp"):
+    if _d(obj.get("metadata")).get("deletionTimestamp"):
         phase = "terminating"
-    reason = state.get("reason") or (volcano_phase or None)
-    message = state.get("message") or None
-    conditions = status.get("conditions") or []
-    start_time = next((c.get("lastTransitionTime") for c in conditions if c.get("status") == "Running"), None)
+    reason = _s(state.get("reason")) or volcano_phase or None
+    message = _s(state.get("message")) or None
+    conditions = _dicts(status.get("conditions"))
+    start_time = next((_s(c.get("lastTransitionTime")) for c in conditions if c.get("status") == "Running"), None)
     completion_time = None
     if volcano_phase in ("Completed", "Failed", "Terminated"):
-        completion_time = state.get("lastTransitionTime") or next(
-            (c.get("lastTransitionTime") for c in reversed(conditions) if c.get("status") == volcano_phase), None)
+        completion_time = _s(state.get("lastTransitionTime")) or next(
+            (_s(c.get("lastTransitionTime")) for c in reversed(conditions) if c.get("status") == volcano_phase), None)
     failed_reason = None
-    max_retry = (obj.get("spec") or {}).get("maxRetry", 3)
-    retries = int(status.get("retryCount") or 0)
-    if phase == "failed" and volcano_phase == "Failed" and retries >= int(max_retry or 0) and retries > 0:
+    max_retry = _int(_d(obj.get("spec")).get("maxRetry", 3))
+    retries = _int(status.get("retryCount"))
+    if phase == "failed" and volcano_phase == "Failed" and retries >= max_retry and retries > 0:
         failed_reason = "BackoffLimitExceeded"
         message = _join(message, f"the job was restarted {retries} times (maxRetry {max_retry})")
     reason, message = _honest(phase, reason, message, pods, failed_reason=failed_reason)

@@ -200,7 +200,7 @@ def tfjob_from_cluster_object(obj: dict[str, Any]) -> tuple[JobSpec, JobIdentity
     """Rebuild (spec, identity) from a TFJob we made."""
     if obj.get("kind") not in (None, KIND):
         raise NotTranslatable(f"not a TFJob: {obj.get('kind')!r}")
-    return record_from_metadata(obj.get("metadata") or {})
+    return record_from_metadata(obj.get("metadata"))
 
 
 __all__ = [

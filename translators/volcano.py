@@ -91,4 +91,4 @@ def vcjob_from_cluster_object(obj: dict[str, Any]) -> tuple[JobSpec, JobIdentity
     """Rebuild (spec, identity) from a Volcano Job we made."""
     if obj.get("kind") not in (None, KIND):
         raise NotTranslatable(f"not a Volcano Job: {obj.get('kind')!r}")
-    return record_from_metadata(obj.get("metadata") or {})
+    return record_from_metadata(obj.get("metadata"))

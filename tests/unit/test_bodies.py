@@ -12,6 +12,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tests.unit.test_clever_reader import MINIMAL, PROFILE, SEED_FLAT_CREATE, SEED_LIST_ITEM, SEED_OBJECT
 from translators.backends import (
@@ -304,3 +306,22 @@ def test_in_place_patch_refuses_changes_that_need_recreate() -> None:
     with pytest.raises(SpecError):
         in_place_patch(BASE, patched({"ttlSecondsAfterFinished": 1}), LATER, profile_for("volcano"))
     assert set(in_place_patch(BASE, patched({"description": "v"}), LATER, profile_for("volcano"))) == {"metadata"}
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 3) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(metadata=json_values, spec_annotation=json_values, kind=st.sampled_from(["TFJob", "Job", None]))
+def test_damaged_objects_are_not_translatable_never_a_crash(metadata: Any, spec_annotation: Any,
+                                                            kind: str | None) -> None:
+    good = to_cluster_object(BASE, IDENTITY, profile_for("training-operator", RICH_PROFILE))
+    damaged = json.loads(json.dumps(good))
+    damaged["metadata"]["annotations"][ANNOTATION_SPEC] = json.dumps(spec_annotation)
+    for obj in ({"apiVersion": "kubeflow.org/v1", "kind": kind, "metadata": metadata}, damaged):
+        with pytest.raises(NotTranslatable):
+            from_cluster_object(obj)

@@ -7,6 +7,8 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from translators.clever import parse_create, parse_update
 from translators.errors import SpecError
@@ -450,3 +452,39 @@ def test_bad_patch_is_a_spec_error(body: object, path: str) -> None:
     with pytest.raises(SpecError) as caught:
         update(body)
     assert path in {f.path for f in caught.value.fields}
+
+
+# --- robustness: any JSON is either a spec or a SpecError ------------------------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-3, 70) | st.floats(allow_nan=True) | st.text(max_size=10)
+    | st.sampled_from(["1", "1Gi", "worker", "ps", "/a/b.py", "A=1,B=2", "Python_3.6+Tensorflow_1.12"]),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=10,
+)
+KNOWN_KEYS = ["name", "runtime", "bootfile", "description", "workdir", "workerdir", "args", "environment",
+              "enviroment", "env", "environmentList", "checkpointDir", "eventDir", "modelDir", "logDir", "cpu",
+              "memory", "gpu", "type", "count", "conut", "activeDeadlineSeconds", "ttlSecondsAfterFinished",
+              "cleanPodPolicy", "backoffLimit", "successPolicy", "spec", "metadata"]
+replica_entries = st.fixed_dictionaries({}, optional={
+    key: json_values for key in ("type", "count", "conut", "resource", "resources", "cpu", "memory", "gpu")})
+bodies = st.one_of(
+    json_values,
+    st.dictionaries(st.sampled_from(KNOWN_KEYS), json_values, max_size=8),
+    st.builds(lambda base, replicas: {**MINIMAL, **base, "replicas": replicas},
+              st.dictionaries(st.sampled_from(KNOWN_KEYS), json_values, max_size=3),
+              st.lists(replica_entries, max_size=3) | st.fixed_dictionaries(
+                  {"replicas": st.lists(replica_entries, max_size=3)}, optional={"count": json_values})),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(body=bodies)
+def test_any_json_body_is_a_spec_or_a_spec_error(body: object) -> None:
+    for read in (lambda: create(body), lambda: parse_update(body, current=CURRENT, profile=PROFILE)):
+        try:
+            spec = read()
+        except SpecError as e:
+            assert e.fields and all(isinstance(f.path, str) and f.message for f in e.fields)
+        else:
+            assert isinstance(spec, JobSpec) and spec.replicas

@@ -5,6 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from translators.backends import job_status
 from translators.clever import render_job
@@ -331,3 +333,54 @@ def test_rendered_status_has_the_legacy_replica_fields_and_duration() -> None:
     assert rendered["replicas"] == [{"id": "j-worker-0", "restartCount": 0, "status": "Succeeded",
                                      "startTime": "2019-07-24T07:16:14Z", "type": "worker", "index": 0,
                                      "node": "node-1", "reason": "Completed", "message": None, "exitCode": 0}]
+
+
+# --- robustness: objects edited by hand must not crash the status mapping ---------------------------
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-5, 5) | st.text(max_size=8),
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=8), children, max_size=3),
+    max_leaves=12,
+)
+container_states = st.dictionaries(
+    st.sampled_from(["waiting", "terminated", "running"]),
+    json_values | st.fixed_dictionaries({}, optional={
+        "reason": st.sampled_from(["OOMKilled", "CrashLoopBackOff", "ErrImagePull", "Error"]) | json_values,
+        "message": json_values, "exitCode": json_values}),
+    max_size=2)
+pod_like = st.fixed_dictionaries({}, optional={
+    "metadata": st.fixed_dictionaries({}, optional={"name": json_values, "labels": json_values,
+                                                    "annotations": json_values}),
+    "spec": json_values,
+    "status": st.fixed_dictionaries({}, optional={
+        "phase": json_values, "reason": json_values, "message": json_values, "startTime": json_values,
+        "conditions": json_values,
+        "containerStatuses": st.lists(st.fixed_dictionaries({}, optional={
+            "name": st.just("tensorflow") | json_values, "restartCount": json_values,
+            "state": json_values | container_states, "lastState": json_values | container_states}),
+            max_size=2)}),
+})
+condition_like = st.fixed_dictionaries({}, optional={
+    key: st.sampled_from(["True", "False", "Running", "Failed", "Created", "Succeeded"]) | json_values
+    for key in ("type", "status", "reason", "message", "lastTransitionTime")})
+job_like = st.fixed_dictionaries(
+    {"apiVersion": st.sampled_from(["kubeflow.org/v1", "batch.volcano.sh/v1alpha1"])},
+    optional={
+        "metadata": st.fixed_dictionaries({}, optional={"deletionTimestamp": json_values}) | json_values,
+        "spec": st.fixed_dictionaries({}, optional={"maxRetry": json_values}) | json_values,
+        "status": json_values | st.fixed_dictionaries({}, optional={
+            "conditions": st.lists(condition_like, max_size=3) | json_values,
+            "state": json_values | st.fixed_dictionaries({}, optional={
+                key: st.sampled_from(["Failed", "Completed", "Running"]) | json_values
+                for key in ("phase", "reason", "message", "lastTransitionTime")}),
+            "retryCount": json_values, "startTime": json_values, "completionTime": json_values}),
+    },
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(obj=job_like, pods=st.lists(pod_like, max_size=3))
+def test_status_mapping_never_crashes_on_odd_objects(obj: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+    result = job_status(obj, pods, profile=TFJOB_PROFILE)
+    assert result.phase in {"pending", "running", "restarting", "succeeded", "failed", "suspended", "terminating"}
+    assert len(result.replicas) == len(pods)
