@@ -193,8 +193,9 @@ def record_from_metadata(metadata: Any) -> tuple[JobSpec, JobIdentity]:
     """Rebuild (spec, identity) from a managed object's metadata; NotTranslatable if not ours."""
     if not isinstance(metadata, dict):
         raise NotTranslatable("object has no metadata")
-    labels = metadata.get("labels") if isinstance(metadata.get("labels"), dict) else {}
-    annotations = metadata.get("annotations") if isinstance(metadata.get("annotations"), dict) else {}
+    raw_labels, raw_annotations = metadata.get("labels"), metadata.get("annotations")
+    labels: dict[str, Any] = raw_labels if isinstance(raw_labels, dict) else {}
+    annotations: dict[str, Any] = raw_annotations if isinstance(raw_annotations, dict) else {}
     name = metadata.get("name", "?")
     if labels.get(LABEL_MANAGED_BY) != MANAGED_BY_VALUE:
         raise NotTranslatable(f"object {name!r} is not managed by clever-gateway")
