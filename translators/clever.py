@@ -44,7 +44,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any, Literal
 
 from translators.errors import FieldError, SpecError
-from translators.labels import run_policy_to_dict
+from translators.labels import run_policy_to_dict, spec_to_json
 from translators.naming import namespace_for
 from translators.quantity import QuantityError, parse_quantity
 from translators.spec import (
@@ -64,6 +64,8 @@ UpdateKind = Literal["unchanged", "in-place", "recreate"]
 MAX_NAME_LENGTH = 63
 MAX_DESCRIPTION_LENGTH = 1024
 MAX_PATH_LENGTH = 4096
+# The spec is stored as one annotation; Kubernetes allows 256 KiB of annotations per object.
+MAX_SPEC_BYTES = 200_000
 MAX_INT32 = 2**31 - 1
 MAX_INT64 = 2**63 - 1
 
@@ -653,6 +655,9 @@ def _read_fields(body: dict[str, Any], errors: _Errors, profile: ClusterProfile,
     if replicas_changed:
         _check_replicas(spec.replicas, errors, profile)
     _check_environment_vs_directories(spec, errors)
+    if len(spec_to_json(spec).encode()) > MAX_SPEC_BYTES:
+        errors.add("", f"the job is too large: args, environment and description together must stay "
+                       f"under {MAX_SPEC_BYTES // 1000} kB")
     return spec
 
 

@@ -16,6 +16,10 @@ image from the runtime catalog (`gpu_image` when the replica asks for GPUs), por
 cpu/memory requests = limits, `nvidia.com/gpu` in limits and requests when gpu > 0, volumes and
 image-pull secrets from the cluster profile, `schedulerName`/`priorityClassName` from the profile.
 
+The user's args, env values and bootfile reach the program literally: every `$` is written as
+`$$`, because Kubernetes would otherwise expand `$(VAR)` references in command/args/env (and turn
+`$$` into `$`). The spec annotation keeps the unescaped values.
+
 Restart policy per replica: `ps` -> `OnFailure` (parameter servers never finish; restart them in
 place whatever killed them); `chief`/`worker`/`evaluator` -> `ExitCode`: exit codes 1-127 are
 the program's own errors and fail the job at once instead of crash-looping until backoffLimit,
@@ -60,6 +64,11 @@ RUN_POLICY_FIELDS = {
 }
 
 
+def literal(text: str) -> str:
+    """Escape Kubernetes' `$(VAR)` expansion so the program receives `text` exactly."""
+    return text.replace("$", "$$")
+
+
 def _image(spec: JobSpec, replica: Replica, profile: ClusterProfile) -> tuple[str, list[str]]:
     key = resolve_runtime(spec.runtime, profile)
     if key is None:
@@ -74,8 +83,8 @@ def _image(spec: JobSpec, replica: Replica, profile: ClusterProfile) -> tuple[st
 def container(spec: JobSpec, replica: Replica, profile: ClusterProfile) -> dict[str, Any]:
     """The `tensorflow` container of one replica type."""
     image, command = _image(spec, replica, profile)
-    env = [{"name": key, "value": value} for key, value in spec.environment]
-    env += [{"name": variable, "value": getattr(spec, attr)}
+    env = [{"name": key, "value": literal(value)} for key, value in spec.environment]
+    env += [{"name": variable, "value": literal(getattr(spec, attr))}
             for attr, _, variable in DIRECTORY_ENV if getattr(spec, attr)]
     amounts: dict[str, str] = {"cpu": replica.resources.cpu, "memory": replica.resources.memory}
     if replica.resources.gpu > 0:
@@ -83,12 +92,12 @@ def container(spec: JobSpec, replica: Replica, profile: ClusterProfile) -> dict[
     body: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": image,
-        "command": [*command, spec.bootfile],
+        "command": [*command, literal(spec.bootfile)],
         "ports": [{"name": PORT_NAME, "containerPort": PORT}],
         "resources": {"requests": dict(amounts), "limits": dict(amounts)},
     }
     if spec.args:
-        body["args"] = list(spec.args)
+        body["args"] = [literal(arg) for arg in spec.args]
     if spec.workdir:
         body["workingDir"] = spec.workdir
     if env:

@@ -147,6 +147,16 @@ def test_tf_operator_body_puts_run_policy_directly_in_spec() -> None:
     assert body["spec"]["tfReplicaSpecs"]["PS"]["replicas"] == 1
 
 
+def test_dollar_signs_reach_the_program_literally() -> None:
+    spec = parse_create({**MINIMAL, "args": ["$(HOME)", "cost=$$5"], "environment": {"PRICE": "$(X)"},
+                         "logDir": "/logs/$USER"}, partition="clever", profile=PROFILE)
+    body = to_cluster_object(spec, IDENTITY, profile_for("training-operator"))
+    container = _container(body["spec"]["tfReplicaSpecs"]["Worker"]["template"])
+    assert container["args"] == ["$$(HOME)", "cost=$$$$5"]
+    assert container["env"] == [{"name": "PRICE", "value": "$$(X)"}, {"name": "LOG_DIR", "value": "/logs/$$USER"}]
+    assert from_cluster_object(body)[0] == spec
+
+
 def test_no_run_policy_means_no_run_policy_object() -> None:
     spec = parse_create(MINIMAL, partition="clever", profile=PROFILE)
     body = to_cluster_object(spec, IDENTITY, profile_for("training-operator"))

@@ -358,6 +358,10 @@ def test_bad_input_is_a_spec_error_at_the_right_path(body: dict[str, Any], path:
     assert path in errors_of(body)
 
 
+def test_oversized_job_is_refused() -> None:
+    assert "" in errors_of({**MINIMAL, "args": ["x" * 1000] * 250})
+
+
 def test_unknown_runtime_lists_the_known_ones() -> None:
     message = errors_of({**MINIMAL, "runtime": "Python_9"})["runtime"]
     assert "Python_2.7+Tensorflow_1.2.1" in message and "Python_3.6+Tensorflow_1.12" in message
