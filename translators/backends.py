@@ -80,6 +80,11 @@ def job_status(obj: dict[str, Any] | None, pods: list[dict[str, Any]], *, profil
     return vcjob_status(obj, pods) if is_volcano else tfjob_status(obj, pods)
 
 
+def job_id_of(obj: dict[str, Any]) -> str | None:
+    """The Clever job id of a managed job object or pod (None when it carries none)."""
+    return labels.job_id_of(obj)
+
+
 def pod_selector(job_id: str) -> str:
     """Label selector for the pods of one job (same on every backend)."""
     return labels.pod_selector(job_id)

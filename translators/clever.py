@@ -80,8 +80,6 @@ DIRECTORY_ENV: tuple[tuple[str, str, str], ...] = (
 )
 _TYPE_ALIASES: dict[str, ReplicaType] = {t: t for t in REPLICA_TYPES} | {"master": "chief"}
 _TYPE_ORDER = {t: i for i, t in enumerate(REPLICA_TYPES)}
-_RUN_POLICY_KEYS = ("activeDeadlineSeconds", "ttlSecondsAfterFinished", "cleanPodPolicy",
-                    "backoffLimit", "successPolicy")
 # Run-policy fields a live TFJob accepts in a merge patch (seeds 001/002 list exactly these).
 IN_PLACE_RUN_POLICY_FIELDS = frozenset({"active_deadline_seconds", "ttl_seconds_after_finished",
                                         "clean_pod_policy"})
@@ -146,11 +144,10 @@ def _whole(value: Any, path: str, errors: _Errors, *, minimum: int = 0, maximum:
     if number != number.to_integral_value():
         errors.add(path, f"must be a whole number, got {value!r}")
         raise _Fail
-    result = int(number)
-    if result < minimum or result > maximum:
-        errors.add(path, f"must be between {minimum} and {maximum}, got {result}")
+    if number < minimum or number > maximum:  # before int(): "1e999999999" must not become an int
+        errors.add(path, f"must be between {minimum} and {maximum}, got {value!r}")
         raise _Fail
-    return result
+    return int(number)
 
 
 def _string(value: Any, path: str, errors: _Errors) -> str:
@@ -415,7 +412,7 @@ def _read_type(value: Any, path: str, errors: _Errors) -> ReplicaType:
 
 @dataclass
 class _ResourceDefaults:
-    """cpu/memory/gpu values found at some level, with the path each came from (for errors)."""
+    """cpu/memory/gpu found at one level (replica resource, replica, top level); None when absent."""
 
     cpu: str | None = None
     memory: str | None = None
@@ -515,10 +512,10 @@ def _read_replica_list(body: dict[str, Any], errors: _Errors, defaults: _Resourc
 def _read_replicas(body: dict[str, Any], errors: _Errors, current: JobSpec | None) -> tuple[Replica, ...]:
     defaults = _read_resource_level(body, "", errors)
     count_key, count_raw = _pick(body, errors, "count", "conut")
-    has_shape = "type" in body or count_raw is not _MISSING
+    has_shape = body.get("type") is not None or count_raw not in (_MISSING, None)
     if "replicas" in body and body["replicas"] is not None:
         if has_shape:
-            errors.add("type" if "type" in body else count_key,
+            errors.add("type" if body.get("type") is not None else count_key,
                        "give either 'replicas' or top-level 'type'/'count', not both")
             raise _Fail
         kept = {r.type: r.resources for r in current.replicas} if current else {}
@@ -725,7 +722,9 @@ def _duration_seconds(start: str | None, end: str | None) -> float | None:
         return None
     try:
         seconds = (_parse_time(end) - _parse_time(start)).total_seconds()
-    except ValueError:
+    except (ValueError, TypeError):  # unparseable, or one time without a zone
+        return None
+    if seconds < 0:
         return None
     return int(seconds) if seconds == int(seconds) else round(seconds, 3)
 

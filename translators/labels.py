@@ -80,6 +80,22 @@ def pod_template_labels(identity: JobIdentity) -> dict[str, str]:
     return job_labels(identity)
 
 
+def pod_template_annotations(identity: JobIdentity) -> dict[str, str]:
+    """Annotations of every pod template: the exact job id (the label may be a sanitised form)."""
+    return {ANNOTATION_JOB_ID: identity.id}
+
+
+def job_id_of(obj: Any) -> str | None:
+    """The Clever job id a managed job or pod carries (exact annotation, else the label), or None."""
+    metadata = obj.get("metadata") if isinstance(obj, dict) else None
+    if not isinstance(metadata, dict):
+        return None
+    for key, source in ((ANNOTATION_JOB_ID, metadata.get("annotations")), (LABEL_JOB_ID, metadata.get("labels"))):
+        if isinstance(source, dict) and isinstance(source.get(key), str) and source[key]:
+            return str(source[key])
+    return None
+
+
 def job_annotations(spec: JobSpec, identity: JobIdentity) -> dict[str, str]:
     """Annotations holding the exact Clever record."""
     return {

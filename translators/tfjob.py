@@ -37,6 +37,7 @@ from translators.errors import FieldError, NotTranslatable, SpecError
 from translators.labels import (
     job_annotations,
     job_labels,
+    pod_template_annotations,
     pod_template_labels,
     record_from_metadata,
     update_annotations,
@@ -158,7 +159,8 @@ def to_tfjob(spec: JobSpec, identity: JobIdentity, profile: ClusterProfile, *, d
             "replicas": r.count,
             "restartPolicy": RESTART_POLICIES[r.type],
             "template": {
-                "metadata": {"labels": pod_template_labels(identity)},
+                "metadata": {"labels": pod_template_labels(identity),
+                             "annotations": pod_template_annotations(identity)},
                 "spec": pod_spec(spec, r, profile, restart_policy=None),
             },
         }

@@ -29,7 +29,12 @@ from dataclasses import replace
 from typing import Any
 
 from translators.errors import FieldError, NotTranslatable, SpecError
-from translators.labels import pod_template_labels, record_from_metadata, update_annotations
+from translators.labels import (
+    pod_template_annotations,
+    pod_template_labels,
+    record_from_metadata,
+    update_annotations,
+)
 from translators.spec import ClusterProfile, JobIdentity, JobSpec
 from translators.tfjob import PORT, metadata, pod_spec
 
@@ -55,7 +60,11 @@ def to_vcjob(spec: JobSpec, identity: JobIdentity, profile: ClusterProfile) -> d
             "name": replica.type,
             "replicas": replica.count,
             "minAvailable": replica.count,
-            "template": {"metadata": {"labels": pod_template_labels(identity)}, "spec": template_spec},
+            "template": {
+                "metadata": {"labels": pod_template_labels(identity),
+                             "annotations": pod_template_annotations(identity)},
+                "spec": template_spec,
+            },
         }
         if replica.type == driver:
             task["policies"] = [{"event": "TaskCompleted", "action": "CompleteJob"}]

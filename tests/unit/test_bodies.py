@@ -115,6 +115,7 @@ def test_training_operator_body() -> None:
     assert body["spec"]["successPolicy"] == "AllWorkers"
     worker = replica_specs["Worker"]["template"]
     assert worker["metadata"]["labels"][LABEL_JOB_ID] == "12345678"
+    assert worker["metadata"]["annotations"] == {"clever.dev/job-id": "12345678"}
     container = _container(worker)
     assert container["name"] == "tensorflow"
     assert container["image"] == "clever/tf:1.2.1-py2-gpu"

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from translators.backends import MANAGED_SELECTOR, pod_selector
+from translators.backends import MANAGED_SELECTOR, job_id_of, pod_selector
 from translators.errors import SpecError
 from translators.labels import LABEL_JOB_ID, LABEL_MANAGED_BY, label_value, owner_selector
 from translators.naming import MAX_OBJECT_NAME_LENGTH, is_dns1035_label, namespace_for, object_name
@@ -73,3 +73,11 @@ def test_selectors() -> None:
     assert MANAGED_SELECTOR == f"{LABEL_MANAGED_BY}=clever-gateway"
     assert pod_selector("12345678") == f"{MANAGED_SELECTOR},{LABEL_JOB_ID}=12345678"
     assert owner_selector("a@b") == f"{MANAGED_SELECTOR},clever.dev/owner={label_value('a@b')}"
+
+
+def test_job_id_of_prefers_the_exact_annotation() -> None:
+    assert job_id_of({"metadata": {"annotations": {"clever.dev/job-id": "A@1"},
+                                   "labels": {LABEL_JOB_ID: label_value("A@1")}}}) == "A@1"
+    assert job_id_of({"metadata": {"labels": {LABEL_JOB_ID: "abc"}}}) == "abc"
+    assert job_id_of({"metadata": {"labels": ["odd"]}}) is None
+    assert job_id_of({}) is None

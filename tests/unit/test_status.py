@@ -10,7 +10,15 @@ from hypothesis import strategies as st
 
 from translators.backends import job_status
 from translators.clever import render_job
-from translators.spec import ClusterProfile, JobIdentity, JobSpec, Replica, ReplicaStatus, Resources
+from translators.spec import (
+    ClusterProfile,
+    JobIdentity,
+    JobSpec,
+    JobStatus,
+    Replica,
+    ReplicaStatus,
+    Resources,
+)
 
 TFJOB_PROFILE = ClusterProfile(id="c1", backend="training-operator")
 VOLCANO_PROFILE = ClusterProfile(id="c1", backend="volcano")
@@ -384,3 +392,17 @@ def test_status_mapping_never_crashes_on_odd_objects(obj: dict[str, Any], pods: 
     result = job_status(obj, pods, profile=TFJOB_PROFILE)
     assert result.phase in {"pending", "running", "restarting", "succeeded", "failed", "suspended", "terminating"}
     assert len(result.replicas) == len(pods)
+
+
+@pytest.mark.parametrize(("start", "end", "duration"), [
+    ("2017-08-23T21:17:09.379754063+08:00", "2017-08-23T13:17:10.379754Z", 1),
+    ("2019-07-24T07:16:13Z", None, None),
+    ("2019-07-24T07:16:13", "2019-07-24T07:17:13Z", 60),  # no zone: read as UTC
+    ("2019-07-24T07:16:13Z", "2019-07-24T07:16:12Z", None),
+    ("yesterday", "2019-07-24T07:16:12Z", None),
+])
+def test_rendered_duration(start: str, end: str | None, duration: float | None) -> None:
+    spec = JobSpec(name="j", runtime="r", bootfile="/b.py", replicas=(Replica("worker", 1, Resources("1", "1Gi")),))
+    identity = JobIdentity("id1", "admin", "c1", "clever", start, start)
+    status = JobStatus(phase="succeeded", start_time=start, completion_time=end)
+    assert render_job(spec, identity, status)["status"]["duration"] == duration
