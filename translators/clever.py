@@ -722,7 +722,7 @@ def _duration_seconds(start: str | None, end: str | None) -> float | None:
         return None
     try:
         seconds = (_parse_time(end) - _parse_time(start)).total_seconds()
-    except (ValueError, TypeError):  # unparseable, or one time without a zone
+    except ValueError:
         return None
     if seconds < 0:
         return None
@@ -731,6 +731,7 @@ def _duration_seconds(start: str | None, end: str | None) -> float | None:
 
 def _parse_time(text: str) -> datetime:
     # Kubernetes and the seed use RFC 3339, sometimes with nanoseconds; datetime wants ≤ 6 digits.
+    # A time without a zone is read as UTC.
     match = re.match(r"^(.*?)(\.\d+)?(Z|[+-]\d\d:\d\d)?$", text)
     if not match:
         raise ValueError(text)
