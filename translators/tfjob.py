@@ -14,7 +14,9 @@ image from the runtime catalog (`gpu_image` when the replica asks for GPUs), por
 2222, command = runtime command + [bootfile], args, workingDir, env = environment then
 `CHECKPOINT_DIR`/`EVENT_DIR`/`MODEL_DIR`/`LOG_DIR` for the directory fields that are set,
 cpu/memory requests = limits, `nvidia.com/gpu` in limits and requests when gpu > 0, volumes and
-image-pull secrets from the cluster profile, `schedulerName`/`priorityClassName` from the profile.
+image-pull secrets from the cluster profile, `schedulerName`/`priorityClassName` from the profile;
+template labels managed-by / job id / owner (pods are selected by them) and the exact job id as an
+annotation.
 
 The user's args, env values and bootfile reach the program literally: every `$` is written as
 `$$`, because Kubernetes would otherwise expand `$(VAR)` references in command/args/env (and turn
@@ -213,9 +215,3 @@ def tfjob_from_cluster_object(obj: dict[str, Any]) -> tuple[JobSpec, JobIdentity
         raise NotTranslatable(f"not a TFJob: {obj.get('kind')!r}")
     return record_from_metadata(obj.get("metadata"))
 
-
-__all__ = [
-    "API_VERSION", "CONTAINER_NAME", "KIND", "PORT", "PORT_NAME", "REPLICA_KEYS", "RESTART_POLICIES",
-    "container", "metadata", "pod_spec", "tfjob_from_cluster_object",
-    "tfjob_in_place_patch", "to_tfjob",
-]
