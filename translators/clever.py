@@ -83,6 +83,9 @@ _TYPE_ORDER = {t: i for i, t in enumerate(REPLICA_TYPES)}
 # Run-policy fields a live TFJob accepts in a merge patch (seeds 001/002 list exactly these).
 IN_PLACE_RUN_POLICY_FIELDS = frozenset({"active_deadline_seconds", "ttl_seconds_after_finished",
                                         "clean_pod_policy"})
+# On Volcano these two have no counterpart in the job body (they live in the spec annotation only),
+# while every other field is frozen by Volcano's admission webhook on a live job.
+VOLCANO_IN_PLACE_RUN_POLICY_FIELDS = frozenset({"clean_pod_policy", "success_policy"})
 
 _MISSING = object()
 
@@ -692,8 +695,9 @@ def classify_update(old: JobSpec, new: JobSpec, *, profile: ClusterProfile | Non
 
     In place: description and the run-policy fields a live TFJob accepts (activeDeadlineSeconds,
     ttlSecondsAfterFinished, cleanPodPolicy -- seeds 001/002). backoffLimit and successPolicy are
-    not in that list, so changing them recreates. With a Volcano profile only the description is
-    in place: Volcano's admission webhook refuses any other spec change on a live job.
+    not in that list, so changing them recreates. Pass the cluster's `profile`: on Volcano only the
+    description, cleanPodPolicy and successPolicy (which have no Volcano field) change in place,
+    since Volcano's admission webhook refuses other spec changes on a live job.
     """
     if old == new:
         return "unchanged"
@@ -705,11 +709,9 @@ def classify_update(old: JobSpec, new: JobSpec, *, profile: ClusterProfile | Non
         f.name for f in fields(RunPolicy)
         if getattr(old.run_policy, f.name) != getattr(new.run_policy, f.name)
     }
-    if profile is not None and profile.backend == "volcano" and changed_policy:
-        return "recreate"
-    if changed_policy - IN_PLACE_RUN_POLICY_FIELDS:
-        return "recreate"
-    return "in-place"
+    volcano = profile is not None and profile.backend == "volcano"
+    allowed = VOLCANO_IN_PLACE_RUN_POLICY_FIELDS if volcano else IN_PLACE_RUN_POLICY_FIELDS
+    return "recreate" if changed_policy - allowed else "in-place"
 
 
 def environment_string(environment: tuple[tuple[str, str], ...]) -> str:

@@ -19,15 +19,16 @@
   `successPolicy` have no Volcano equivalent (Volcano keeps finished pods; the job completes when
   the chief task, or every worker, completes); they are kept in the spec annotation only.
 - updates: Volcano's admission webhook only lets `minAvailable`, `tasks[*].replicas` and
-  `priorityClassName` change on a live job, so the only in-place change is the description
-  (annotations). Any run-policy change means recreate (`classify_update(..., profile=...)`).
+  `priorityClassName` change on a live job, so in-place changes are annotation-only: the
+  description, and cleanPodPolicy/successPolicy (no Volcano field). Other run-policy changes mean
+  recreate (`classify_update(..., profile=<volcano profile>)` says so).
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
+from translators.clever import classify_update
 from translators.errors import FieldError, NotTranslatable, SpecError
 from translators.labels import (
     pod_template_annotations,
@@ -43,6 +44,7 @@ KIND = "Job"
 DEFAULT_SCHEDULER = "volcano"
 DEFAULT_QUEUE = "default"
 DEFAULT_MAX_RETRY = 3
+_VOLCANO = ClusterProfile(id="volcano", backend="volcano")  # stands for any Volcano cluster in classify_update
 TENSORFLOW_PLUGIN_ARGS = [f"--port={PORT}", "--ps=ps", "--worker=worker", "--chief=chief",
                           "--evaluator=evaluator"]
 
@@ -90,9 +92,10 @@ def to_vcjob(spec: JobSpec, identity: JobIdentity, profile: ClusterProfile) -> d
 
 def vcjob_in_place_patch(old: JobSpec, new: JobSpec, identity: JobIdentity) -> dict[str, Any]:
     """Merge patch for a live Volcano Job: annotations only (see module docstring)."""
-    if replace(old, description=new.description) != new:
+    if classify_update(old, new, profile=_VOLCANO) == "recreate":
         raise SpecError("this change cannot be applied to a live Volcano job; the job must be recreated",
-                        fields=[FieldError("", "only the description changes in place on Volcano")])
+                        fields=[FieldError("", "only description, cleanPodPolicy and successPolicy change "
+                                               "in place on Volcano")])
     return {"metadata": {"annotations": update_annotations(new, identity)}}
 
 

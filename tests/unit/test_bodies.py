@@ -276,10 +276,12 @@ def test_classify_update(body: dict[str, Any], kind: str) -> None:
     assert classify_update(BASE, patched(body)) == kind
 
 
-def test_classify_update_on_volcano_allows_only_description_in_place() -> None:
+def test_classify_update_on_volcano_allows_only_annotation_changes_in_place() -> None:
     volcano = profile_for("volcano", RICH_PROFILE)
     assert classify_update(BASE, patched({"description": "x"}), profile=volcano) == "in-place"
-    assert classify_update(BASE, patched({"ttlSecondsAfterFinished": 1}), profile=volcano) == "recreate"
+    assert classify_update(BASE, patched({"cleanPodPolicy": "All", "successPolicy": ""}), profile=volcano) == "in-place"
+    for body in ({"ttlSecondsAfterFinished": 1}, {"backoffLimit": 1}, {"activeDeadlineSeconds": 5}):
+        assert classify_update(BASE, patched(body), profile=volcano) == "recreate"
     assert classify_update(BASE, patched({"ttlSecondsAfterFinished": 1}),
                            profile=profile_for("training-operator")) == "in-place"
 
@@ -316,7 +318,12 @@ def test_in_place_patch_refuses_changes_that_need_recreate() -> None:
         in_place_patch(BASE, patched({"args": "x"}), LATER, profile_for("training-operator"))
     with pytest.raises(SpecError):
         in_place_patch(BASE, patched({"ttlSecondsAfterFinished": 1}), LATER, profile_for("volcano"))
-    assert set(in_place_patch(BASE, patched({"description": "v"}), LATER, profile_for("volcano"))) == {"metadata"}
+    for body in ({"description": "v"}, {"cleanPodPolicy": "All"}):
+        new = patched(body)
+        patch = in_place_patch(BASE, new, LATER, profile_for("volcano"))
+        assert set(patch) == {"metadata"}
+        assert json.loads(patch["metadata"]["annotations"][ANNOTATION_SPEC]) == json.loads(
+            to_cluster_object(new, LATER, profile_for("volcano"))["metadata"]["annotations"][ANNOTATION_SPEC])
 
 
 json_values = st.recursive(
