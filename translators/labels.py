@@ -7,7 +7,7 @@ spec as compact JSON (`ANNOTATION_SPEC`, versioned by its `"v"` key).
 
 Label values must be ≤ 63 chars of `[A-Za-z0-9._-]` starting and ending alphanumeric; a value
 that is not (an e-mail as owner, say) is sanitised and suffixed with 8 hex digits of its SHA-256,
-so distinct owners never share a label value. `label_value` is the one function doing that:
+so distinct owners (practically) never share a label value. `label_value` is the one function doing that:
 selectors must be built with it.
 """
 
