@@ -1,0 +1,423 @@
+"""The gateway's configuration: one YAML file (DESIGN §6) plus environment overrides.
+
+Contract:
+- `load_settings(path=None, *, environ=None) -> Settings`: reads the YAML file named by `path` or by
+  `CLEVER_GATEWAY_CONFIG` (no file at all: defaults + environment), applies every
+  `CLEVER_GATEWAY__<KEY>__<KEY>...` environment variable on top (list items by index, e.g.
+  `CLEVER_GATEWAY__CLUSTERS__0__TOKEN_FILE`; values are read as YAML scalars, so `8080`, `true` and
+  JSON lists work), then validates. Any problem raises `ConfigError` whose message names the key path
+  (`clusters.0.backend: Input should be 'training-operator', ...`).
+- `Settings` is the pydantic-settings root; sections are grouped models, keys are camelCase in YAML
+  and snake_case in Python; every field has a default and a unit in its name or docstring.
+- `ClusterSettings.profile()` builds the pure `translators.spec.ClusterProfile` for translation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gateway.auth.settings import AuthSettings
+from translators.spec import ClusterProfile, RuntimeImage, Volume
+
+CONFIG_ENV = "CLEVER_GATEWAY_CONFIG"
+ENV_PREFIX = "CLEVER_GATEWAY__"
+EMBEDDED_REDIS = "embedded"
+CLUSTER_ID_RE = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$")
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names every bad key path."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+
+class ListenSettings(_Section):
+    """Where the HTTP server listens."""
+
+    host: str = "0.0.0.0"
+    """Bind address."""
+    port: int = Field(default=8080, ge=0, le=65535)
+    """TCP port (0: pick a free one)."""
+
+
+class RedisSettings(_Section):
+    """The shared Redis: records, indexes, status cache, outbox, leases."""
+
+    url: str = "redis://127.0.0.1:6379/0"
+    """redis:// or rediss:// URL; `embedded` = in-process fakeredis (demo only: not shared, not durable)."""
+    key_prefix: str = "cg:"
+    """Every key the gateway writes starts with this."""
+    socket_timeout_seconds: float = Field(default=5.0, gt=0)
+    """Per-command socket timeout, seconds."""
+    max_connections: int = Field(default=64, ge=1)
+    """Connection pool size."""
+
+
+class RuntimeSettings(_Section):
+    """One runtime of a cluster's catalog."""
+
+    image: str
+    """Image for CPU-only replicas."""
+    gpu_image: str | None = None
+    """Image when a replica asks for GPUs (default: `image`)."""
+    command: list[str] = Field(default_factory=lambda: ["python3"])
+    """Interpreter that runs the bootfile (`["python2"]` for Python 2 runtimes)."""
+
+
+class VolumeSettings(_Section):
+    """A volume mounted into every replica of every job on the cluster (exactly one source)."""
+
+    name: str
+    mount_path: str
+    host_path: str | None = None
+    claim_name: str | None = None
+    nfs_server: str | None = None
+    nfs_path: str | None = None
+    read_only: bool = False
+
+    @model_validator(mode="after")
+    def _one_source(self) -> VolumeSettings:
+        sources = [self.host_path is not None, self.claim_name is not None, self.nfs_server is not None]
+        if sum(sources) != 1:
+            raise ValueError("give exactly one of hostPath, claimName, nfsServer (+ nfsPath)")
+        if self.nfs_server is not None and not self.nfs_path:
+            raise ValueError("nfsServer needs nfsPath")
+        return self
+
+
+class ClusterSettings(_Section):
+    """One Kubernetes cluster the gateway serves as `/clusters/{id}`."""
+
+    id: str
+    """Cluster id in URLs and Redis keys: lowercase letters, digits, `-`, `_`, `.`."""
+    server: str | None = None
+    """API server URL (with tokenFile/token and caFile)."""
+    kubeconfig: str | None = None
+    """Path of a kubeconfig file (instead of server)."""
+    context: str | None = None
+    """kubeconfig context (default: the file's current context)."""
+    in_cluster: bool = False
+    """Use the pod's service account (instead of server/kubeconfig)."""
+    token_file: str | None = None
+    """File holding the bearer token; re-read when it changes (projected tokens rotate)."""
+    token: str | None = None
+    """Bearer token inline (demo and tests; prefer tokenFile)."""
+    ca_file: str | None = None
+    """PEM bundle that signed the API server's certificate."""
+    insecure_skip_tls_verify: bool = Field(
+        default=False, alias="insecureSkipTLSVerify",
+        validation_alias=AliasChoices("insecureSkipTLSVerify", "insecure_skip_tls_verify"))
+    """Do not verify the API server's certificate (logged as a warning at start; never in production)."""
+    backend: Literal["training-operator", "tf-operator", "volcano"] = "training-operator"
+    """What runs jobs: TFJob via training-operator (runPolicy) or tf-operator (flat), or Volcano Jobs."""
+    runtimes: dict[str, RuntimeSettings] = Field(default_factory=dict)
+    """Runtime catalog: legacy runtime name → images and interpreter."""
+    volumes: list[VolumeSettings] = Field(default_factory=list)
+    """Mounted into every replica."""
+    image_pull_secrets: list[str] = Field(default_factory=list)
+    """Secret names added to every pod."""
+    namespace_map: dict[str, str] = Field(default_factory=dict)
+    """Partition → namespace (default: the partition's own name)."""
+    scheduler_name: str | None = None
+    """Pod schedulerName (e.g. `volcano` for gang-scheduled TFJobs)."""
+    queue: str | None = None
+    """Volcano queue / schedulingPolicy.queue."""
+    priority_class: str | None = None
+    """priorityClassName for every job."""
+    path_root: str | None = None
+    """bootfile and directories must lie under this absolute path."""
+    max_replicas_per_job: int = Field(default=64, ge=1)
+    """Cap on the sum of replica counts of one job."""
+    max_gpus_per_job: int = Field(default=64, ge=0)
+    """Cap on the GPUs of one job (all replicas)."""
+    impersonate: bool = False
+    """Call this cluster as the user (Impersonate-User/-Group); also enabled by auth per-cluster settings."""
+    request_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Total timeout of one API request (not watches), seconds."""
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, value: str) -> str:
+        if not CLUSTER_ID_RE.match(value):
+            raise ValueError("must be 1-63 lowercase letters, digits, '-', '_' or '.', "
+                             "starting and ending with a letter or digit")
+        return value
+
+    @field_validator("path_root")
+    @classmethod
+    def _absolute_root(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("/"):
+            raise ValueError("must be an absolute path")
+        return value
+
+    @model_validator(mode="after")
+    def _one_connection(self) -> ClusterSettings:
+        chosen = [name for name, on in (("server", self.server is not None),
+                                        ("kubeconfig", self.kubeconfig is not None),
+                                        ("inCluster", self.in_cluster)) if on]
+        if len(chosen) != 1:
+            raise ValueError(f"give exactly one of server, kubeconfig, inCluster (got {chosen or 'none'})")
+        if self.server is not None:
+            if not self.server.startswith(("https://", "http://")):
+                raise ValueError("server must be an https:// URL")
+            if self.token is not None and self.token_file is not None:
+                raise ValueError("give token or tokenFile, not both")
+        if self.context is not None and self.kubeconfig is None:
+            raise ValueError("context needs kubeconfig")
+        return self
+
+    def profile(self) -> ClusterProfile:
+        """The pure translation profile of this cluster."""
+        return ClusterProfile(
+            id=self.id,
+            backend=self.backend,
+            runtimes={name: RuntimeImage(image=r.image, gpu_image=r.gpu_image, command=tuple(r.command))
+                      for name, r in self.runtimes.items()},
+            volumes=tuple(Volume(name=v.name, mount_path=v.mount_path, host_path=v.host_path,
+                                 claim_name=v.claim_name, nfs_server=v.nfs_server, nfs_path=v.nfs_path,
+                                 read_only=v.read_only) for v in self.volumes),
+            image_pull_secrets=tuple(self.image_pull_secrets),
+            namespace_map=dict(self.namespace_map),
+            scheduler_name=self.scheduler_name,
+            queue=self.queue,
+            priority_class=self.priority_class,
+            path_root=self.path_root,
+            max_replicas_per_job=self.max_replicas_per_job,
+            max_gpus_per_job=self.max_gpus_per_job,
+        )
+
+
+class RetrySettings(_Section):
+    """Retries of safe cluster calls (GET/LIST; creates with deterministic names)."""
+
+    attempts: int = Field(default=3, ge=1, le=10)
+    """Tries in all, including the first."""
+    initial_delay_seconds: float = Field(default=0.2, ge=0)
+    """Delay before the second try; doubles each time."""
+    max_delay_seconds: float = Field(default=2.0, ge=0)
+    """Upper bound of one delay (a cluster's Retry-After is honoured up to this)."""
+
+
+class LimitsSettings(_Section):
+    """Request limits and freshness bounds."""
+
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest accepted request body, bytes (larger: 413)."""
+    request_timeout_seconds: float = Field(default=30.0, gt=0)
+    """A request taking longer is answered 504."""
+    status_staleness_seconds: float = Field(default=5.0, ge=0)
+    """A job's cached status older than this (and no live watch) is refreshed from the cluster on read."""
+    list_page_size: int = Field(default=500, ge=1)
+    """`limit` of each LIST page sent to a cluster."""
+
+
+class SyncSettings(_Section):
+    """Background watch of each cluster and the outbox worker."""
+
+    watch: bool = True
+    """Watch managed jobs and pods; off: reads refresh from the cluster when stale."""
+    relist_backoff_seconds: float = Field(default=1.0, gt=0)
+    """First delay after a failed list/watch; doubles up to relistBackoffMaxSeconds."""
+    relist_backoff_max_seconds: float = Field(default=30.0, gt=0)
+    """Largest delay between list/watch attempts."""
+    watch_timeout_seconds: int = Field(default=300, ge=1)
+    """Server-side timeoutSeconds of one watch request (then it is resumed from the last RV)."""
+    fallback_after_seconds: float = Field(default=30.0, ge=0)
+    """If a cluster's watch has been down longer than this, reads of that cluster go to its API server."""
+    lease_seconds: float = Field(default=15.0, gt=0)
+    """Watch lease time to live; renewed at a third of it. Another replica takes over after it lapses."""
+    outbox_retry_seconds: float = Field(default=2.0, gt=0)
+    """Delay between attempts to land a queued create/delete."""
+    outbox_claim_idle_seconds: float = Field(default=30.0, gt=0)
+    """An outbox entry a dead replica left pending this long is taken over."""
+
+
+class LoggingSettings(_Section):
+    """Structured logs on stdout."""
+
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "console"] = "json"
+
+
+class Settings(BaseSettings):
+    """The whole configuration (DESIGN §6). Build it with `load_settings`."""
+
+    model_config = SettingsConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+
+    listen: ListenSettings = Field(default_factory=ListenSettings)
+    redis: RedisSettings = Field(default_factory=RedisSettings)
+    auth: AuthSettings = Field(default_factory=lambda: {"mode": "oidc"}, validate_default=True)  # type: ignore[arg-type]
+    clusters: list[ClusterSettings] = Field(default_factory=list, validate_default=True)
+    retry: RetrySettings = Field(default_factory=RetrySettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
+    logging: LoggingSettings = Field(default_factory=LoggingSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The file and the environment are merged by load_settings (list items by index, which the
+        # stock env source cannot address); the model only validates what it is given.
+        return (init_settings,)
+
+    @field_validator("clusters")
+    @classmethod
+    def _clusters_valid(cls, value: list[ClusterSettings]) -> list[ClusterSettings]:
+        if not value:
+            raise ValueError("at least one cluster is required")
+        seen: set[str] = set()
+        for cluster in value:
+            if cluster.id in seen:
+                raise ValueError(f"duplicate cluster id {cluster.id!r}")
+            seen.add(cluster.id)
+        return value
+
+    def cluster(self, cluster_id: str) -> ClusterSettings | None:
+        """The settings of one cluster, or None."""
+        return next((c for c in self.clusters if c.id == cluster_id), None)
+
+
+def _format_errors(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors(include_url=False):
+        path = ".".join(str(part) for part in item["loc"]) or "(root)"
+        lines.append(f"{path}: {item['msg']}")
+    return "invalid configuration:\n  " + "\n  ".join(lines)
+
+
+def _normalise(key: str) -> str:
+    return key.replace("_", "").replace("-", "").lower()
+
+
+def _strip_optional(annotation: Any) -> Any:
+    if get_origin(annotation) in (Union, __import__("types").UnionType):
+        args = [a for a in get_args(annotation) if a is not type(None)]
+        if len(args) == 1:
+            return args[0]
+    return annotation
+
+
+def _field_key(model: type[BaseModel], segment: str) -> tuple[str, Any] | None:
+    """(YAML key, annotation) of the field of `model` that `segment` names, ignoring case and `_`."""
+    wanted = _normalise(segment)
+    for name, info in model.model_fields.items():
+        alias = info.alias or name
+        if wanted in (_normalise(name), _normalise(alias)):
+            return alias, info.annotation
+    return None
+
+
+def _set_path(node: Any, annotation: Any, segments: list[str], value: Any, *, env_name: str) -> Any:
+    """Return `node` with `value` written at `segments`, guided by the model `annotation`."""
+    if not segments:
+        return value
+    annotation = _strip_optional(annotation)
+    head, rest = segments[0], segments[1:]
+    origin = get_origin(annotation)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        found = _field_key(annotation, head)
+        if found is None:
+            raise ConfigError(f"{env_name}: no configuration key {head.lower()!r} here")
+        key, sub = found
+        node = dict(node) if isinstance(node, Mapping) else {}
+        node[key] = _set_path(node.get(key), sub, rest, value, env_name=env_name)
+        return node
+    if origin is list:
+        (item_type,) = get_args(annotation) or (Any,)
+        items = list(node) if isinstance(node, list) else []
+        if not head.isdigit() or int(head) > len(items):
+            raise ConfigError(f"{env_name}: {head!r} is not an index of an existing item (0..{len(items)})")
+        index = int(head)
+        if index == len(items):
+            items.append({})
+        items[index] = _set_path(items[index], item_type, rest, value, env_name=env_name)
+        return items
+    if origin is dict:
+        args = get_args(annotation)
+        value_type = args[1] if len(args) == 2 else Any
+        mapping = dict(node) if isinstance(node, Mapping) else {}
+        # Environment names are upper case; match an existing key case-insensitively.
+        key = next((k for k in mapping if _normalise(str(k)) == _normalise(head)), head.lower())
+        mapping[key] = _set_path(mapping.get(key), value_type, rest, value, env_name=env_name)
+        return mapping
+    raise ConfigError(f"{env_name}: cannot set a sub-key of a scalar value")
+
+
+def _env_value(raw: str) -> Any:
+    """A number/bool as such, `[...]`/`{...}` as YAML/JSON, anything else (`cg:`, URLs) verbatim."""
+    stripped = raw.strip()
+    try:
+        parsed = yaml.safe_load(stripped)
+    except yaml.YAMLError:
+        return raw
+    if stripped.startswith(("[", "{")) and isinstance(parsed, (list, dict)):
+        return parsed
+    if isinstance(parsed, (bool, int, float)):
+        return parsed
+    return raw
+
+
+def _apply_environment(data: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    for env_name in sorted(environ):
+        if not env_name.startswith(ENV_PREFIX):
+            continue
+        segments = [s for s in env_name[len(ENV_PREFIX):].split("__") if s]
+        if not segments:
+            continue
+        value = _env_value(environ[env_name])
+        data = _set_path(data, Settings, segments, value, env_name=env_name)
+    return data
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """The YAML mapping in `path`; ConfigError when unreadable or not a mapping."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError(f"cannot read configuration file {str(path)!r}: {e.strerror}") from e
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ConfigError(f"configuration file {str(path)!r} is not valid YAML: {e}") from e
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration file {str(path)!r} must hold a mapping at the top level")
+    return data
+
+
+def load_settings(path: str | Path | None = None, *, environ: Mapping[str, str] | None = None,
+                  base: dict[str, Any] | None = None) -> Settings:
+    """Build Settings from the YAML file (or `base`), then `CLEVER_GATEWAY__...` overrides."""
+    env = os.environ if environ is None else environ
+    path = path or env.get(CONFIG_ENV) or None
+    data: dict[str, Any] = dict(base or {})
+    if path is not None:
+        data.update(read_config_file(path))
+    data = _apply_environment(data, env)
+    try:
+        return Settings(**data)
+    except ValidationError as e:
+        raise ConfigError(_format_errors(e)) from e

@@ -1,0 +1,42 @@
+"""Prometheus metrics of one gateway app, served at `/metrics`.
+
+Contract: `Metrics()` owns its own `CollectorRegistry` (several apps can live in one test process);
+the middleware records requests by route template and status, ClusterClient records cluster calls,
+the outbox and sync update their gauges. Label values are bounded: route templates, not raw paths.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+
+class Metrics:
+    """The gateway's metric families, registered in a private registry."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("clever_gateway_http_requests_total", "HTTP requests answered",
+                                ["route", "method", "status"], registry=self.registry)
+        self.latency = Histogram("clever_gateway_http_request_duration_seconds", "HTTP request latency",
+                                 ["route", "method"], registry=self.registry)
+        self.cluster_calls = Counter("clever_gateway_cluster_requests_total", "Kubernetes API calls",
+                                     ["cluster", "verb", "code"], registry=self.registry)
+        self.cluster_errors = Counter("clever_gateway_cluster_errors_total",
+                                      "Kubernetes API calls that failed (transport or 5xx)",
+                                      ["cluster", "verb", "kind"], registry=self.registry)
+        self.outbox_depth = Gauge("clever_gateway_outbox_depth", "Operations waiting for a cluster",
+                                  registry=self.registry)
+        self.watch_age = Gauge("clever_gateway_watch_last_event_age_seconds",
+                               "Seconds since the last watch event of a cluster (-1: no watch here)",
+                               ["cluster"], registry=self.registry)
+
+    def render(self) -> tuple[bytes, str]:
+        """The exposition text and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

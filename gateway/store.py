@@ -1,0 +1,455 @@
+"""Redis: job records, indexes, name claims, status cache, outbox stream, leases, watch resume points.
+
+The cluster is the source of truth (DESIGN §3): everything here can be rebuilt from the clusters'
+labels and annotations by `gateway.sync`. Keys (all under `redis.keyPrefix`, default `cg:`):
+
+    job:{cluster}:{id}                     JSON record: spec, identity, namespace, object name, pending op
+    status:{cluster}:{id}                  JSON last observed status + observedAt (epoch seconds)
+    idx:{cluster}:{partition}              sorted set id → creation time (ms): the partition's jobs
+    owner:{cluster}:{partition}:{owner}    sorted set id → creation time (ms): one user's jobs there
+    name:{cluster}:{partition}:{name}      the unique-name claim: value = job id
+    rv:{cluster}:{what}                    last resourceVersion seen by the watch
+    lease:{name}                           lease holder (SET NX PX; renewed by compare-and-expire)
+    outbox                                 stream of create/delete operations not yet accepted; group `workers`
+
+Contract: every Redis failure surfaces as `gateway.errors.StoreUnavailable` (503), chained. Multi-key
+writes run in MULTI/EXEC transactions; compare-and-set steps use WATCH (no Lua, so the embedded
+fakeredis of the demo needs no Lua runtime). `redis.url: embedded` builds an in-process fakeredis.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, replace
+from datetime import datetime
+from typing import Any, TypeVar
+
+import structlog
+from redis import asyncio as redis_asyncio
+from redis.exceptions import RedisError, ResponseError, WatchError
+
+from gateway.config import EMBEDDED_REDIS, RedisSettings
+from gateway.errors import Conflict, StoreUnavailable
+from translators.errors import NotTranslatable
+from translators.labels import spec_from_json, spec_to_json
+from translators.spec import JobIdentity, JobSpec, JobStatus, ReplicaStatus
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+OUTBOX_GROUP = "workers"
+_CAS_ATTEMPTS = 5
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """One job as the gateway knows it. `pending` is the operation waiting in the outbox, if any."""
+
+    spec: JobSpec
+    identity: JobIdentity
+    namespace: str
+    object_name: str
+    pending: str | None = None  # "create" | "delete" | None
+
+    def with_pending(self, pending: str | None) -> JobRecord:
+        """The same record with another pending operation."""
+        return replace(self, pending=pending)
+
+
+@dataclass(frozen=True, slots=True)
+class ObservedStatus:
+    """A job's last observed status and when (epoch seconds) it was observed."""
+
+    status: JobStatus
+    observed_at: float
+
+
+def _record_to_json(record: JobRecord) -> str:
+    return json.dumps({
+        "spec": spec_to_json(record.spec),
+        "identity": asdict(record.identity),
+        "namespace": record.namespace,
+        "objectName": record.object_name,
+        "pending": record.pending,
+    }, separators=(",", ":"))
+
+
+def _record_from_json(text: str) -> JobRecord:
+    data = json.loads(text)
+    return JobRecord(spec=spec_from_json(data["spec"]), identity=JobIdentity(**data["identity"]),
+                     namespace=data["namespace"], object_name=data["objectName"], pending=data.get("pending"))
+
+
+def status_to_dict(status: JobStatus) -> dict[str, Any]:
+    """JSON-ready form of a JobStatus."""
+    return asdict(status)
+
+
+def status_from_dict(data: dict[str, Any]) -> JobStatus:
+    """Inverse of `status_to_dict`."""
+    replicas = tuple(ReplicaStatus(**r) for r in data.get("replicas") or ())
+    return JobStatus(**{**data, "replicas": replicas})
+
+
+def creation_score(created: str) -> float:
+    """Sort key of a job: its creation time in epoch milliseconds (0 when unparseable)."""
+    try:
+        return datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp() * 1000.0
+    except ValueError:
+        return 0.0
+
+
+class JobStore:
+    """Typed access to the gateway's Redis keys (see module docstring)."""
+
+    def __init__(self, redis: redis_asyncio.Redis, *, prefix: str, clock: Callable[[], float] = time.time) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: RedisSettings) -> JobStore:
+        """Connect per settings (`embedded` → in-process fakeredis for the demo)."""
+        client: redis_asyncio.Redis
+        if settings.url == EMBEDDED_REDIS:
+            import fakeredis  # only the demo needs it
+
+            client = fakeredis.FakeAsyncRedis(decode_responses=True)
+        else:
+            client = redis_asyncio.Redis.from_url(
+                settings.url, decode_responses=True, socket_timeout=settings.socket_timeout_seconds,
+                socket_connect_timeout=settings.socket_timeout_seconds, max_connections=settings.max_connections)
+        return cls(client, prefix=settings.key_prefix)
+
+    async def close(self) -> None:
+        """Close the connection pool."""
+        try:
+            await self.redis.aclose()
+        except (RedisError, OSError):
+            pass
+
+    # ----- keys
+
+    def _job(self, cluster: str, job_id: str) -> str:
+        return f"{self.prefix}job:{cluster}:{job_id}"
+
+    def _status(self, cluster: str, job_id: str) -> str:
+        return f"{self.prefix}status:{cluster}:{job_id}"
+
+    def _index(self, cluster: str, partition: str) -> str:
+        return f"{self.prefix}idx:{cluster}:{partition}"
+
+    def _owner(self, cluster: str, partition: str, owner: str) -> str:
+        return f"{self.prefix}owner:{cluster}:{partition}:{owner}"
+
+    def _name(self, cluster: str, partition: str, name: str) -> str:
+        return f"{self.prefix}name:{cluster}:{partition}:{name}"
+
+    def _rv(self, cluster: str, what: str) -> str:
+        return f"{self.prefix}rv:{cluster}:{what}"
+
+    def _lease(self, name: str) -> str:
+        return f"{self.prefix}lease:{name}"
+
+    @property
+    def outbox_key(self) -> str:
+        """The outbox stream's key."""
+        return f"{self.prefix}outbox"
+
+    # ----- error boundary
+
+    @asynccontextmanager
+    async def _guard(self, what: str) -> AsyncIterator[None]:
+        try:
+            yield
+        except (RedisError, OSError, TimeoutError) as e:
+            if isinstance(e, WatchError):
+                raise
+            log.warning("redis call failed", operation=what, error=type(e).__name__)
+            raise StoreUnavailable("the gateway's store (Redis) is unavailable") from e
+
+    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+        async with self._guard(what):
+            return await call()
+
+    async def ping(self) -> float:
+        """Round trip in milliseconds; StoreUnavailable when Redis does not answer."""
+        started = time.perf_counter()
+        await self._call("ping", self.redis.ping)
+        return (time.perf_counter() - started) * 1000.0
+
+    # ----- names
+
+    async def claim_name(self, cluster: str, partition: str, name: str, job_id: str) -> None:
+        """Claim `name` in (cluster, partition) for `job_id`; `Conflict` when another job holds it."""
+        key = self._name(cluster, partition, name)
+        async with self._guard("claim"):
+            if await self.redis.set(key, job_id, nx=True):
+                return
+            holder = await self.redis.get(key)
+        if holder != job_id:
+            raise Conflict(f"a job named {name!r} already exists in partition {partition!r}",
+                           details={"name": name, "partition": partition})
+
+    async def name_holder(self, cluster: str, partition: str, name: str) -> str | None:
+        """The id holding a name, if any."""
+        return await self._call("name", lambda: self.redis.get(self._name(cluster, partition, name)))
+
+    async def release_name(self, cluster: str, partition: str, name: str, job_id: str) -> None:
+        """Drop the claim if (and only if) `job_id` holds it."""
+        await self._compare_and_delete(self._name(cluster, partition, name), job_id)
+
+    async def _compare_and_delete(self, key: str, expected: str) -> bool:
+        async with self._guard("compare-and-delete"):
+            for _ in range(_CAS_ATTEMPTS):
+                try:
+                    async with self.redis.pipeline(transaction=True) as pipe:
+                        await pipe.watch(key)
+                        if await pipe.get(key) != expected:
+                            await pipe.unwatch()
+                            return False
+                        pipe.multi()
+                        pipe.delete(key)
+                        await pipe.execute()
+                        return True
+                except WatchError:
+                    continue
+        return False
+
+    # ----- records
+
+    async def put(self, record: JobRecord, *, status: JobStatus | None = None,
+                  observed_at: float | None = None) -> None:
+        """Write the record, its indexes and its name claim (and optionally its status) atomically."""
+        ident = record.identity
+        score = creation_score(ident.created)
+        async with self._guard("put"), self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self._job(ident.cluster, ident.id), _record_to_json(record))
+            pipe.zadd(self._index(ident.cluster, ident.partition), {ident.id: score})
+            pipe.zadd(self._owner(ident.cluster, ident.partition, ident.owner), {ident.id: score})
+            pipe.set(self._name(ident.cluster, ident.partition, record.spec.name), ident.id)
+            if status is not None:
+                pipe.set(self._status(ident.cluster, ident.id), json.dumps(
+                    {"status": status_to_dict(status),
+                     "observedAt": observed_at if observed_at is not None else self._clock()}))
+            await pipe.execute()
+
+    async def put_if_absent(self, record: JobRecord, *, status: JobStatus, observed_at: float) -> bool:
+        """Rebuild path: write the record only when no record (and no other holder of its name) exists."""
+        ident = record.identity
+        job_key = self._job(ident.cluster, ident.id)
+        name_key = self._name(ident.cluster, ident.partition, record.spec.name)
+        async with self._guard("put-if-absent"):
+            for _ in range(_CAS_ATTEMPTS):
+                try:
+                    async with self.redis.pipeline(transaction=True) as pipe:
+                        await pipe.watch(job_key, name_key)
+                        if await pipe.exists(job_key):
+                            await pipe.unwatch()
+                            return False
+                        holder = await pipe.get(name_key)
+                        if holder not in (None, ident.id):
+                            await pipe.unwatch()
+                            log.warning("rebuild skipped: name held by another job", cluster=ident.cluster,
+                                        job=ident.id, holder=holder)
+                            return False
+                        pipe.multi()
+                        score = creation_score(ident.created)
+                        pipe.set(job_key, _record_to_json(record))
+                        pipe.zadd(self._index(ident.cluster, ident.partition), {ident.id: score})
+                        pipe.zadd(self._owner(ident.cluster, ident.partition, ident.owner), {ident.id: score})
+                        pipe.set(name_key, ident.id)
+                        pipe.set(self._status(ident.cluster, ident.id), json.dumps(
+                            {"status": status_to_dict(status), "observedAt": observed_at}))
+                        await pipe.execute()
+                        return True
+                except WatchError:
+                    continue
+        return False
+
+    async def get(self, cluster: str, job_id: str) -> JobRecord | None:
+        """The record, or None (a record that cannot be decoded counts as absent, and is logged)."""
+        text = await self._call("get", lambda: self.redis.get(self._job(cluster, job_id)))
+        if text is None:
+            return None
+        try:
+            return _record_from_json(text)
+        except (ValueError, KeyError, TypeError, NotTranslatable) as e:
+            log.error("undecodable job record ignored", cluster=cluster, job=job_id, error=str(e))
+            return None
+
+    async def list(self, cluster: str, partition: str, *, owner: str | None = None) -> list[JobRecord]:
+        """Records of a partition (or of one owner there), oldest first."""
+        key = self._index(cluster, partition) if owner is None else self._owner(cluster, partition, owner)
+        ids: list[str] = await self._call("list", lambda: self.redis.zrange(key, 0, -1))
+        if not ids:
+            return []
+        texts = await self._call("list", lambda: self.redis.mget([self._job(cluster, i) for i in ids]))
+        records = []
+        for job_id, text in zip(ids, texts, strict=True):
+            if text is None:
+                continue
+            try:
+                records.append(_record_from_json(text))
+            except (ValueError, KeyError, TypeError, NotTranslatable) as e:
+                log.error("undecodable job record ignored", cluster=cluster, job=job_id, error=str(e))
+        return records
+
+    async def remove(self, record: JobRecord) -> None:
+        """Delete the record, its status, its index entries and its name claim (when it holds it)."""
+        ident = record.identity
+        async with self._guard("remove"), self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self._job(ident.cluster, ident.id), self._status(ident.cluster, ident.id))
+            pipe.zrem(self._index(ident.cluster, ident.partition), ident.id)
+            pipe.zrem(self._owner(ident.cluster, ident.partition, ident.owner), ident.id)
+            await pipe.execute()
+        await self.release_name(ident.cluster, ident.partition, record.spec.name, ident.id)
+
+    async def job_ids(self, cluster: str) -> set[str]:
+        """Every job id with a record on `cluster` (scan; used by the sync to find records to drop)."""
+        prefix = self._job(cluster, "")
+        found: set[str] = set()
+        async with self._guard("scan"):
+            async for key in self.redis.scan_iter(match=prefix + "*", count=500):
+                found.add(key[len(prefix):])
+        return found
+
+    # ----- status
+
+    async def set_status(self, cluster: str, job_id: str, status: JobStatus, *,
+                         observed_at: float | None = None) -> None:
+        """Store the last observed status of a job."""
+        value = json.dumps({"status": status_to_dict(status),
+                            "observedAt": observed_at if observed_at is not None else self._clock()})
+        await self._call("set-status", lambda: self.redis.set(self._status(cluster, job_id), value))
+
+    async def get_status(self, cluster: str, job_id: str) -> ObservedStatus | None:
+        """The last observed status, or None."""
+        text = await self._call("get-status", lambda: self.redis.get(self._status(cluster, job_id)))
+        return _decode_status(text)
+
+    async def get_statuses(self, cluster: str, job_ids: list[str]) -> dict[str, ObservedStatus]:
+        """Last observed statuses of many jobs (missing ones left out)."""
+        if not job_ids:
+            return {}
+        texts = await self._call("get-statuses",
+                                 lambda: self.redis.mget([self._status(cluster, i) for i in job_ids]))
+        result = {}
+        for job_id, text in zip(job_ids, texts, strict=True):
+            observed = _decode_status(text)
+            if observed is not None:
+                result[job_id] = observed
+        return result
+
+    # ----- watch resume points
+
+    async def get_resource_version(self, cluster: str, what: str) -> str | None:
+        """Last resourceVersion the watch of `what` saw on `cluster`."""
+        return await self._call("rv", lambda: self.redis.get(self._rv(cluster, what)))
+
+    async def set_resource_version(self, cluster: str, what: str, rv: str) -> None:
+        """Remember where the watch of `what` got to."""
+        await self._call("rv", lambda: self.redis.set(self._rv(cluster, what), rv))
+
+    # ----- leases
+
+    async def acquire_lease(self, name: str, holder: str, *, ttl_ms: int) -> bool:
+        """Take the lease if free (or already ours, then extend it)."""
+        key = self._lease(name)
+        async with self._guard("lease"):
+            if await self.redis.set(key, holder, nx=True, px=ttl_ms):
+                return True
+        return await self.renew_lease(name, holder, ttl_ms=ttl_ms)
+
+    async def renew_lease(self, name: str, holder: str, *, ttl_ms: int) -> bool:
+        """Extend the lease if `holder` still holds it; False when lost."""
+        key = self._lease(name)
+        async with self._guard("lease"):
+            for _ in range(_CAS_ATTEMPTS):
+                try:
+                    async with self.redis.pipeline(transaction=True) as pipe:
+                        await pipe.watch(key)
+                        if await pipe.get(key) != holder:
+                            await pipe.unwatch()
+                            return False
+                        pipe.multi()
+                        pipe.pexpire(key, ttl_ms)
+                        await pipe.execute()
+                        return True
+                except WatchError:
+                    continue
+        return False
+
+    async def release_lease(self, name: str, holder: str) -> None:
+        """Give the lease up so another replica takes over at once."""
+        await self._compare_and_delete(self._lease(name), holder)
+
+    # ----- outbox
+
+    async def ensure_outbox(self) -> None:
+        """Create the outbox stream and its consumer group if missing."""
+        async with self._guard("outbox-init"):
+            try:
+                await self.redis.xgroup_create(self.outbox_key, OUTBOX_GROUP, id="0", mkstream=True)
+            except ResponseError as e:
+                if "BUSYGROUP" not in str(e):
+                    raise
+
+    async def outbox_add(self, operation: dict[str, Any]) -> str:
+        """Append an operation; returns its stream id."""
+        payload = {"op": json.dumps(operation, separators=(",", ":"))}
+        return await self._call("outbox-add", lambda: self.redis.xadd(self.outbox_key, payload))  # type: ignore[arg-type]
+
+    async def outbox_read(self, consumer: str, *, count: int = 16, block_ms: int = 1000,
+                          pending: bool = False) -> list[tuple[str, dict[str, Any]]]:
+        """New entries for `consumer` (pending=True: the ones it read but did not ack yet)."""
+        stream_id = "0" if pending else ">"
+        answer = await self._call("outbox-read", lambda: self.redis.xreadgroup(
+            OUTBOX_GROUP, consumer, {self.outbox_key: stream_id}, count=count,
+            block=None if pending else block_ms))
+        return _decode_entries(answer[0][1] if answer else [])
+
+    async def outbox_claim_stale(self, consumer: str, *, min_idle_ms: int,
+                                 count: int = 16) -> list[tuple[str, dict[str, Any]]]:
+        """Take over entries another consumer read but left unacknowledged for `min_idle_ms`."""
+        answer = await self._call("outbox-claim", lambda: self.redis.xautoclaim(
+            self.outbox_key, OUTBOX_GROUP, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count))
+        return _decode_entries(answer[1] if answer and len(answer) > 1 else [])
+
+    async def outbox_ack(self, entry_id: str) -> None:
+        """Mark an entry done and drop it from the stream."""
+        async with self._guard("outbox-ack"), self.redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self.outbox_key, OUTBOX_GROUP, entry_id)
+            pipe.xdel(self.outbox_key, entry_id)
+            await pipe.execute()
+
+    async def outbox_depth(self) -> int:
+        """Entries not yet acknowledged."""
+        return int(await self._call("outbox-depth", lambda: self.redis.xlen(self.outbox_key)))
+
+
+def _decode_status(text: str | None) -> ObservedStatus | None:
+    if text is None:
+        return None
+    try:
+        data = json.loads(text)
+        return ObservedStatus(status=status_from_dict(data["status"]), observed_at=float(data["observedAt"]))
+    except (ValueError, KeyError, TypeError) as e:
+        log.error("undecodable status ignored", error=str(e))
+        return None
+
+
+def _decode_entries(entries: Any) -> list[tuple[str, dict[str, Any]]]:
+    result = []
+    for entry_id, fields in entries or []:
+        if not fields:
+            continue  # deleted meanwhile
+        try:
+            result.append((entry_id, json.loads(fields["op"])))
+        except (ValueError, KeyError, TypeError):
+            log.error("undecodable outbox entry dropped", entry=entry_id)
+            result.append((entry_id, {}))
+    return result
