@@ -10,9 +10,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from translators.clever import parse_create, parse_update
+from translators.clever import environment_string, parse_create, parse_update, render_job, render_list
 from translators.errors import SpecError
-from translators.spec import ClusterProfile, JobSpec, Replica, Resources, RunPolicy, RuntimeImage
+from translators.spec import (
+    ClusterProfile,
+    JobIdentity,
+    JobSpec,
+    JobStatus,
+    Replica,
+    Resources,
+    RunPolicy,
+    RuntimeImage,
+)
 
 PROFILE = ClusterProfile(
     id="c1",
@@ -495,3 +504,39 @@ def test_any_json_body_is_a_spec_or_a_spec_error(body: object) -> None:
             assert e.fields and all(isinstance(f.path, str) and f.message for f in e.fields)
         else:
             assert isinstance(spec, JobSpec) and spec.replicas
+
+
+# --- rendering ---------------------------------------------------------------------------------------
+
+
+def test_render_job_has_every_legacy_field_in_canonical_form() -> None:
+    flat = {k: v for k, v in SEED_FLAT_CREATE.items() if k != "enviroment"}
+    spec = create({**flat, "ttlSecondsAfterFinished": 60, "environment": ["HOSTS=a,b"]})
+    identity = JobIdentity("12345678", "admin", "c1", "clever", "2017-08-23T13:17:09Z", "2017-08-23T13:17:10Z")
+    rendered = json.loads(json.dumps(render_job(spec, identity, JobStatus(phase="pending"))))
+    assert rendered["metadata"] == {"uid": "admin", "id": "12345678", "name": "tfserving-0",
+                                    "creationTime": "2017-08-23T13:17:09Z", "lastUpdateTime": "2017-08-23T13:17:10Z",
+                                    "cluster": "c1", "partition": "clever"}
+    legacy = rendered["spec"]
+    assert {k: legacy[k] for k in ("description", "partition", "runtime", "workdir", "bootfile", "args",
+                                   "checkpointDir", "eventDir", "modelDir", "logDir")} == {
+        "description": "create a tfjobs", "partition": "clever", "runtime": "Python_2.7+Tensorflow_1.2.1",
+        "workdir": "/clever/admin/xinhe/jobs", "bootfile": "/clever/admin/xinhe/file.py",
+        "args": ["--test=10", "--config=1"], "checkpointDir": "/clever/admin", "eventDir": "/clever/admin/xinhe",
+        "modelDir": "/clever/admin/xinhe/logs", "logDir": "/clever/admin/xinhe/logs/guideline"}
+    assert legacy["workerdir"] == legacy["workdir"]
+    assert legacy["environment"] == "HOSTS=a,b" and legacy["environmentList"] == ["HOSTS=a,b"]
+    assert legacy["replicas"] == [{"type": "worker", "count": "1",
+                                   "resource": {"cpu": "1", "memory": "2048Mi", "gpu": "1"}}]
+    assert legacy["ttlSecondsAfterFinished"] == 60 and "backoffLimit" not in legacy
+    assert rendered["status"]["phase"] == "pending" and rendered["status"]["replicas"] == []
+
+
+def test_render_list() -> None:
+    assert render_list([]) == {"metadata": {"total": 0}, "items": []}
+    assert render_list([{"a": 1}, {"b": 2}]) == {"metadata": {"total": 2}, "items": [{"a": 1}, {"b": 2}]}
+
+
+def test_environment_string_is_the_legacy_comma_form() -> None:
+    assert environment_string((("A", "1"), ("B", "x=y"))) == "A=1,B=x=y"
+    assert environment_string(()) == ""
