@@ -1,0 +1,176 @@
+"""The simulated cluster controllers of kubesim: TFJob operator, Volcano controller, scheduler+kubelet.
+
+Contract (fixed in the common brief):
+    Controllers(store, *, tfjob_operator="training-operator"|"tf-operator"|None, volcano=True,
+                time_scale=1.0, default_scenario="succeed")
+    await start() / await stop(); set_default_scenario(s); set_job_scenario(ns, name, s)
+
+One asyncio task runs every reconciler in turn: it wakes on a store event (of the kinds the
+controllers care about; Events are ignored so recording one does not wake it), on a scenario
+change, or when the earliest simulated deadline any reconciler reported is reached — never more
+often than `MIN_PAUSE` real seconds apart and at least every `IDLE_PAUSE` simulated seconds. All
+reconcilers read the current state from the store and write through it, so a reconcile that finds
+nothing to do writes nothing. Scenario strings are documented in `kubesim.controllers.scenarios`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Literal
+
+from kubesim.controllers.clock import SimClock
+from kubesim.controllers.kubelet import Kubelet
+from kubesim.controllers.scenarios import SCENARIO_ANNOTATION, Scenario, ScenarioError, parse_scenario
+from kubesim.controllers.training import TFJobController
+from kubesim.controllers.volcano import VolcanoController
+from kubesim.store import COMMANDS, PODGROUPS, PODS, TFJOBS, VCJOBS, Store, WatchEvent
+
+log = logging.getLogger(__name__)
+
+MIN_PAUSE = 0.002  # real seconds between passes, so a burst of events costs one pass
+IDLE_PAUSE = 2.0  # simulated seconds between passes when nothing is due
+WATCHED = frozenset({TFJOBS, VCJOBS, COMMANDS, PODGROUPS, PODS})
+
+__all__ = ["SCENARIO_ANNOTATION", "Controllers", "Scenario", "ScenarioError", "parse_scenario"]
+
+
+class Controllers:
+    """Runs the simulated operators and kubelet over one Store."""
+
+    def __init__(self, store: Store, *, tfjob_operator: Literal["training-operator", "tf-operator"] | None
+                 = "training-operator", volcano: bool = True, time_scale: float = 1.0,
+                 default_scenario: str = "succeed") -> None:
+        if tfjob_operator not in ("training-operator", "tf-operator", None):
+            raise ValueError(f"tfjob_operator must be 'training-operator', 'tf-operator' or None, "
+                             f"not {tfjob_operator!r}")
+        self._store = store
+        self.clock = SimClock(time_scale)
+        self._default = parse_scenario(default_scenario)
+        self._per_job: dict[tuple[str, str], Scenario] = {}
+        self.kubelet = Kubelet(store, self.clock, self._scenario_for_pod)
+        self.tfjobs = TFJobController(store, self.clock, dialect=tfjob_operator) if tfjob_operator else None
+        self.volcano = VolcanoController(store, self.clock, self.scenario_for_job) if volcano else None
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._queue: asyncio.Queue[WatchEvent] | None = None
+
+    # -- scenarios -------------------------------------------------------------------------------
+
+    def set_default_scenario(self, scenario: str) -> None:
+        """Cluster-wide scenario for jobs without their own; ScenarioError if malformed."""
+        self._default = parse_scenario(scenario)
+        self._wake.set()
+
+    def set_job_scenario(self, namespace: str, name: str, scenario: str) -> None:
+        """Scenario for one job (TFJob or Volcano Job) by name, even before it exists."""
+        self._per_job[(namespace, name)] = parse_scenario(scenario)
+        self._wake.set()
+
+    def scenario_for_job(self, namespace: str, name: str) -> Scenario:
+        """set_job_scenario, else the job's annotation, else the cluster default."""
+        chosen = self._per_job.get((namespace, name))
+        if chosen is not None:
+            return chosen
+        for res in (TFJOBS, VCJOBS):
+            job = self._store.try_get(res, namespace, name)
+            text = ((job or {}).get("metadata", {}).get("annotations") or {}).get(SCENARIO_ANNOTATION)
+            if text:
+                try:
+                    return parse_scenario(text)
+                except ScenarioError as e:
+                    log.warning("%s %s/%s: ignoring annotation %s: %s", res.kind, namespace, name,
+                                SCENARIO_ANNOTATION, e)
+        return self._default
+
+    def _scenario_for_pod(self, pod: dict[str, Any]) -> Scenario:
+        meta = pod["metadata"]
+        owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+        if owner is not None and owner.get("kind") in ("TFJob", "Job"):
+            return self.scenario_for_job(meta.get("namespace", ""), owner.get("name", ""))
+        text = (meta.get("annotations") or {}).get(SCENARIO_ANNOTATION)
+        if text:
+            with contextlib.suppress(ScenarioError):
+                return parse_scenario(text)
+        return self._default
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Subscribe to the store and start the reconcile loop."""
+        if self._task is not None:
+            return
+        self._queue = self._store.subscribe()
+        self._task = asyncio.create_task(self._loop(), name="kubesim-controllers")
+
+    async def stop(self) -> None:
+        """Cancel the loop and unsubscribe; safe to call twice."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._queue is not None:
+            self._store.unsubscribe(self._queue)
+            self._queue = None
+
+    def reconcile_once(self) -> float | None:
+        """One pass of every reconciler; the earliest simulated deadline any of them reported."""
+        deadlines: list[float | None] = []
+        for reconciler in (self.tfjobs, self.volcano, self.kubelet):
+            if reconciler is None:
+                continue
+            try:
+                deadlines.append(reconciler.reconcile())
+            except Exception:  # keep the simulated cluster alive whatever one reconciler hits
+                log.exception("kubesim: %s failed", type(reconciler).__name__)
+        due = [d for d in deadlines if d is not None]
+        return min(due) if due else None
+
+    async def _loop(self) -> None:
+        assert self._queue is not None
+        queue = self._queue
+        while True:
+            due = self.reconcile_once()
+            now = self.clock.now()
+            pause_sim = IDLE_PAUSE if due is None else max(0.0, min(due - now, IDLE_PAUSE))
+            await asyncio.sleep(MIN_PAUSE)
+            if self._drain(queue):
+                continue
+            await self._wait(queue, self.clock.real_delay(pause_sim))
+
+    def _drain(self, queue: asyncio.Queue[WatchEvent]) -> bool:
+        relevant = False
+        while not queue.empty():
+            if queue.get_nowait().resource in WATCHED:
+                relevant = True
+        if self._wake.is_set():
+            self._wake.clear()
+            relevant = True
+        return relevant
+
+    async def _wait(self, queue: asyncio.Queue[WatchEvent], timeout: float) -> None:
+        """Until a relevant store event, a scenario change, or `timeout` real seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            getter = asyncio.ensure_future(queue.get())
+            waker = asyncio.ensure_future(self._wake.wait())
+            try:
+                done, _ = await asyncio.wait({getter, waker}, timeout=remaining,
+                                             return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for fut in (getter, waker):
+                    if not fut.done():
+                        fut.cancel()
+                if getter.done() and not getter.cancelled():
+                    event = getter.result()
+                    if event.resource in WATCHED:
+                        return
+            if waker in done:
+                self._wake.clear()
+                return

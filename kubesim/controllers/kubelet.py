@@ -1,0 +1,474 @@
+"""Simulated scheduler + kubelet: moves every pod through the life its job's scenario prescribes.
+
+Contract: `Kubelet.reconcile()` is called by `Controllers` after store events and on its ticker; it
+reads all pods, advances each one whose next step is due and returns the earliest simulated time at
+which something else becomes due (None when nothing is waiting on time). Everything it writes is
+what a real cluster shows: `spec.nodeName` (bind), `status.phase`, `conditions` (PodScheduled with
+reason Unschedulable, Initialized, ContainersReady, Ready), `hostIP`/`podIP`/`startTime`,
+`containerStatuses[].state|lastState` (waiting ContainerCreating / ErrImagePull / ImagePullBackOff /
+CrashLoopBackOff, running, terminated Completed / Error / OOMKilled with exitCode), `restartCount`,
+plus events (Scheduled, FailedScheduling from default-scheduler or volcano, Pulling, Pulled, Failed,
+BackOff, Created, Started) and a few log lines per container.
+
+Pods with `schedulerName: volcano` and a `scheduling.k8s.io/group-name` annotation are bound only
+once their PodGroup is `Running` (gang scheduling, decided by the Volcano controller).
+Container restarts happen here (in place, restartCount++) when the pod restartPolicy is
+OnFailure/Always, like a real kubelet; with Never the pod ends Failed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kubesim.controllers.clock import SimClock
+from kubesim.controllers.scenarios import Scenario
+from kubesim.store import EVENTS, PODGROUPS, PODS, Store
+
+log = logging.getLogger(__name__)
+
+SCHEDULE_DELAY = 0.5  # simulated seconds from creation to binding
+CREATE_DELAY = 1.0  # simulated seconds from binding to containers running
+BACKOFF_DELAY = 1.0  # simulated seconds a crashed container waits before it is restarted
+PULL_BACKOFF_DELAY = 1.0  # simulated seconds from ErrImagePull to ImagePullBackOff
+NODES: tuple[tuple[str, str], ...] = (
+    ("kubesim-node-1", "10.0.0.11"),
+    ("kubesim-node-2", "10.0.0.12"),
+    ("kubesim-node-3", "10.0.0.13"),
+)
+GROUP_NAME_ANNOTATION = "scheduling.k8s.io/group-name"
+PS_LABELS = ("training.kubeflow.org/replica-type", "replica-type")
+TFJOB_KINDS = ("TFJob",)
+
+
+@dataclass
+class PodRun:
+    """What the kubelet remembers about one pod (by uid) between reconciles."""
+
+    stage: str  # scheduling | unschedulable | creating | pull-backoff | running | crash-backoff | done
+    due: float | None
+    scenario: Scenario
+    crashes: int = 0
+    notes: set[str] = field(default_factory=set)  # one-shot events already recorded
+
+
+ScenarioResolver = Callable[[dict[str, Any]], Scenario]
+
+
+class Kubelet:
+    """Scheduler + kubelet for every pod in the store."""
+
+    def __init__(self, store: Store, clock: SimClock, scenario_for: ScenarioResolver) -> None:
+        self._store = store
+        self._clock = clock
+        self._scenario_for = scenario_for
+        self._runs: dict[str, PodRun] = {}
+
+    def reconcile(self) -> float | None:
+        """Advance every pod that is due; return the next simulated deadline."""
+        pods, _ = self._store.list(PODS)
+        live = set()
+        next_due: float | None = None
+        for pod in pods:
+            uid = pod["metadata"].get("uid", "")
+            live.add(uid)
+            if pod["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                due = self._step(pod)
+            except Exception as e:  # a vanished or conflicting pod must not stop the others
+                log.debug("kubelet: pod %s: %s", pod["metadata"].get("name"), e)
+                due = self._clock.now() + SCHEDULE_DELAY
+            if due is not None and (next_due is None or due < next_due):
+                next_due = due
+        for uid in list(self._runs):
+            if uid not in live:
+                del self._runs[uid]
+        return next_due
+
+    # -- one pod --------------------------------------------------------------------------------
+
+    def _step(self, pod: dict[str, Any]) -> float | None:
+        uid = pod["metadata"]["uid"]
+        now = self._clock.now()
+        scenario = self._scenario_for(pod)
+        run = self._runs.get(uid)
+        if run is None:
+            if pod.get("status", {}).get("phase") in ("Succeeded", "Failed"):
+                run = PodRun("done", None, scenario)
+            else:
+                run = PodRun("scheduling", now + SCHEDULE_DELAY, scenario)
+                self._write_status(pod, {**_base_status(pod), "phase": "Pending"})
+            self._runs[uid] = run
+        if scenario != run.scenario:
+            self._replan(pod, run, scenario, now)
+        for _ in range(8):  # several transitions may be due at once after a long pause
+            if run.stage == "done" or run.due is None or run.due > now:
+                break
+            pod = self._store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+            self._advance(pod, run, now)
+        if run.stage == "scheduling" and run.due is None:
+            return now + SCHEDULE_DELAY  # waiting for the gang; PodGroup events also wake us
+        return run.due
+
+    def _replan(self, pod: dict[str, Any], run: PodRun, scenario: Scenario, now: float) -> None:
+        run.scenario = scenario
+        if run.stage in ("unschedulable", "scheduling"):
+            run.stage, run.due = "scheduling", now
+        elif run.stage == "pull-backoff":
+            run.stage, run.due = "creating", now
+        elif run.stage == "creating" and scenario.name != "slow-start":
+            run.due = min(run.due or now, now + CREATE_DELAY)
+        elif run.stage == "running":
+            run.due = self._run_until(pod, scenario, now)
+
+    def _advance(self, pod: dict[str, Any], run: PodRun, now: float) -> None:
+        scenario = run.scenario
+        if run.stage == "scheduling":
+            self._schedule(pod, run, now)
+        elif run.stage == "creating":
+            if scenario.name == "image-pull-backoff":
+                self._image_pull_failed(pod, run, now)
+            else:
+                self._start_containers(pod, run, now)
+        elif run.stage == "pull-backoff":
+            self._image_pull_backoff(pod, run)
+        elif run.stage == "running":
+            self._container_exits(pod, run, now)
+        elif run.stage == "crash-backoff":
+            self._start_containers(pod, run, now, restart=True)
+
+    def _schedule(self, pod: dict[str, Any], run: PodRun, now: float) -> None:
+        scheduler = pod.get("spec", {}).get("schedulerName") or "default-scheduler"
+        if run.scenario.name == "unschedulable":
+            self._unschedulable(pod, run, scheduler)
+            return
+        group = pod["metadata"].get("annotations", {}).get(GROUP_NAME_ANNOTATION)
+        if scheduler == "volcano" and group:
+            podgroup = self._store.try_get(PODGROUPS, pod["metadata"]["namespace"], group)
+            if podgroup is None or podgroup.get("status", {}).get("phase") != "Running":
+                run.due = None  # gang not admitted yet
+                return
+        node, host_ip = _node_for(pod)
+        bound = dict(pod)
+        bound["spec"] = {**pod.get("spec", {}), "nodeName": node}
+        bound["metadata"] = {k: v for k, v in pod["metadata"].items() if k != "resourceVersion"}
+        pod = self._store.update(PODS, bound)
+        ts = self._clock.timestamp()
+        status = _base_status(pod)
+        status.update({
+            "phase": "Pending",
+            "hostIP": host_ip,
+            "hostIPs": [{"ip": host_ip}],
+            "podIP": _pod_ip(pod),
+            "podIPs": [{"ip": _pod_ip(pod)}],
+            "startTime": ts,
+            "conditions": [
+                _cond("PodReadyToStartContainers", "False", ts),
+                _cond("Initialized", "True", ts),
+                _cond("Ready", "False", ts, "ContainersNotReady", _not_ready(pod)),
+                _cond("ContainersReady", "False", ts, "ContainersNotReady", _not_ready(pod)),
+                _cond("PodScheduled", "True", ts),
+            ],
+            "containerStatuses": [
+                _container_status(c, {"waiting": {"reason": "ContainerCreating"}}) for c in _containers(pod)
+            ],
+        })
+        self._write_status(pod, status)
+        ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
+        self._event(pod, "Scheduled", f"Successfully assigned {ns}/{name} to {node}", source=scheduler)
+        run.stage = "creating"
+        run.due = now + (run.scenario.delay if run.scenario.name == "slow-start" else CREATE_DELAY)
+
+    def _unschedulable(self, pod: dict[str, Any], run: PodRun, scheduler: str) -> None:
+        resource = _scarce_resource(pod)
+        total = len(NODES)
+        message = f"0/{total} nodes are available: {total} Insufficient {resource}."
+        if scheduler != "volcano":
+            message += f" preemption: 0/{total} nodes are available: {total} No preemption victims found " \
+                       "for incoming pod."
+        ts = self._clock.timestamp()
+        status = {**_base_status(pod), "phase": "Pending",
+                  "conditions": [_cond("PodScheduled", "False", ts, "Unschedulable", message)]}
+        self._write_status(pod, status)
+        if "FailedScheduling" not in run.notes:
+            run.notes.add("FailedScheduling")
+            self._event(pod, "FailedScheduling", message, type="Warning", source=scheduler)
+        run.stage, run.due = "unschedulable", None
+
+    def _image_pull_failed(self, pod: dict[str, Any], run: PodRun, now: float) -> None:
+        ts = self._clock.timestamp()
+        status = _running_phase_status(pod, ready=False, ts=ts, phase="Pending")
+        for c in _containers(pod):
+            image = c.get("image", "")
+            self._event(pod, "Pulling", f'Pulling image "{image}"', container=c)
+            detail = (f'Failed to pull image "{image}": rpc error: code = NotFound desc = failed to pull and '
+                      f'unpack image "{image}": failed to resolve reference "{image}": {image}: not found')
+            self._event(pod, "Failed", detail, type="Warning", container=c)
+            self._event(pod, "Failed", "Error: ErrImagePull", type="Warning", container=c)
+            _set_container(status, c["name"], state={"waiting": {"reason": "ErrImagePull", "message": detail}})
+        self._write_status(pod, status)
+        run.stage, run.due = "pull-backoff", now + PULL_BACKOFF_DELAY
+
+    def _image_pull_backoff(self, pod: dict[str, Any], run: PodRun) -> None:
+        status = dict(pod.get("status", {}))
+        status["containerStatuses"] = [dict(cs) for cs in status.get("containerStatuses", [])]
+        for c in _containers(pod):
+            image = c.get("image", "")
+            message = f'Back-off pulling image "{image}"'
+            _set_container(status, c["name"], state={"waiting": {"reason": "ImagePullBackOff", "message": message}})
+            self._event(pod, "BackOff", message, container=c)
+            self._event(pod, "Failed", "Error: ImagePullBackOff", type="Warning", container=c)
+        self._write_status(pod, status)
+        run.due = None  # stays until the scenario changes
+
+    def _start_containers(self, pod: dict[str, Any], run: PodRun, now: float, *, restart: bool = False) -> None:
+        ts = self._clock.timestamp()
+        status = _running_phase_status(pod, ready=True, ts=ts, phase="Running")
+        for c in _containers(pod):
+            if not restart:
+                self._event(pod, "Pulled", f'Container image "{c.get("image", "")}" already present on machine',
+                            container=c)
+            self._event(pod, "Created", f"Created container {c['name']}", container=c)
+            self._event(pod, "Started", f"Started container {c['name']}", container=c)
+            _set_container(status, c["name"], state={"running": {"startedAt": ts}}, ready=True, started=True)
+            self._log(pod, c, _startup_lines(pod, c, restart=restart))
+        self._write_status(pod, status)
+        run.stage = "running"
+        run.due = self._run_until(pod, run.scenario, now)
+
+    def _run_until(self, pod: dict[str, Any], scenario: Scenario, now: float) -> float | None:
+        if not scenario.terminates or _serves_forever(pod):
+            return None
+        return now + scenario.after
+
+    def _container_exits(self, pod: dict[str, Any], run: PodRun, now: float) -> None:
+        scenario = run.scenario
+        if scenario.name == "crashloop" and run.crashes >= scenario.restarts:
+            code, reason = 0, "Completed"
+        elif scenario.name in ("succeed", "slow-start"):
+            code, reason = 0, "Completed"
+        elif scenario.name == "oomkilled":
+            code, reason = 137, "OOMKilled"
+        else:
+            code, reason = scenario.exit_code, "Error" if scenario.exit_code else "Completed"
+        ts = self._clock.timestamp()
+        restart_policy = pod.get("spec", {}).get("restartPolicy") or "Always"
+        restarts = code != 0 and restart_policy in ("OnFailure", "Always")
+        status = dict(pod.get("status", {}))
+        status["containerStatuses"] = [dict(cs) for cs in status.get("containerStatuses", [])]
+        for c in _containers(pod):
+            self._log(pod, c, _exit_lines(scenario, code))
+            current = next((cs for cs in status["containerStatuses"] if cs.get("name") == c["name"]), {})
+            started = current.get("state", {}).get("running", {}).get("startedAt", ts)
+            terminated = {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": ts,
+                          "containerID": current.get("containerID", _container_id(pod, c))}
+            if restarts:
+                message = (f"back-off 10s restarting failed container={c['name']} pod="
+                           f"{pod['metadata']['name']}_{pod['metadata']['namespace']}({pod['metadata']['uid']})")
+                _set_container(status, c["name"], state={"waiting": {"reason": "CrashLoopBackOff", "message": message}},
+                               last_state={"terminated": terminated}, ready=False, started=False,
+                               restart_count=int(current.get("restartCount", 0)) + 1)
+                self._event(pod, "BackOff", f"Back-off restarting failed container {c['name']} in pod "
+                            f"{pod['metadata']['name']}_{pod['metadata']['namespace']}({pod['metadata']['uid']})",
+                            type="Warning", container=c)
+            else:
+                _set_container(status, c["name"], state={"terminated": terminated}, ready=False, started=False)
+        reason_text = "PodCompleted" if code == 0 else "PodFailed"
+        for cond in status.get("conditions", []):
+            if cond.get("type") in ("Ready", "ContainersReady"):
+                cond.update(status="False", reason=reason_text if not restarts else "ContainersNotReady",
+                            lastTransitionTime=ts)
+        if restarts:
+            run.crashes += 1
+            run.stage, run.due = "crash-backoff", now + BACKOFF_DELAY
+        else:
+            status["phase"] = "Succeeded" if code == 0 else "Failed"
+            run.stage, run.due = "done", None
+        self._write_status(pod, status)
+
+    # -- store helpers -----------------------------------------------------------------------------
+
+    def _write_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
+        self._store.update_status(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], status)
+
+    def _event(self, pod: dict[str, Any], reason: str, message: str, *, type: str = "Normal",
+               source: str = "kubelet", container: dict[str, Any] | None = None) -> None:
+        try:
+            event = self._store.record_event(pod, reason=reason, message=message, type=type)
+            if source != "kubelet" or container is not None:
+                # the store's record_event knows neither the reporting component nor the field path
+                if container is not None:
+                    event["involvedObject"]["fieldPath"] = f"spec.containers{{{container['name']}}}"
+                event["source"] = {"component": source}
+                if source == "kubelet":
+                    event["source"]["host"] = pod.get("spec", {}).get("nodeName", "")
+                event["reportingComponent"] = source
+                self._store.update(EVENTS, event)
+        except Exception as e:  # events are best effort, like in Kubernetes
+            log.debug("kubelet: event %s for %s: %s", reason, pod["metadata"].get("name"), e)
+
+    def _log(self, pod: dict[str, Any], container: dict[str, Any], lines: list[str]) -> None:
+        if not lines:
+            return
+        self._store.append_log(pod["metadata"]["namespace"], pod["metadata"]["name"], container["name"],
+                               "".join(line + "\n" for line in lines))
+
+
+# -- pure helpers ---------------------------------------------------------------------------------
+
+def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+    return [c for c in pod.get("spec", {}).get("containers", []) if isinstance(c, dict) and c.get("name")]
+
+
+def _serves_forever(pod: dict[str, Any]) -> bool:
+    """TFJob parameter servers never exit on their own."""
+    owners = pod["metadata"].get("ownerReferences") or []
+    if not any(o.get("kind") in TFJOB_KINDS for o in owners):
+        return False
+    labels = pod["metadata"].get("labels") or {}
+    return any(labels.get(key) == "ps" for key in PS_LABELS)
+
+
+def _node_for(pod: dict[str, Any]) -> tuple[str, str]:
+    digest = hashlib.sha256(pod["metadata"]["name"].encode()).digest()
+    return NODES[digest[0] % len(NODES)]
+
+
+def _pod_ip(pod: dict[str, Any]) -> str:
+    digest = hashlib.sha256(pod["metadata"]["uid"].encode()).digest()
+    return f"10.244.{digest[0] % 3}.{2 + digest[1] % 250}"
+
+
+def _container_id(pod: dict[str, Any], container: dict[str, Any]) -> str:
+    seed = f"{pod['metadata']['uid']}/{container['name']}".encode()
+    return "containerd://" + hashlib.sha256(seed).hexdigest()
+
+
+def _scarce_resource(pod: dict[str, Any]) -> str:
+    for c in _containers(pod):
+        resources = c.get("resources") or {}
+        for section in ("limits", "requests"):
+            for key in (resources.get(section) or {}):
+                if "gpu" in key:
+                    return key
+    return "cpu"
+
+
+def _qos(pod: dict[str, Any]) -> str:
+    containers = _containers(pod)
+    if not any((c.get("resources") or {}).get("limits") or (c.get("resources") or {}).get("requests")
+               for c in containers):
+        return "BestEffort"
+    if all((c.get("resources") or {}).get("limits") and
+           (c.get("resources") or {}).get("limits") == ((c.get("resources") or {}).get("requests")
+                                                         or (c.get("resources") or {}).get("limits"))
+           for c in containers):
+        return "Guaranteed"
+    return "Burstable"
+
+
+def _base_status(pod: dict[str, Any]) -> dict[str, Any]:
+    return {"qosClass": _qos(pod)}
+
+
+def _cond(type_: str, status: str, ts: str, reason: str | None = None, message: str | None = None) -> dict[str, Any]:
+    cond: dict[str, Any] = {"type": type_, "status": status, "lastProbeTime": None, "lastTransitionTime": ts}
+    if reason:
+        cond["reason"] = reason
+    if message:
+        cond["message"] = message
+    return cond
+
+
+def _not_ready(pod: dict[str, Any]) -> str:
+    return "containers with unready status: [" + " ".join(c["name"] for c in _containers(pod)) + "]"
+
+
+def _container_status(container: dict[str, Any], state: dict[str, Any]) -> dict[str, Any]:
+    return {"name": container["name"], "image": container.get("image", ""), "imageID": "", "ready": False,
+            "restartCount": 0, "started": False, "state": state, "lastState": {}}
+
+
+def _running_phase_status(pod: dict[str, Any], *, ready: bool, ts: str, phase: str) -> dict[str, Any]:
+    status = dict(pod.get("status", {}))
+    status["phase"] = phase
+    status["containerStatuses"] = [dict(cs) for cs in status.get("containerStatuses", [])] or [
+        _container_status(c, {"waiting": {"reason": "ContainerCreating"}}) for c in _containers(pod)]
+    conditions = [dict(c) for c in status.get("conditions", [])]
+    for cond in conditions:
+        if cond.get("type") in ("Ready", "ContainersReady", "PodReadyToStartContainers"):
+            wanted = "True" if ready or cond["type"] == "PodReadyToStartContainers" else "False"
+            if cond.get("status") != wanted:
+                cond.update(status=wanted, lastTransitionTime=ts)
+            if wanted == "True":
+                cond.pop("reason", None)
+                cond.pop("message", None)
+    status["conditions"] = conditions
+    return status
+
+
+def _set_container(status: dict[str, Any], name: str, *, state: dict[str, Any],
+                   last_state: dict[str, Any] | None = None, ready: bool | None = None,
+                   started: bool | None = None, restart_count: int | None = None) -> None:
+    for cs in status["containerStatuses"]:
+        if cs.get("name") != name:
+            continue
+        cs["state"] = state
+        if last_state is not None:
+            cs["lastState"] = last_state
+        if ready is not None:
+            cs["ready"] = ready
+        if started is not None:
+            cs["started"] = started
+        if restart_count is not None:
+            cs["restartCount"] = restart_count
+        if "running" in state or "terminated" in state:
+            image = cs.get("image", "")
+            cs["imageID"] = cs.get("imageID") or (
+                f"{image.split(':')[0]}@sha256:" + hashlib.sha256(image.encode()).hexdigest())
+            cs["containerID"] = cs.get("containerID") or "containerd://" + hashlib.sha256(
+                (name + str(id(status))).encode()).hexdigest()
+
+
+def _tf_config(container: dict[str, Any]) -> dict[str, Any] | None:
+    for env in container.get("env") or []:
+        if isinstance(env, dict) and env.get("name") == "TF_CONFIG" and isinstance(env.get("value"), str):
+            try:
+                parsed = json.loads(env["value"])
+            except ValueError:
+                return None
+            return parsed if isinstance(parsed, dict) else None
+    return None
+
+
+def _startup_lines(pod: dict[str, Any], container: dict[str, Any], *, restart: bool) -> list[str]:
+    lines = ["I tensorflow/core/platform/cpu_feature_guard.cc:193] This TensorFlow binary is optimized "
+             "with oneAPI Deep Neural Network Library (oneDNN) to use the following CPU instructions: AVX2 FMA"]
+    if restart:
+        lines.insert(0, "kubesim: container restarted")
+    tf_config = _tf_config(container)
+    if tf_config is not None:
+        task = tf_config.get("task") or {}
+        lines.append("INFO:tensorflow:TF_CONFIG environment variable: " + json.dumps(tf_config, sort_keys=True))
+        lines.append(f"INFO:tensorflow:Starting {task.get('type', 'worker')} task {task.get('index', 0)}")
+    else:
+        lines.append("INFO:tensorflow:TF_CONFIG not set; running in single-process mode")
+    lines.append("INFO:tensorflow:global_step/sec: 12.5")
+    lines.append("INFO:tensorflow:loss = 2.3025, step = 100")
+    return lines
+
+
+def _exit_lines(scenario: Scenario, code: int) -> list[str]:
+    if code == 0:
+        return ["INFO:tensorflow:loss = 0.1834, step = 1000",
+                "INFO:tensorflow:Loss for final step: 0.1834.", "Training finished."]
+    if code == 137:
+        return ["INFO:tensorflow:loss = 1.2010, step = 400", "Killed"]
+    return ["Traceback (most recent call last):",
+            '  File "/opt/train.py", line 42, in <module>',
+            f"RuntimeError: kubesim scenario {scenario.text or scenario.name!r} (exit code {code})"]

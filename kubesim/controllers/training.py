@@ -1,0 +1,545 @@
+"""Simulated Kubeflow TFJob operator, in two dialects.
+
+`training-operator` (kubeflow/training-operator v1.9.0): run policy under `spec.runPolicy`, pod
+labels `training.kubeflow.org/*`, condition messages `TFJob <ns>/<name> is running.` etc.
+`tf-operator` (the older kubeflow.org/v1 tf-operator of seeds 000–002): run policy fields directly
+under `spec`, unprefixed pod labels (`group-name=kubeflow.org`, `job-name`, `tf-job-name`,
+`replica-type`, `replica-index`, `job-role`), messages `TFJob <name> is running.`, default
+cleanPodPolicy Running, no suspend.
+
+Contract: `TFJobController.reconcile()` reads every TFJob and its pods/services from the store and
+writes what the operator would: pods `<job>-<rtype>-<i>` (owner-referenced, labelled, TF_CONFIG in
+container `tensorflow` when distributed), one headless Service per replica, `/status` (conditions,
+replicaStatuses, startTime, completionTime, lastReconcileTime) and events. Defaults are applied in
+memory only, never persisted. It returns the next simulated time at which a time-based rule
+(activeDeadlineSeconds, ttlSecondsAfterFinished) becomes due.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from kubesim.controllers.clock import SimClock
+from kubesim.store import PODS, SERVICES, TFJOBS, Store
+
+log = logging.getLogger(__name__)
+
+Dialect = Literal["training-operator", "tf-operator"]
+REPLICA_TYPES = ("Chief", "Master", "PS", "Worker", "Evaluator")
+CONTAINER_NAME = "tensorflow"
+PORT_NAME = "tfjob-port"
+DEFAULT_PORT = 2222
+RESTARTING_POLICIES = ("OnFailure", "Always", "ExitCode")
+
+
+@dataclass(frozen=True)
+class ReplicaSpec:
+    """One replica type after in-memory defaulting."""
+
+    rtype: str  # CamelCase: Chief, Master, PS, Worker, Evaluator
+    replicas: int
+    restart_policy: str
+    template: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RunPolicy:
+    """Run policy fields, wherever the dialect keeps them."""
+
+    clean_pod_policy: str
+    backoff_limit: int | None
+    active_deadline_seconds: float | None
+    ttl_seconds_after_finished: float | None
+    suspend: bool
+
+
+def normalize_replica_type(key: str) -> str:
+    """Case-insensitive replica key → CamelCase (`ps` → `PS`, `worker` → `Worker`)."""
+    for known in REPLICA_TYPES:
+        if key.lower() == known.lower():
+            return known
+    return key
+
+
+def default_replicas(spec: dict[str, Any]) -> dict[str, ReplicaSpec]:
+    """`spec.tfReplicaSpecs` with the operator's in-memory defaults applied."""
+    result: dict[str, ReplicaSpec] = {}
+    for key, raw in (spec.get("tfReplicaSpecs") or {}).items():
+        raw = raw if isinstance(raw, dict) else {}
+        rtype = normalize_replica_type(str(key))
+        template = copy.deepcopy(raw.get("template") or {})
+        containers = template.setdefault("spec", {}).setdefault("containers", [])
+        main = _main_container(containers)
+        if main is not None:
+            ports = main.setdefault("ports", [])
+            if not any(isinstance(p, dict) and p.get("name") == PORT_NAME for p in ports):
+                ports.append({"name": PORT_NAME, "containerPort": DEFAULT_PORT})
+        replicas = raw.get("replicas")
+        result[rtype] = ReplicaSpec(rtype=rtype, replicas=int(replicas) if replicas is not None else 1,
+                                    restart_policy=raw.get("restartPolicy") or "Never", template=template)
+    return result
+
+
+def run_policy(spec: dict[str, Any], dialect: Dialect) -> RunPolicy:
+    """Run policy of a TFJob; tf-operator keeps the fields under spec and cleans Running pods by default."""
+    source = spec if dialect == "tf-operator" else (spec.get("runPolicy") or {})
+
+    def number(key: str) -> float | None:
+        value = source.get(key)
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    backoff = number("backoffLimit")
+    default_clean = "Running" if dialect == "tf-operator" else "None"
+    return RunPolicy(
+        clean_pod_policy=source.get("cleanPodPolicy") or default_clean,
+        backoff_limit=int(backoff) if backoff is not None else None,
+        active_deadline_seconds=number("activeDeadlineSeconds"),
+        ttl_seconds_after_finished=number("ttlSecondsAfterFinished"),
+        suspend=dialect == "training-operator" and bool(source.get("suspend")),
+    )
+
+
+def is_distributed(replicas: dict[str, ReplicaSpec]) -> bool:
+    """TF_CONFIG is set only when the job has more than one replica in total."""
+    return sum(r.replicas for r in replicas.values()) != 1
+
+
+def tf_config(job_name: str, namespace: str, replicas: dict[str, ReplicaSpec], rtype: str, index: int) -> str:
+    """The exact TF_CONFIG JSON training-operator injects."""
+    cluster: dict[str, list[str]] = {}
+    for spec in replicas.values():
+        port = _port(spec.template)
+        lower = spec.rtype.lower()
+        cluster[lower] = [f"{job_name}-{lower}-{i}.{namespace}.svc:{port}" for i in range(spec.replicas)]
+    body = {"cluster": cluster, "task": {"type": rtype.lower(), "index": index}, "environment": "cloud"}
+    return json.dumps(body, separators=(",", ":"))
+
+
+def master_role(replicas: dict[str, ReplicaSpec], rtype: str, index: int) -> bool:
+    """Chief/Master pods, or worker-0 when the job has no chief, carry job-role=master."""
+    if any(t in replicas for t in ("Chief", "Master")):
+        return rtype in ("Chief", "Master")
+    return rtype == "Worker" and index == 0
+
+
+def set_condition(status: dict[str, Any], ctype: str, cstatus: str, reason: str, message: str, now: str) -> bool:
+    """training-operator's setCondition/filterOutCondition; returns True when something changed."""
+    conditions: list[dict[str, Any]] = status.setdefault("conditions", [])
+    if any(c.get("type") == "Failed" and c.get("status") == "True" for c in conditions):
+        return False
+    current = next((c for c in conditions if c.get("type") == ctype), None)
+    if current is not None and current.get("status") == cstatus and current.get("reason") == reason:
+        return False
+    transition = current["lastTransitionTime"] if current is not None and current.get("status") == cstatus else now
+    kept = []
+    for c in conditions:
+        if c.get("type") == ctype:
+            continue
+        if {ctype, c.get("type")} == {"Running", "Restarting"}:
+            continue
+        if ctype in ("Failed", "Succeeded") and c.get("type") == "Running":
+            c = {**c, "status": "False"}
+        kept.append(c)
+    kept.append({"type": ctype, "status": cstatus, "reason": reason, "message": message,
+                 "lastUpdateTime": now, "lastTransitionTime": transition})
+    status["conditions"] = kept
+    return True
+
+
+def has_condition(status: dict[str, Any], ctype: str) -> bool:
+    """True when a condition of that type has status True."""
+    return any(c.get("type") == ctype and c.get("status") == "True" for c in status.get("conditions") or [])
+
+
+def container_exit_code(pod: dict[str, Any]) -> int | None:
+    """Exit code of the `tensorflow` container (terminated state), like the operator reads it."""
+    for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+        if cs.get("name") == CONTAINER_NAME:
+            terminated = (cs.get("state") or {}).get("terminated")
+            if terminated:
+                return int(terminated.get("exitCode", 0))
+    return None
+
+
+def _main_container(containers: list[Any]) -> dict[str, Any] | None:
+    dicts = [c for c in containers if isinstance(c, dict)]
+    return next((c for c in dicts if c.get("name") == CONTAINER_NAME), dicts[0] if dicts else None)
+
+
+def _port(template: dict[str, Any]) -> int:
+    main = _main_container(template.get("spec", {}).get("containers", []))
+    for port in (main or {}).get("ports") or []:
+        if isinstance(port, dict) and port.get("name") == PORT_NAME:
+            return int(port.get("containerPort", DEFAULT_PORT))
+    return DEFAULT_PORT
+
+
+class TFJobController:
+    """Reconciles every TFJob in the store; one instance per dialect."""
+
+    def __init__(self, store: Store, clock: SimClock, *, dialect: Dialect = "training-operator") -> None:
+        self._store = store
+        self._clock = clock
+        self.dialect = dialect
+        # simulated times keyed by job uid: wall-clock second-precision stamps are too coarse when
+        # 1 simulated second is 10 ms
+        self._started: dict[str, float] = {}
+        self._finished: dict[str, float] = {}
+        self._restarts: dict[str, int] = {}
+
+    # -- labels and messages ----------------------------------------------------------------------
+
+    def labels(self, job_name: str, rtype: str | None = None, index: int | None = None) -> dict[str, str]:
+        """Selector labels of a job's pods and services (without job-role)."""
+        name = job_name.replace("/", "-")
+        if self.dialect == "tf-operator":
+            labels = {"group-name": "kubeflow.org", "job-name": name, "tf-job-name": name}
+            prefix = ""
+        else:
+            labels = {"training.kubeflow.org/operator-name": "tfjob-controller",
+                      "training.kubeflow.org/job-name": name}
+            prefix = "training.kubeflow.org/"
+        if rtype is not None:
+            labels[prefix + "replica-type"] = rtype.lower()
+        if index is not None:
+            labels[prefix + "replica-index"] = str(index)
+        return labels
+
+    def _role_label(self) -> str:
+        return "job-role" if self.dialect == "tf-operator" else "training.kubeflow.org/job-role"
+
+    def _job_ref(self, job: dict[str, Any]) -> str:
+        meta = job["metadata"]
+        return meta["name"] if self.dialect == "tf-operator" else f"{meta['namespace']}/{meta['name']}"
+
+    # -- reconcile ------------------------------------------------------------------------------
+
+    def reconcile(self) -> float | None:
+        """Reconcile every TFJob; return the next simulated deadline, if any."""
+        jobs, _ = self._store.list(TFJOBS)
+        live = set()
+        next_due: float | None = None
+        for job in jobs:
+            live.add(job["metadata"].get("uid"))
+            if job["metadata"].get("deletionTimestamp"):
+                continue
+            try:
+                due = self._reconcile_job(job)
+            except Exception as e:  # one broken job must not stall the others
+                log.warning("tfjob %s/%s: reconcile failed: %s", job["metadata"].get("namespace"),
+                            job["metadata"].get("name"), e)
+                due = None
+            if due is not None and (next_due is None or due < next_due):
+                next_due = due
+        for table in (self._started, self._finished, self._restarts):
+            for uid in [u for u in table if u not in live]:
+                del table[uid]
+        return next_due
+
+    def _reconcile_job(self, job: dict[str, Any]) -> float | None:
+        meta = job["metadata"]
+        ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+        spec = job.get("spec") or {}
+        replicas = default_replicas(spec)
+        policy = run_policy(spec, self.dialect)
+        old_status = job.get("status") or {}
+        status = copy.deepcopy(old_status)
+        now_ts = self._clock.timestamp()
+        now = self._clock.now()
+        ref = self._job_ref(job)
+        pods = self._pods(job)
+
+        if not status.get("conditions"):
+            set_condition(status, "Created", "True", "TFJobCreated", f"TFJob {name} is created.", now_ts)
+
+        if has_condition(status, "Succeeded") or has_condition(status, "Failed"):
+            return self._finished_job(job, status, old_status, policy, pods, now)
+
+        if policy.suspend:
+            self._delete_pods_and_services(job, pods, policy="All")
+            for rs in (status.get("replicaStatuses") or {}).values():
+                rs.pop("active", None)
+            message = f"TFJob {name} is suspended."
+            if has_condition(status, "Running"):
+                set_condition(status, "Running", "False", "TFJobSuspended", message, now_ts)
+            if not has_condition(status, "Suspended"):
+                set_condition(status, "Suspended", "True", "TFJobSuspended", message, now_ts)
+                self._event(job, "TFJobSuspended", message)
+            self._started.pop(uid, None)
+            self._write(job, status, old_status, now_ts)
+            return None
+        if has_condition(status, "Suspended"):
+            message = f"TFJob {name} is resumed."
+            set_condition(status, "Suspended", "False", "TFJobResumed", message, now_ts)
+            status["startTime"] = now_ts
+            self._started[uid] = now
+            self._event(job, "TFJobResumed", message)
+
+        # past backoff limit / active deadline: fail before touching pods
+        failure = self._exceeds_limits(job, replicas, policy, pods, status, now)
+        if failure is not None:
+            status.setdefault("completionTime", now_ts)
+            self._finished.setdefault(uid, now)
+            self._delete_pods_and_services(job, pods, policy=policy.clean_pod_policy)
+            self._event(job, "TFJobFailed", failure)
+            set_condition(status, "Failed", "True", "TFJobFailed", failure, now_ts)
+            self._write(job, status, old_status, now_ts)
+            return self._ttl_due(uid, policy)
+
+        replica_statuses: dict[str, dict[str, int]] = {}
+        for rtype, rspec in replicas.items():
+            counts = {"active": 0, "succeeded": 0, "failed": 0}
+            by_index = self._pods_by_index(pods, rtype)
+            for index in range(rspec.replicas):
+                pod = by_index.get(index)
+                if pod is None:
+                    self._create_pod(job, replicas, rspec, index)
+                else:
+                    phase = (pod.get("status") or {}).get("phase")
+                    if phase == "Running":
+                        counts["active"] += 1
+                    elif phase == "Succeeded":
+                        counts["succeeded"] += 1
+                    elif phase == "Failed":
+                        counts["failed"] += 1
+                        code = container_exit_code(pod)
+                        retryable = (rspec.restart_policy in ("OnFailure", "Always")
+                                     or (rspec.restart_policy == "ExitCode" and code is not None and code >= 128))
+                        if retryable:
+                            self._delete(PODS, job, pod["metadata"]["name"])
+                            self._restarts[uid] = self._restarts.get(uid, 0) + 1
+                            message = f"TFJob {name} is restarting because 1 {rtype} replica(s) failed."
+                            self._event(job, "TFJobRestarting", message, type="Warning")
+                            set_condition(status, "Restarting", "True", "TFJobRestarting", message, now_ts)
+                self._ensure_service(job, rspec, index)
+            replica_statuses[rtype] = counts
+        self._update_job_status(job, status, replicas, replica_statuses, pods, policy, now_ts, ref)
+        if has_condition(status, "Succeeded") or has_condition(status, "Failed"):
+            return self._finished_job(job, status, old_status, policy, self._pods(job), now)
+        self._write(job, status, old_status, now_ts)
+        if policy.active_deadline_seconds is not None and uid in self._started:
+            return self._started[uid] + policy.active_deadline_seconds
+        return None
+
+    def _update_job_status(self, job: dict[str, Any], status: dict[str, Any], replicas: dict[str, ReplicaSpec],
+                           counts: dict[str, dict[str, int]], pods: list[dict[str, Any]], policy: RunPolicy,
+                           now_ts: str, ref: str) -> None:
+        uid = job["metadata"]["uid"]
+        status["replicaStatuses"] = {rtype: {k: v for k, v in c.items() if v} for rtype, c in counts.items()}
+        if not status.get("startTime"):
+            status["startTime"] = now_ts
+        self._started.setdefault(uid, self._clock.now())
+        chief_driven = any(t in replicas for t in ("Chief", "Master"))
+        # setting Running drops Restarting (filterOutCondition), so remember it like the operator does
+        restarting = next((dict(c) for c in status.get("conditions") or []
+                           if c.get("type") == "Restarting" and c.get("status") == "True"), None)
+        success_policy = (job.get("spec") or {}).get("successPolicy") or ""
+        for rtype, rspec in replicas.items():
+            c = counts[rtype]
+            expected = rspec.replicas - c["succeeded"]
+            running_msg = f"TFJob {ref} is running."
+            done_msg = f"TFJob {ref} successfully completed."
+            if chief_driven:
+                if rtype in ("Chief", "Master"):
+                    if c["active"] > 0:
+                        set_condition(status, "Running", "True", "TFJobRunning", running_msg, now_ts)
+                    if expected == 0:
+                        self._succeed(job, status, done_msg, now_ts)
+            elif rtype == "Worker":
+                worker0_done = self._worker0_completed(pods)
+                if expected == 0 or (worker0_done and success_policy != "AllWorkers"):
+                    self._succeed(job, status, done_msg, now_ts)
+                elif c["active"] > 0:
+                    set_condition(status, "Running", "True", "TFJobRunning", running_msg, now_ts)
+            if c["failed"] > 0:
+                if restarting is not None:
+                    set_condition(status, "Restarting", "True", restarting["reason"], restarting["message"], now_ts)
+                    continue
+                if (job.get("spec") or {}).get("enableDynamicWorker") and rtype == "Worker":
+                    continue
+                message = f"TFJob {ref} has failed because {c['failed']} {rtype} replica(s) failed."
+                if not has_condition(status, "Failed"):
+                    self._event(job, "TFJobFailed", message)
+                status.setdefault("completionTime", now_ts)
+                set_condition(status, "Failed", "True", "TFJobFailed", message, now_ts)
+
+    def _succeed(self, job: dict[str, Any], status: dict[str, Any], message: str, now_ts: str) -> None:
+        if has_condition(status, "Succeeded") or has_condition(status, "Failed"):
+            return
+        self._event(job, "TFJobSucceeded", message)
+        status.setdefault("completionTime", now_ts)
+        set_condition(status, "Succeeded", "True", "TFJobSucceeded", message, now_ts)
+
+    def _worker0_completed(self, pods: list[dict[str, Any]]) -> bool:
+        pod = self._pods_by_index(pods, "Worker").get(0)
+        if pod is None:
+            return False
+        return (pod.get("status") or {}).get("phase") == "Succeeded" and container_exit_code(pod) == 0
+
+    def _exceeds_limits(self, job: dict[str, Any], replicas: dict[str, ReplicaSpec], policy: RunPolicy,
+                        pods: list[dict[str, Any]], status: dict[str, Any], now: float) -> str | None:
+        name, uid = job["metadata"]["name"], job["metadata"]["uid"]
+        if policy.backoff_limit is not None:
+            restarts = 0
+            for rtype, rspec in replicas.items():
+                if rspec.restart_policy not in RESTARTING_POLICIES:
+                    continue
+                for pod in self._pods_by_index(pods, rtype).values():
+                    if (pod.get("status") or {}).get("phase") != "Running":
+                        continue
+                    pod_status = pod.get("status") or {}
+                    for cs in (pod_status.get("containerStatuses") or []) + (
+                            pod_status.get("initContainerStatuses") or []):
+                        restarts += int(cs.get("restartCount", 0))
+            limit = policy.backoff_limit
+            if (limit == 0 and restarts > 0) or (limit > 0 and restarts >= limit) \
+                    or self._restarts.get(uid, 0) > limit:
+                return f"Job {name} has failed because it has reached the specified backoff limit"
+        if policy.active_deadline_seconds is not None and uid in self._started \
+                and now - self._started[uid] >= policy.active_deadline_seconds:
+            return f"Job {name} has failed because it was active longer than specified deadline"
+        return None
+
+    def _finished_job(self, job: dict[str, Any], status: dict[str, Any], old_status: dict[str, Any],
+                      policy: RunPolicy, pods: list[dict[str, Any]], now: float) -> float | None:
+        uid = job["metadata"]["uid"]
+        self._finished.setdefault(uid, now)
+        self._delete_pods_and_services(job, pods, policy=policy.clean_pod_policy)
+        if has_condition(status, "Succeeded"):
+            for rs in (status.get("replicaStatuses") or {}).values():
+                active = rs.pop("active", 0)
+                if active:
+                    rs["succeeded"] = rs.get("succeeded", 0) + active
+        self._write(job, status, old_status, self._clock.timestamp())
+        due = self._ttl_due(uid, policy)
+        if due is not None and due <= now:
+            self._delete(TFJOBS, job, job["metadata"]["name"])
+            return None
+        return due
+
+    def _ttl_due(self, uid: str, policy: RunPolicy) -> float | None:
+        if policy.ttl_seconds_after_finished is None:
+            return None
+        return self._finished.get(uid, self._clock.now()) + policy.ttl_seconds_after_finished
+
+    # -- children --------------------------------------------------------------------------------
+
+    def _pods(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+        selector = ",".join(f"{k}={v}" for k, v in self.labels(job["metadata"]["name"]).items())
+        pods, _ = self._store.list(PODS, job["metadata"]["namespace"], label_selector=selector)
+        uid = job["metadata"]["uid"]
+        return [p for p in pods if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or [])]
+
+    def _pods_by_index(self, pods: list[dict[str, Any]], rtype: str) -> dict[int, dict[str, Any]]:
+        prefix = "" if self.dialect == "tf-operator" else "training.kubeflow.org/"
+        result: dict[int, dict[str, Any]] = {}
+        for pod in pods:
+            labels = pod["metadata"].get("labels") or {}
+            if labels.get(prefix + "replica-type") != rtype.lower():
+                continue
+            try:
+                result[int(labels.get(prefix + "replica-index", ""))] = pod
+            except ValueError:
+                continue
+        return result
+
+    def _owner_ref(self, job: dict[str, Any]) -> dict[str, Any]:
+        return {"apiVersion": TFJOBS.api_version, "kind": "TFJob", "name": job["metadata"]["name"],
+                "uid": job["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
+
+    def _create_pod(self, job: dict[str, Any], replicas: dict[str, ReplicaSpec], rspec: ReplicaSpec,
+                    index: int) -> None:
+        meta = job["metadata"]
+        name = f"{meta['name']}-{rspec.rtype.lower()}-{index}"
+        template = copy.deepcopy(rspec.template)
+        tmeta = template.get("metadata") or {}
+        labels = {**(tmeta.get("labels") or {}), **self.labels(meta["name"], rspec.rtype, index)}
+        if master_role(replicas, rspec.rtype, index):
+            labels[self._role_label()] = "master"
+        pod_spec = template.get("spec") or {}
+        if rspec.template.get("spec", {}).get("restartPolicy") and \
+                rspec.template["spec"]["restartPolicy"] != rspec.restart_policy:
+            self._event(job, "SettedPodTemplateRestartPolicy",
+                        "Restart policy in pod template will be overwritten by restart policy in replica spec",
+                        type="Warning")
+        pod_spec["restartPolicy"] = "Never" if rspec.restart_policy == "ExitCode" else rspec.restart_policy
+        if is_distributed(replicas):
+            config = tf_config(meta["name"], meta["namespace"], replicas, rspec.rtype, index)
+            for container in pod_spec.get("containers") or []:
+                if isinstance(container, dict) and container.get("name") == CONTAINER_NAME:
+                    env = [e for e in container.get("env") or [] if not (isinstance(e, dict)
+                                                                        and e.get("name") == "TF_CONFIG")]
+                    env.append({"name": "TF_CONFIG", "value": config})
+                    container["env"] = env
+        pod_meta: dict[str, Any] = {"name": name, "namespace": meta["namespace"], "labels": labels,
+                                    "ownerReferences": [self._owner_ref(job)]}
+        if tmeta.get("annotations"):
+            pod_meta["annotations"] = dict(tmeta["annotations"])
+        body = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": pod_spec}
+        try:
+            self._store.create(PODS, body)
+        except Exception as e:  # AlreadyExists from a pod still being deleted: retry next pass
+            log.debug("tfjob %s: create pod %s: %s", meta["name"], name, e)
+            return
+        self._event(job, "SuccessfulCreatePod", f"Created pod: {name}")
+
+    def _ensure_service(self, job: dict[str, Any], rspec: ReplicaSpec, index: int) -> None:
+        meta = job["metadata"]
+        name = f"{meta['name']}-{rspec.rtype.lower()}-{index}"
+        if self._store.try_get(SERVICES, meta["namespace"], name) is not None:
+            return
+        main = _main_container(rspec.template.get("spec", {}).get("containers", [])) or {}
+        ports = [{"name": p.get("name"), "port": p.get("containerPort"), "targetPort": p.get("containerPort"),
+                  "protocol": p.get("protocol", "TCP")}
+                 for p in main.get("ports") or [] if isinstance(p, dict)]
+        labels = self.labels(meta["name"], rspec.rtype, index)
+        body = {"apiVersion": "v1", "kind": "Service",
+                "metadata": {"name": name, "namespace": meta["namespace"], "labels": labels,
+                             "ownerReferences": [self._owner_ref(job)]},
+                "spec": {"clusterIP": "None", "selector": labels, "ports": ports, "type": "ClusterIP"}}
+        try:
+            self._store.create(SERVICES, body)
+        except Exception as e:
+            log.debug("tfjob %s: create service %s: %s", meta["name"], name, e)
+            return
+        self._event(job, "SuccessfulCreateService", f"Created service: {name}")
+
+    def _delete_pods_and_services(self, job: dict[str, Any], pods: list[dict[str, Any]], *, policy: str) -> None:
+        if policy == "None":
+            return
+        for pod in pods:
+            phase = (pod.get("status") or {}).get("phase")
+            if policy == "Running" and phase not in ("Running", "Pending", None):
+                continue
+            name = pod["metadata"]["name"]
+            if self._delete(PODS, job, name):
+                self._event(job, "SuccessfulDeletePod", f"Deleted pod: {name}")
+            if self._delete(SERVICES, job, name):
+                self._event(job, "SuccessfulDeleteService", f"Deleted service: {name}")
+
+    def _delete(self, res: Any, job: dict[str, Any], name: str) -> bool:
+        try:
+            self._store.delete(res, job["metadata"]["namespace"], name)
+        except Exception as e:  # already gone
+            log.debug("tfjob %s: delete %s %s: %s", job["metadata"]["name"], res.plural, name, e)
+            return False
+        return True
+
+    def _write(self, job: dict[str, Any], status: dict[str, Any], old_status: dict[str, Any], now_ts: str) -> None:
+        if status == old_status:
+            return
+        status["lastReconcileTime"] = now_ts
+        try:
+            self._store.update_status(TFJOBS, job["metadata"]["namespace"], job["metadata"]["name"], status)
+        except Exception as e:  # deleted meanwhile
+            log.debug("tfjob %s: status update: %s", job["metadata"]["name"], e)
+
+    def _event(self, job: dict[str, Any], reason: str, message: str, *, type: str = "Normal") -> None:
+        try:
+            self._store.record_event(job, reason=reason, message=message, type=type)
+        except Exception as e:
+            log.debug("tfjob %s: event %s: %s", job["metadata"]["name"], reason, e)
