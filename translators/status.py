@@ -271,9 +271,12 @@ def tfjob_status(obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobS
     message = _s(chosen.get("message")) if chosen else None
     failed_reason = None
     lowered = (message or "").lower()
-    if "backoff limit" in lowered:
+    # Job names cannot contain spaces, so these phrases cannot come from a name like "deadline-1".
+    if reason in ("BackoffLimitExceeded", "DeadlineExceeded"):
+        failed_reason = reason
+    elif "backoff limit" in lowered:
         failed_reason = "BackoffLimitExceeded"
-    elif "deadline" in lowered:
+    elif "longer than specified deadline" in lowered or "deadline exceeded" in lowered:
         failed_reason = "DeadlineExceeded"
     reason, message = _honest(phase, reason, message, pods, failed_reason=failed_reason)
     return JobStatus(phase=phase, reason=reason, message=message, start_time=_s(status.get("startTime")),

@@ -159,6 +159,14 @@ def test_failed_by_backoff_limit_or_deadline_says_so(message: str, reason: str) 
     assert message in (result.message or "") and "tfjob-test-worker-0" in (result.message or "")
 
 
+def test_job_names_do_not_fake_a_deadline() -> None:
+    status = {"conditions": [cond("Created"), cond("Failed", message="TFJob ns/deadline-7 has failed because "
+                                                                     "1 Worker replica(s) failed.")]}
+    assert job_status(tfjob(status), [], profile=TFJOB_PROFILE).reason == "TFJobFailed"
+    by_reason = {"conditions": [cond("Created"), cond("Failed", reason="DeadlineExceeded", message="too long")]}
+    assert job_status(tfjob(by_reason), [], profile=TFJOB_PROFILE).reason == "DeadlineExceeded"
+
+
 def test_failed_replica_reports_the_exit_code() -> None:
     operator = "TFJob kube-test/tfjob-test has failed because 1 Worker replica(s) failed."
     status = {"conditions": [cond("Created"), cond("Failed", message=operator)]}
