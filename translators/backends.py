@@ -88,3 +88,8 @@ def job_id_of(obj: dict[str, Any]) -> str | None:
 def pod_selector(job_id: str) -> str:
     """Label selector for the pods of one job (same on every backend)."""
     return labels.pod_selector(job_id)
+
+
+def owner_selector(owner: str) -> str:
+    """Label selector for every managed job of one owner."""
+    return labels.owner_selector(owner)
