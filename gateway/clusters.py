@@ -60,7 +60,8 @@ from gateway.errors import (
     ValidationFailed,
 )
 from gateway.metrics import Metrics
-from translators.backends import ApiResource
+from translators.backends import ApiResource, job_resource
+from translators.spec import ClusterProfile
 
 log = structlog.get_logger(__name__)
 
@@ -300,6 +301,8 @@ class ClusterClient:
         self._metrics = metrics
         self._impersonate = impersonate or settings.impersonate
         self._timeout = settings.request_timeout_seconds
+        self.profile: ClusterProfile = settings.profile()
+        self.jobs = ResourceKind.of(job_resource(self.profile))
         self._api: k8s_client.ApiClient | None = None
         self._configuration: k8s_client.Configuration | None = None
 

@@ -97,7 +97,7 @@ def status_from_dict(data: dict[str, Any]) -> JobStatus:
 def creation_score(created: str) -> float:
     """Sort key of a job: its creation time in epoch milliseconds (0 when unparseable)."""
     try:
-        return datetime.fromisoformat(created.replace("Z", "+00:00")).timestamp() * 1000.0
+        return datetime.fromisoformat(created).timestamp() * 1000.0
     except ValueError:
         return 0.0
 
@@ -150,6 +150,9 @@ class JobStore:
 
     def _rv(self, cluster: str, what: str) -> str:
         return f"{self.prefix}rv:{cluster}:{what}"
+
+    def _beat(self, cluster: str) -> str:
+        return f"{self.prefix}watchbeat:{cluster}"
 
     def _lease(self, name: str) -> str:
         return f"{self.prefix}lease:{name}"
@@ -353,6 +356,19 @@ class JobStore:
     async def set_resource_version(self, cluster: str, what: str, rv: str) -> None:
         """Remember where the watch of `what` got to."""
         await self._call("rv", lambda: self.redis.set(self._rv(cluster, what), rv))
+
+    async def set_watch_heartbeat(self, cluster: str, at: float | None = None) -> None:
+        """Record that the watch of `cluster` is healthy now (read by every replica)."""
+        value = str(at if at is not None else self._clock())
+        await self._call("watchbeat", lambda: self.redis.set(self._beat(cluster), value))
+
+    async def watch_heartbeat(self, cluster: str) -> float | None:
+        """When the watch of `cluster` was last known healthy (epoch seconds), or None."""
+        value = await self._call("watchbeat", lambda: self.redis.get(self._beat(cluster)))
+        try:
+            return float(value) if value is not None else None
+        except ValueError:
+            return None
 
     # ----- leases
 

@@ -1,0 +1,96 @@
+"""The application factory: `create_app(settings) -> web.Application`.
+
+Resources are owned by `cleanup_ctx` generators (created at startup, released at shutdown, in reverse
+order): the Redis store, the cluster clients, the authenticator, then the service with its background
+tasks (outbox worker, one watch per cluster). Nothing connects at import or factory time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import uuid
+from collections.abc import AsyncIterator
+
+import structlog
+from aiohttp import web
+
+from gateway import appkeys
+from gateway.auth import auth_warning, build_authenticator
+from gateway.auth.policy import PartitionAccess, impersonates
+from gateway.clusters import ClusterClient, ClusterRegistry
+from gateway.config import Settings
+from gateway.metrics import Metrics
+from gateway.middleware import build_middlewares
+from gateway.outbox import Outbox
+from gateway.routes import add_routes
+from gateway.service import JobService
+from gateway.store import JobStore
+from gateway.sync import ClusterSync
+
+log = structlog.get_logger(__name__)
+
+
+def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Application:
+    """A ready-to-run gateway for `settings` (`replica_id` names this replica in leases and the outbox)."""
+    metrics = Metrics()
+    holder = replica_id or f"gw-{uuid.uuid4().hex[:10]}"
+    app = web.Application(
+        middlewares=build_middlewares(authenticator=lambda: app[appkeys.AUTHENTICATOR], metrics=metrics,
+                                      request_timeout=settings.limits.request_timeout_seconds),
+        client_max_size=settings.limits.max_body_bytes,
+    )
+    app[appkeys.SETTINGS] = settings
+    app[appkeys.METRICS] = metrics
+    clients = {c.id: ClusterClient(c, retry=settings.retry, metrics=metrics,
+                                   impersonate=impersonates(settings.auth, cluster=c.id))
+               for c in settings.clusters}
+    app[appkeys.CLUSTERS] = ClusterRegistry(clients)
+    add_routes(app)
+
+    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
+        store = JobStore.from_settings(settings.redis)
+        app[appkeys.STORE] = store
+        yield
+        await store.close()
+
+    async def clusters_ctx(app: web.Application) -> AsyncIterator[None]:
+        registry = app[appkeys.CLUSTERS]
+        await registry.start()
+        yield
+        await registry.close()
+
+    async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
+        authenticator = build_authenticator(settings.auth)
+        await authenticator.start()
+        app[appkeys.AUTHENTICATOR] = authenticator
+        warning = auth_warning(settings.auth)
+        if warning:
+            log.warning("AUTHENTICATION IS OFF", warning=warning)
+        yield
+        await authenticator.close()
+
+    async def service_ctx(app: web.Application) -> AsyncIterator[None]:
+        store = app[appkeys.STORE]
+        registry = app[appkeys.CLUSTERS]
+        outbox = Outbox(store, registry, settings=settings.sync, metrics=metrics, consumer=holder)
+        access = PartitionAccess(settings.auth, reviewers={c.id: c for c in registry}, redis=store.redis,
+                                 key_prefix=settings.redis.key_prefix)
+        app[appkeys.OUTBOX] = outbox
+        app[appkeys.SERVICE] = JobService(settings=settings, store=store, clusters=registry, outbox=outbox,
+                                          access=access)
+        syncs = {c.id: ClusterSync(c, store, settings=settings.sync, metrics=metrics, holder=holder)
+                 for c in registry}
+        app[appkeys.SYNCS] = syncs
+        tasks = [asyncio.create_task(outbox.run(), name="outbox")]
+        if settings.sync.watch:
+            tasks += [asyncio.create_task(s.run(), name=f"sync-{cid}") for cid, s in syncs.items()]
+        yield
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+    app.cleanup_ctx.extend([store_ctx, clusters_ctx, auth_ctx, service_ctx])
+    return app

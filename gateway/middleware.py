@@ -1,0 +1,148 @@
+"""aiohttp middlewares: request id, access log + metrics, the ONE error → HTTP mapping, timeouts, auth.
+
+Contract:
+- Every answer carries `X-Request-Id` (the caller's, when it is a sane token, else a new one).
+- Every error answer is the legacy body `{"code", "reason", "message", "details"}` with
+  `details.requestId`: `GatewayError` as it says, `SpecError` → 400 `Invalid` with `details.fields`,
+  aiohttp's own 404/405/413 in the same shape, an unexpected exception → 500 (logged with the
+  request id and traceback, never sent to the client).
+- Requests under `/api/v1alpha1/` and `/api/v1alpha2/` are authenticated (`request["principal"]`);
+  version, ping, health and metrics are not.
+- A request running longer than `limits.requestTimeoutSeconds` is answered 504.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+from gateway.auth import Authenticator, Principal
+from gateway.errors import (
+    ClusterTimeout,
+    GatewayError,
+    MethodNotAllowed,
+    NotFound,
+    PayloadTooLarge,
+    ValidationFailed,
+)
+from gateway.metrics import Metrics
+from translators.errors import SpecError
+
+log = structlog.get_logger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+REQUEST_ID_HEADER = "X-Request-Id"
+_SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+PRINCIPAL = "principal"
+REQUEST_ID = "request_id"
+_AUTHENTICATED_PREFIXES = ("/api/v1alpha1/", "/api/v1alpha2/")
+
+
+def error_response(error: GatewayError, *, request_id: str | None) -> web.Response:
+    """The legacy error answer for `error`."""
+    response = web.json_response(error.body(request_id=request_id), status=error.status)
+    for name, value in error.headers.items():
+        response.headers[name] = value
+    return response
+
+
+def spec_error_to_gateway(error: SpecError) -> ValidationFailed:
+    """A translation error as the gateway's 400 with field paths."""
+    fields = [{"path": f.path, "message": f.message} for f in error.fields]
+    return ValidationFailed(error.message, fields or [{"path": "(body)", "message": error.message}])
+
+
+def _from_http_exception(exc: web.HTTPException) -> GatewayError:
+    if isinstance(exc, web.HTTPMethodNotAllowed):
+        allowed = sorted(exc.allowed_methods)
+        return MethodNotAllowed(f"method {exc.method} is not allowed here; allowed: {', '.join(allowed)}",
+                                headers={"Allow": ", ".join(allowed)})
+    if isinstance(exc, web.HTTPNotFound):
+        return NotFound("no such API path")
+    if isinstance(exc, web.HTTPRequestEntityTooLarge):
+        return PayloadTooLarge("request body too large")
+    error = GatewayError(exc.reason or "request failed")
+    error.status = exc.status  # type: ignore[misc]
+    error.reason = (exc.reason or "Error").replace(" ", "")  # type: ignore[misc]
+    return error
+
+
+def build_middlewares(*, authenticator: Callable[[], Authenticator], metrics: Metrics,
+                      request_timeout: float) -> list[Callable[..., Awaitable[web.StreamResponse]]]:
+    """The middleware chain, outermost first."""
+
+    @web.middleware
+    async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+        incoming = request.headers.get(REQUEST_ID_HEADER, "")
+        request_id = incoming if _SANE_REQUEST_ID.match(incoming) else uuid.uuid4().hex
+        request[REQUEST_ID] = request_id
+        structlog.contextvars.bind_contextvars(request_id=request_id)
+        started = time.perf_counter()
+        route = _route_name(request)
+        status = 500
+        try:
+            response = await handler(request)
+            status = response.status
+            response.headers[REQUEST_ID_HEADER] = request_id
+            return response
+        finally:
+            elapsed = time.perf_counter() - started
+            metrics.requests.labels(route, request.method, str(status)).inc()
+            metrics.latency.labels(route, request.method).observe(elapsed)
+            principal: Principal | None = request.get(PRINCIPAL)
+            log.info("request", method=request.method, route=route, path=request.path, status=status,
+                     durationMs=round(elapsed * 1000, 1), user=principal.user if principal else None)
+            structlog.contextvars.unbind_contextvars("request_id")
+
+    @web.middleware
+    async def errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+        request_id = request.get(REQUEST_ID)
+        try:
+            return await handler(request)
+        except GatewayError as e:
+            return error_response(e, request_id=request_id)
+        except SpecError as e:
+            return error_response(spec_error_to_gateway(e), request_id=request_id)
+        except web.HTTPException as e:
+            if e.status < 400:
+                raise
+            return error_response(_from_http_exception(e), request_id=request_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("unexpected error", path=request.path, method=request.method)
+            return error_response(GatewayError("internal error; quote the request id when reporting it"),
+                                  request_id=request_id)
+
+    @web.middleware
+    async def timeout(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            async with asyncio.timeout(request_timeout):
+                return await handler(request)
+        except TimeoutError as e:
+            raise ClusterTimeout(f"the request took longer than {request_timeout:g}s") from e
+
+    @web.middleware
+    async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+        if request.path.startswith(_AUTHENTICATED_PREFIXES):
+            request[PRINCIPAL] = await authenticator().authenticate(request.headers)
+        return await handler(request)
+
+    return [request_context, errors, timeout, authenticate]
+
+
+def _route_name(request: web.Request) -> str:
+    info = request.match_info
+    route = info.route if info is not None else None
+    resource = getattr(route, "resource", None)
+    canonical = getattr(resource, "canonical", None)
+    if info is not None and getattr(info, "http_exception", None) is not None:
+        return "unmatched"
+    return str(canonical) if canonical else "unmatched"

@@ -1,0 +1,154 @@
+"""The outbox: creates and deletes a cluster has not accepted yet, retried until they land.
+
+Contract:
+- `Outbox.enqueue(op, identity, principal=)` appends `{op, cluster, id, user, groups}` to the Redis
+  stream (the job record, already written with `pending=op`, holds everything else).
+- `Outbox.run()` (a background task per gateway replica) reads the stream through the consumer group,
+  also taking over entries another replica left unacknowledged, and applies each entry:
+  create → build the body from the record and create it (idempotent: same name + same job-id label
+  = success); delete → delete (already gone = success) and drop the record. A transient failure leaves
+  the entry pending and retries it after `sync.outboxRetrySeconds`; a cluster 4xx ends the entry
+  (a refused create is recorded as phase `failed` with the cluster's message, so the user sees why).
+- An entry whose record is gone or no longer pending is obsolete and acknowledged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from gateway.auth import Principal
+from gateway.clusters import ClusterRegistry, is_transient
+from gateway.config import SyncSettings
+from gateway.errors import GatewayError, NotFound, StoreUnavailable
+from gateway.metrics import Metrics
+from gateway.store import JobRecord, JobStore
+from translators.backends import job_status, to_cluster_object
+from translators.errors import SpecError
+from translators.labels import LABEL_JOB_ID, label_value
+from translators.spec import JobIdentity, JobStatus
+
+log = structlog.get_logger(__name__)
+
+
+class Outbox:
+    """Producer and worker of the outbox stream (see module docstring)."""
+
+    def __init__(self, store: JobStore, clusters: ClusterRegistry, *, settings: SyncSettings,
+                 metrics: Metrics | None = None, consumer: str | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._store = store
+        self._clusters = clusters
+        self._settings = settings
+        self._metrics = metrics
+        self.consumer = consumer or f"gw-{uuid.uuid4().hex[:8]}"
+        self._clock = clock
+        self._wake = asyncio.Event()
+
+    async def enqueue(self, op: str, identity: JobIdentity, *, principal: Principal | None = None) -> None:
+        """Queue `op` ("create" | "delete") for the job `identity`."""
+        entry: dict[str, Any] = {"op": op, "cluster": identity.cluster, "id": identity.id}
+        if principal is not None:
+            entry["user"] = principal.user
+            entry["groups"] = sorted(principal.groups)
+        await self._store.outbox_add(entry)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Work the outbox until cancelled."""
+        await self._store.ensure_outbox()
+        retry = self._settings.outbox_retry_seconds
+        idle_ms = int(self._settings.outbox_claim_idle_seconds * 1000)
+        while True:
+            try:
+                await self._update_depth()
+                # Our own unacknowledged entries first (earlier transient failures), then orphans of
+                # dead replicas, then new entries.
+                backlog = await self._store.outbox_read(self.consumer, pending=True)
+                backlog += await self._store.outbox_claim_stale(self.consumer, min_idle_ms=idle_ms)
+                if not backlog:
+                    backlog = await self._store.outbox_read(self.consumer, block_ms=int(min(retry, 1.0) * 1000))
+                failed = False
+                for entry_id, entry in backlog:
+                    if await self.process(entry):
+                        await self._store.outbox_ack(entry_id)
+                    else:
+                        failed = True
+                if failed:
+                    await self._sleep(retry)
+            except StoreUnavailable:
+                await asyncio.sleep(retry)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the worker must outlive any one bad entry
+                log.exception("outbox worker error")
+                await asyncio.sleep(retry)
+
+    async def _sleep(self, seconds: float) -> None:
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+    async def _update_depth(self) -> None:
+        if self._metrics is not None:
+            self._metrics.outbox_depth.set(await self._store.outbox_depth())
+
+    async def process(self, entry: dict[str, Any]) -> bool:
+        """Apply one entry; True when it is finished (landed, refused, or obsolete)."""
+        op, cluster_id, job_id = entry.get("op"), entry.get("cluster"), entry.get("id")
+        if op not in ("create", "delete") or not isinstance(cluster_id, str) or not isinstance(job_id, str):
+            log.error("malformed outbox entry dropped", entry=entry)
+            return True
+        try:
+            cluster = self._clusters.get(cluster_id)
+        except NotFound:
+            log.error("outbox entry for an unknown cluster dropped", cluster=cluster_id, job=job_id)
+            return True
+        record = await self._store.get(cluster_id, job_id)
+        if record is None or record.pending != op:
+            return True
+        principal = Principal(user=entry["user"], groups=frozenset(entry.get("groups") or ())) \
+            if isinstance(entry.get("user"), str) else None
+        ref = cluster.ref(cluster.jobs, record.namespace, record.object_name)
+        try:
+            if op == "create":
+                body = to_cluster_object(record.spec, record.identity, cluster.profile)
+                created = await cluster.create(ref, body, same_if_label=(LABEL_JOB_ID, label_value(job_id)),
+                                               impersonate=principal)
+                await self._store.put(record.with_pending(None),
+                                      status=job_status(created, [], profile=cluster.profile),
+                                      observed_at=self._clock())
+                log.info("queued create landed", cluster=cluster_id, job=job_id)
+            else:
+                await cluster.delete(ref, impersonate=principal)
+                await self._store.remove(record)
+                log.info("queued delete landed", cluster=cluster_id, job=job_id)
+            return True
+        except SpecError as e:
+            await self._refuse(record, reason="Invalid", message=e.message)
+            return True
+        except GatewayError as e:
+            if is_transient(e):
+                log.info("cluster still unavailable, outbox entry kept", cluster=cluster_id, job=job_id, op=op,
+                         error=type(e).__name__)
+                return False
+            await self._refuse(record, reason=e.reason, message=e.message)
+            return True
+
+    async def _refuse(self, record: JobRecord, *, reason: str, message: str) -> None:
+        ident = record.identity
+        log.warning("cluster refused a queued operation", cluster=ident.cluster, job=ident.id, op=record.pending,
+                    reason=reason, message=message)
+        if record.pending == "delete":
+            # The job is still there; the user sees it again and may retry the delete.
+            await self._store.put(record.with_pending(None))
+            return
+        status = JobStatus(phase="failed", reason=reason, message=f"the cluster refused the job: {message}")
+        await self._store.put(record.with_pending(None), status=status, observed_at=self._clock())

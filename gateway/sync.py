@@ -1,0 +1,271 @@
+"""Per-cluster background sync: list-then-watch the managed jobs and their pods, status into Redis.
+
+Contract:
+- `ClusterSync(cluster, store, settings=, metrics=, holder=)`; `run()` is the background task.
+  Only the replica holding the Redis lease `watch:{cluster}` watches (others wait and take over when
+  the lease lapses). The leader lists jobs and pods selected by `MANAGED_SELECTOR` (all namespaces),
+  then watches each from the list's resourceVersion with bookmarks, resuming from the last
+  resourceVersion when a stream ends and relisting on 410 Gone (or after an error, with backoff).
+- Every job/pod event recomputes that job's status with `translators.backends.job_status` and stores it.
+- A managed job on the cluster with no record in Redis is rebuilt from its labels/annotations
+  (`from_cluster_object`): Redis lost → nothing lost. Records are never removed here (a delete through
+  the API removes its record; a recreate briefly has no object).
+- While both streams are connected the leader writes a heartbeat (`JobStore.set_watch_heartbeat`);
+  every replica reads its age (`/api/ping` lastWatchEventAgeSeconds; reads fall back to the API
+  server when it is older than `sync.fallbackAfterSeconds`).
+- `request_relist()` makes the leader relist at once (used after Redis loss and by tests).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from gateway.clusters import PODS, ClusterClient, ResourceExpired, WatchEvent
+from gateway.config import SyncSettings
+from gateway.errors import GatewayError, StoreUnavailable
+from gateway.metrics import Metrics
+from gateway.service import record_from_object
+from gateway.store import JobStore
+from translators.backends import MANAGED_SELECTOR, job_status
+from translators.labels import job_id_of
+
+log = structlog.get_logger(__name__)
+
+JOBS, POD_KIND = "jobs", "pods"
+_BEAT_MIN_INTERVAL = 1.0
+
+
+class ClusterSync:
+    """The watch of one cluster (see module docstring)."""
+
+    def __init__(self, cluster: ClusterClient, store: JobStore, *, settings: SyncSettings,
+                 metrics: Metrics | None = None, holder: str, clock: Callable[[], float] = time.time) -> None:
+        self.cluster = cluster
+        self._store = store
+        self._settings = settings
+        self._metrics = metrics
+        self._holder = holder
+        self._clock = clock
+        self._jobs: dict[str, dict[str, Any]] = {}
+        self._pods: dict[str, dict[str, dict[str, Any]]] = {}
+        self._streaming = {JOBS: False, POD_KIND: False}
+        self._relist = {JOBS: asyncio.Event(), POD_KIND: asyncio.Event()}
+        self._last_beat = 0.0
+        self.leading = False
+        self.last_event_at: float | None = None
+
+    @property
+    def lease_name(self) -> str:
+        """The Redis lease that elects this cluster's watcher."""
+        return f"watch:{self.cluster.id}"
+
+    def request_relist(self) -> None:
+        """Relist both resources now (ends the current watch requests)."""
+        for event in self._relist.values():
+            event.set()
+
+    async def run(self) -> None:
+        """Hold the lease and watch; wait and retry while another replica holds it."""
+        ttl_ms = int(self._settings.lease_seconds * 1000)
+        tick = self._settings.lease_seconds / 3
+        try:
+            while True:
+                try:
+                    acquired = await self._store.acquire_lease(self.lease_name, self._holder, ttl_ms=ttl_ms)
+                except StoreUnavailable:
+                    acquired = False
+                if acquired:
+                    await self._lead(ttl_ms=ttl_ms, tick=tick)
+                else:
+                    await asyncio.sleep(tick)
+        finally:
+            if self.leading:
+                with contextlib.suppress(StoreUnavailable):
+                    await asyncio.shield(self._store.release_lease(self.lease_name, self._holder))
+            self.leading = False
+
+    async def _lead(self, *, ttl_ms: int, tick: float) -> None:
+        self.leading = True
+        log.info("watching cluster", cluster=self.cluster.id, holder=self._holder)
+        tasks = [asyncio.create_task(self._kind_loop(JOBS), name=f"watch-{self.cluster.id}-jobs"),
+                 asyncio.create_task(self._kind_loop(POD_KIND), name=f"watch-{self.cluster.id}-pods")]
+        try:
+            while True:
+                await asyncio.sleep(tick)
+                try:
+                    still = await self._store.renew_lease(self.lease_name, self._holder, ttl_ms=ttl_ms)
+                except StoreUnavailable:
+                    still = True  # keep watching; the lease lapses by itself if Redis stays away
+                if not still:
+                    log.warning("watch lease lost, another replica takes over", cluster=self.cluster.id)
+                    return
+                await self._beat(force=True)
+        finally:
+            self.leading = False
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+    # ----- list-then-watch of one resource
+
+    async def _kind_loop(self, kind: str) -> None:
+        backoff = self._settings.relist_backoff_seconds
+        rv: str | None = None
+        relist = self._relist[kind]
+        while True:
+            try:
+                if rv is None or relist.is_set():
+                    relist.clear()
+                    rv = await self._list(kind)
+                rv = await self._watch(kind, rv)
+                backoff = self._settings.relist_backoff_seconds
+            except ResourceExpired:
+                log.info("watch expired, relisting", cluster=self.cluster.id, kind=kind)
+                rv = None
+            except asyncio.CancelledError:
+                self._streaming[kind] = False
+                raise
+            except (GatewayError, Exception) as e:
+                self._streaming[kind] = False
+                if isinstance(e, GatewayError):
+                    log.warning("watch failed, retrying", cluster=self.cluster.id, kind=kind,
+                                error=type(e).__name__, message=e.message, delaySeconds=round(backoff, 2))
+                else:
+                    log.exception("watch crashed, retrying", cluster=self.cluster.id, kind=kind)
+                await self._sleep_or_relist(kind, backoff * (0.8 + 0.4 * random.random()))
+                backoff = min(backoff * 2, self._settings.relist_backoff_max_seconds)
+                rv = None
+
+    async def _sleep_or_relist(self, kind: str, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._relist[kind].wait(), timeout=seconds)
+
+    async def _list(self, kind: str) -> str:
+        resource = self.cluster.jobs if kind == JOBS else PODS
+        result = await self.cluster.list(self.cluster.ref(resource), label_selector=MANAGED_SELECTOR)
+        if kind == JOBS:
+            self._jobs = {}
+            for obj in result.items:
+                job_id = job_id_of(obj)
+                if job_id:
+                    self._jobs[job_id] = obj
+        else:
+            self._pods = {}
+            for pod in result.items:
+                self._remember_pod(pod)
+        await self._store.set_resource_version(self.cluster.id, kind, result.resource_version)
+        for job_id, obj in list(self._jobs.items()):
+            await self._ensure_record(obj)
+            await self._write_status(job_id)
+        log.info("listed", cluster=self.cluster.id, kind=kind, count=len(result.items),
+                 resourceVersion=result.resource_version)
+        return result.resource_version
+
+    async def _watch(self, kind: str, rv: str) -> str:
+        resource = self.cluster.jobs if kind == JOBS else PODS
+        stream = self.cluster.watch(self.cluster.ref(resource), resource_version=rv, label_selector=MANAGED_SELECTOR,
+                                    timeout_seconds=self._settings.watch_timeout_seconds)
+        relist = self._relist[kind]
+        self._streaming[kind] = True
+        try:
+            async for event in _until(stream, relist):
+                rv = event.resource_version or rv
+                self.last_event_at = self._clock()
+                await self._beat()
+                if event.type != "BOOKMARK":
+                    await self._apply(kind, event)
+        finally:
+            self._streaming[kind] = False
+            await stream.aclose()
+        await self._store.set_resource_version(self.cluster.id, kind, rv)
+        return rv
+
+    async def _apply(self, kind: str, event: WatchEvent) -> None:
+        obj = event.object
+        job_id = job_id_of(obj)
+        if not job_id:
+            return
+        if kind == JOBS:
+            if event.type == "DELETED":
+                self._jobs.pop(job_id, None)
+            else:
+                self._jobs[job_id] = obj
+                await self._ensure_record(obj)
+        else:
+            name = (obj.get("metadata") or {}).get("name")
+            if event.type == "DELETED":
+                self._pods.get(job_id, {}).pop(name, None)
+            else:
+                self._remember_pod(obj)
+        await self._write_status(job_id)
+
+    def _remember_pod(self, pod: dict[str, Any]) -> None:
+        job_id = job_id_of(pod)
+        name = (pod.get("metadata") or {}).get("name")
+        if job_id and isinstance(name, str):
+            self._pods.setdefault(job_id, {})[name] = pod
+
+    async def _ensure_record(self, obj: dict[str, Any]) -> None:
+        job_id = job_id_of(obj)
+        if not job_id or await self._store.get(self.cluster.id, job_id) is not None:
+            return
+        record = record_from_object(obj, self.cluster.id)
+        if record is None:
+            return
+        if await self._store.put_if_absent(record, status=self._status_of(job_id), observed_at=self._clock()):
+            log.info("job record rebuilt from the cluster", cluster=self.cluster.id, job=job_id)
+
+    def _status_of(self, job_id: str) -> Any:
+        pods = list(self._pods.get(job_id, {}).values())
+        return job_status(self._jobs.get(job_id), pods, profile=self.cluster.profile)
+
+    async def _write_status(self, job_id: str) -> None:
+        record = await self._store.get(self.cluster.id, job_id)
+        if record is None or record.pending is not None:
+            return
+        if job_id not in self._jobs and not self._pods.get(job_id):
+            # Neither object nor pods seen (e.g. a recreate between delete and create): keep the last status.
+            return
+        await self._store.set_status(self.cluster.id, job_id, self._status_of(job_id))
+
+    async def _beat(self, *, force: bool = False) -> None:
+        now = self._clock()
+        if not all(self._streaming.values()):
+            return
+        if not force and now - self._last_beat < _BEAT_MIN_INTERVAL:
+            return
+        self._last_beat = now
+        with contextlib.suppress(StoreUnavailable):
+            await self._store.set_watch_heartbeat(self.cluster.id, now)
+        if self._metrics is not None:
+            self._metrics.watch_age.labels(self.cluster.id).set(0)
+
+
+async def _until(stream: Any, stop: asyncio.Event) -> Any:
+    """Yield from the async iterator `stream` until `stop` is set (then return without waiting for it)."""
+    iterator = stream.__aiter__()
+    stopper = asyncio.create_task(stop.wait())
+    try:
+        while True:
+            nxt = asyncio.ensure_future(iterator.__anext__())
+            done, _ = await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
+            if nxt not in done:
+                nxt.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
+                    await nxt
+                return
+            try:
+                yield nxt.result()
+            except StopAsyncIteration:
+                return
+    finally:
+        stopper.cancel()
