@@ -306,7 +306,7 @@ def vcjob_status(obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobS
     retries = _int(status.get("retryCount"))
     if phase == "failed" and volcano_phase == "Failed" and retries >= max_retry and retries > 0:
         failed_reason = "BackoffLimitExceeded"
-        message = _join(message, f"the job was restarted {retries} times (maxRetry {max_retry})")
+        message = message or f"the job was restarted {retries} times (maxRetry {max_retry})"
     reason, message = _honest(phase, reason, message, pods, failed_reason=failed_reason)
     return JobStatus(phase=phase, reason=reason, message=message, start_time=start_time,
                      completion_time=completion_time, replicas=replicas_from_pods(pods))

@@ -317,6 +317,9 @@ def test_volcano_retries_exhausted_is_backoff_limit() -> None:
     result = job_status(vcjob("Failed", retryCount=3), [failed], profile=VOLCANO_PROFILE)
     assert (result.phase, result.reason) == ("failed", "BackoffLimitExceeded")
     assert "restarted 3 times" in (result.message or "") and "exited with code 1" in (result.message or "")
+    told = vcjob("Failed", retryCount=3)
+    told["status"]["state"]["message"] = "job restarted 3 times, maxRetry 3"
+    assert job_status(told, [], profile=VOLCANO_PROFILE).message == "job restarted 3 times, maxRetry 3"
 
 
 def test_volcano_pending_unschedulable_and_state_reason() -> None:
