@@ -173,16 +173,15 @@ class VolcanoController:
         spec = job.get("spec") or {}
         old_status = job.get("status") or {}
         status = copy.deepcopy(old_status)
-        state = status.setdefault("state", {})
         now = self._clock.now()
-        if not state.get("phase"):
+        if not (status.get("state") or {}).get("phase"):
             self._initialize(job, status)
         for command in commands:
             if self._targets(command, job):
                 self._apply_command(job, status, command)
 
         pods = self._pods(job)
-        phase = state["phase"]
+        phase = status["state"]["phase"]
         if phase in ("Pending", "Running"):
             pods = self._run(job, status, pods)
         elif phase == "Restarting":
@@ -265,7 +264,7 @@ class VolcanoController:
             self._set_phase(job, status, "Running")
         action = self._policy_action(job, pods)
         if action is not None:
-            self._event(job, "ExecuteAction", f"Start to execute action {action}")
+            self._event(job, "ExecuteAction", f"Start to execute action {action[0]}")
             self._perform(job, status, action[0], pods, task=action[1])
             return self._pods(job)
         if status["state"]["phase"] == "Running":
