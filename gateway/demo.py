@@ -1,0 +1,111 @@
+"""`clever-gateway demo`: the whole gateway on one machine, nothing to install or configure.
+
+Starts KubeSim (a simulated Kubernetes API over HTTPS with a simulated training operator, namespaces
+`clever` and `default`, real-time clock so a job takes a few seconds), an embedded Redis (fakeredis,
+in-process, not durable), auth off (X-User trusted, loudly warned), and one cluster `c1` whose runtime
+catalog covers the legacy seed's runtimes. Prints a ready-to-paste curl session and runs until Ctrl-C.
+Not for production: KubeSim runs no containers, the Redis is not shared, and anyone can be anyone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from gateway.app import create_app
+from gateway.config import EMBEDDED_REDIS, Settings, load_settings
+
+log = structlog.get_logger(__name__)
+
+DEMO_CLUSTER = "c1"
+DEMO_RUNTIMES: dict[str, dict[str, Any]] = {
+    "Python_2.7+Tensorflow_1.2.1": {"image": "tensorflow/tensorflow:1.2.1",
+                                    "gpuImage": "tensorflow/tensorflow:1.2.1-gpu", "command": ["python2"]},
+    "Python_3.11+Tensorflow_2.15.0": {"image": "tensorflow/tensorflow:2.15.0",
+                                      "gpuImage": "tensorflow/tensorflow:2.15.0-gpu", "command": ["python3"]},
+}
+
+
+def demo_settings(*, server: str, token: str, ca_file: str, port: int, host: str = "127.0.0.1") -> Settings:
+    """Settings of the demo gateway against a running KubeSim."""
+    return load_settings(environ={}, base={
+        "listen": {"host": host, "port": port},
+        "redis": {"url": EMBEDDED_REDIS, "keyPrefix": "demo:"},
+        "auth": {"mode": "none"},
+        "clusters": [{
+            "id": DEMO_CLUSTER, "server": server, "token": token, "caFile": ca_file,
+            "backend": "training-operator", "runtimes": DEMO_RUNTIMES,
+            "volumes": [{"name": "clever-data", "mountPath": "/clever", "hostPath": "/clever"}],
+            "pathRoot": "/clever",
+        }],
+        "limits": {"statusStalenessSeconds": 1},
+        "sync": {"relistBackoffSeconds": 0.5, "leaseSeconds": 6, "outboxRetrySeconds": 1},
+    })
+
+
+def curl_examples(base: str) -> str:
+    """The copy-paste session printed at start."""
+    api = f"{base}/api/v1alpha1/clusters/{DEMO_CLUSTER}/partitions/clever/tfjobs"
+    return f"""
+clever-gateway demo is up on {base}   (auth is OFF: X-User is trusted; demo only)
+
+  curl -s {base}/api/version
+  curl -s {base}/api/ping
+  curl -s -X POST {api} \\
+       -H 'X-User: admin' -H 'Content-Type: application/json' \\
+       -d '{{"name": "mnist", "description": "create a tfjob", "runtime": "Python_2.7+Tensorflow_1.2.1",
+            "workdir": "/clever/admin/jobs", "bootfile": "/clever/admin/file.py",
+            "args": "--test=10 --config=1", "enviroment": "A=1,B=2",
+            "cpu": "1.000", "memory": "2048Mi", "gpu": "0", "type": "worker", "count": "2"}}'
+  curl -s {api} -H 'X-User: admin'                       # list: pending -> running -> succeeded
+  curl -s {api}/<id> -H 'X-User: admin'                  # one job (id from the create answer)
+  curl -s -X PATCH {api}/<id> -H 'X-User: admin' -H 'Content-Type: application/json' \\
+       -d '{{"description": "renamed"}}'
+  curl -s -X DELETE {api}/<id> -H 'X-User: admin'
+
+Ctrl-C stops the demo.
+"""
+
+
+async def run_demo(*, host: str = "127.0.0.1", port: int = 8080, ready: asyncio.Event | None = None,
+                   stop: asyncio.Event | None = None) -> None:
+    """Run until Ctrl-C / SIGTERM (or until `stop` is set, for tests)."""
+    from kubesim.testing import KubeSim  # demo-only dependency on the simulator
+
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    with tempfile.TemporaryDirectory(prefix="clever-gateway-demo-") as workdir:
+        async with KubeSim(namespaces=("clever", "default"), time_scale=1.0) as sim:
+            kubeconfig = sim.write_kubeconfig(Path(workdir) / "kubeconfig")
+            settings = demo_settings(server=sim.url, token=sim.token, ca_file=sim.ca_file, port=port, host=host)
+            runner = web.AppRunner(create_app(settings), access_log=None)
+            await runner.setup()
+            try:
+                site = web.TCPSite(runner, host, port)
+                await site.start()
+                bound = port or _bound_port(runner)
+                log.warning("DEMO MODE: authentication is off, Redis is in-process, the cluster is simulated")
+                print(curl_examples(f"http://{host}:{bound}"), flush=True)
+                print(f"  (the simulated cluster: kubectl --kubeconfig {kubeconfig} get tfjobs -A)\n", flush=True)
+                if ready is not None:
+                    ready.set()
+                await stop.wait()
+            finally:
+                await runner.cleanup()
+
+
+def _bound_port(runner: web.AppRunner) -> int:
+    for address in runner.addresses:
+        if isinstance(address, tuple) and len(address) >= 2:
+            return int(address[1])
+    return 0
