@@ -1,0 +1,158 @@
+"""Shared fixtures: a unique Redis key prefix per test, KubeSim over HTTPS, and a gateway wired to both.
+
+- `redis_prefix`: `test:<uuid>:`; every key under it is deleted after the test (never FLUSHDB).
+- `redis_client`: a redis.asyncio client on 127.0.0.1:6379 (decode_responses=True).
+- `kubesim`: a started `kubesim.testing.KubeSim` (namespaces `default` and `clever`, time_scale 0.01).
+- `gateway_settings_factory(**overrides)`: Settings for one cluster `c1` on that KubeSim, auth none,
+  the test prefix, a runtime catalog covering the seed's runtimes; overrides are deep-merged.
+- `gateway`: a `Gateway` harness (aiohttp test client on a real port + app + sim + prefix) with helpers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient
+from redis import asyncio as redis_asyncio
+
+from gateway.config import Settings, load_settings
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+CLUSTER = "c1"
+PARTITION = "clever"
+RUNTIMES: dict[str, dict[str, Any]] = {
+    "Python_2.7+Tensorflow_1.2.1": {"image": "tensorflow/tensorflow:1.2.1",
+                                    "gpuImage": "tensorflow/tensorflow:1.2.1-gpu", "command": ["python2"]},
+    "Python_3.11+Tensorflow_2.15.0": {"image": "tensorflow/tensorflow:2.15.0",
+                                      "gpuImage": "tensorflow/tensorflow:2.15.0-gpu", "command": ["python3"]},
+}
+
+
+def deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """`base` with `extra` merged in recursively (dicts merged, anything else replaced)."""
+    merged = copy.deepcopy(base)
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = copy.deepcopy(value)
+    return merged
+
+
+@pytest.fixture
+def redis_prefix() -> str:
+    """A key prefix no other test uses."""
+    return f"test:{uuid.uuid4().hex}:"
+
+
+@pytest.fixture
+async def redis_client(redis_prefix: str) -> AsyncIterator[redis_asyncio.Redis]:
+    """A client of the real Redis; deletes every key under the test's prefix afterwards."""
+    client = redis_asyncio.Redis.from_url(REDIS_URL, decode_responses=True)
+    try:
+        yield client
+    finally:
+        keys = [k async for k in client.scan_iter(match=redis_prefix + "*", count=1000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def prefix_keys(client: redis_asyncio.Redis, prefix: str) -> set[str]:
+    """Every key under `prefix`."""
+    return {k async for k in client.scan_iter(match=prefix + "*", count=1000)}
+
+
+@pytest.fixture
+async def kubesim() -> AsyncIterator[Any]:
+    """A running KubeSim over HTTPS."""
+    from kubesim.testing import KubeSim
+
+    async with KubeSim(namespaces=("default", PARTITION), time_scale=0.01) as sim:
+        yield sim
+
+
+@pytest.fixture
+def gateway_settings_factory(kubesim: Any, redis_prefix: str) -> Callable[..., Settings]:
+    """Build gateway Settings on the test's KubeSim and prefix; keyword overrides are deep-merged."""
+
+    def build(**overrides: Any) -> Settings:
+        base: dict[str, Any] = {
+            "listen": {"host": "127.0.0.1", "port": 0},
+            "redis": {"url": REDIS_URL, "keyPrefix": redis_prefix},
+            "auth": {"mode": "none"},
+            "clusters": [{"id": CLUSTER, "server": kubesim.url, "token": kubesim.token, "caFile": kubesim.ca_file,
+                          "backend": "training-operator", "runtimes": RUNTIMES, "requestTimeoutSeconds": 5}],
+            "retry": {"attempts": 2, "initialDelaySeconds": 0.01, "maxDelaySeconds": 0.05},
+            "limits": {"statusStalenessSeconds": 0},
+            "sync": {"relistBackoffSeconds": 0.05, "relistBackoffMaxSeconds": 0.2, "leaseSeconds": 1.5,
+                     "outboxRetrySeconds": 0.05, "fallbackAfterSeconds": 5},
+        }
+        clusters_override = overrides.pop("cluster", None)
+        data = deep_merge(base, overrides)
+        if clusters_override:
+            data["clusters"][0] = deep_merge(data["clusters"][0], clusters_override)
+        return load_settings(environ={}, base=data)
+
+    return build
+
+
+@dataclass
+class Gateway:
+    """A running gateway under test and what it talks to."""
+
+    client: TestClient
+    app: web.Application
+    sim: Any
+    prefix: str
+    redis: redis_asyncio.Redis
+
+    def jobs_url(self, partition: str = PARTITION, *, version: str = "v1alpha1", kind: str = "tfjobs",
+                 cluster: str = CLUSTER) -> str:
+        """The collection path."""
+        return f"/api/{version}/clusters/{cluster}/partitions/{partition}/{kind}"
+
+    async def keys(self) -> set[str]:
+        """Every Redis key of this gateway."""
+        return await prefix_keys(self.redis, self.prefix)
+
+
+async def wait_until(check: Callable[[], Awaitable[Any]], *, timeout: float = 10.0, interval: float = 0.02) -> Any:
+    """Poll `check` until it returns something truthy; fail the test after `timeout` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: Any = None
+    while loop.time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"condition not reached within {timeout}s (last value: {last!r})")
+
+
+@pytest.fixture
+def make_gateway(aiohttp_client: Any, kubesim: Any, redis_prefix: str, redis_client: redis_asyncio.Redis,
+                 gateway_settings_factory: Callable[..., Settings]) -> Callable[..., Awaitable[Gateway]]:
+    """Start a gateway (real port) with settings overrides; stopped at teardown by aiohttp_client."""
+    from gateway.app import create_app
+
+    async def start(**overrides: Any) -> Gateway:
+        settings = gateway_settings_factory(**overrides)
+        app = create_app(settings)
+        client = await aiohttp_client(app)
+        return Gateway(client=client, app=app, sim=kubesim, prefix=redis_prefix, redis=redis_client)
+
+    return start
+
+
+@pytest.fixture
+async def gateway(make_gateway: Callable[..., Awaitable[Gateway]]) -> Gateway:
+    """A gateway with default test settings (watch on)."""
+    return await make_gateway()

@@ -1,0 +1,92 @@
+"""Configuration: the example file parses, env overrides reach every key, bad files name the key path."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.cli import main
+from gateway.config import ConfigError, load_settings
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "deploy" / "config.example.yaml"
+MINIMAL = {"auth": {"mode": "none"}, "clusters": [{"id": "c1", "server": "https://127.0.0.1:6443", "token": "t"}]}
+
+
+def test_example_config_is_accepted_by_serve_check(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["serve", "--config", str(EXAMPLE), "--check"]) == 0
+    assert "2 cluster(s): c1, c2" in capsys.readouterr().out
+
+
+def test_example_config_values() -> None:
+    settings = load_settings(EXAMPLE, environ={})
+    c1 = settings.cluster("c1")
+    assert c1 is not None and c1.token_file and c1.ca_file
+    profile = c1.profile()
+    assert profile.runtimes["Python_2.7+Tensorflow_1.2.1"].command == ("python2",)
+    assert profile.namespace_map == {"clever": "clever-jobs"}
+    assert profile.max_gpus_per_job == 16
+    assert settings.cluster("c2").profile().backend == "volcano"  # type: ignore[union-attr]
+    assert settings.limits.max_body_bytes == 1024 * 1024
+
+
+def test_env_overrides_nested_and_list_items(tmp_path: Path) -> None:
+    settings = load_settings(EXAMPLE, environ={
+        "CLEVER_GATEWAY__REDIS__URL": "redis://other:6380/2",
+        "CLEVER_GATEWAY__REDIS__KEY_PREFIX": "x:",
+        "CLEVER_GATEWAY__LISTEN__PORT": "9090",
+        "CLEVER_GATEWAY__CLUSTERS__1__QUEUE": "gpu",
+        "CLEVER_GATEWAY__SYNC__WATCH": "false",
+        "CLEVER_GATEWAY__AUTH__ADMIN_GROUPS": '["ops"]',
+    })
+    assert settings.redis.url == "redis://other:6380/2"
+    assert settings.redis.key_prefix == "x:"
+    assert settings.listen.port == 9090
+    assert settings.clusters[1].queue == "gpu"
+    assert settings.sync.watch is False
+    assert settings.auth.adminGroups == ["ops"]
+
+
+def test_config_path_from_environment() -> None:
+    settings = load_settings(environ={"CLEVER_GATEWAY_CONFIG": str(EXAMPLE)})
+    assert [c.id for c in settings.clusters] == ["c1", "c2"]
+
+
+@pytest.mark.parametrize(("change", "expected"), [
+    ({"clusters": [{"id": "c1", "server": "https://x", "backend": "mpi"}]},
+     "clusters.0.backend: Input should be 'training-operator', 'tf-operator' or 'volcano'"),
+    ({"clusters": [{"id": "c1", "server": "https://x"}, {"id": "c1", "inCluster": True}]},
+     "duplicate cluster id 'c1'"),
+    ({"clusters": [{"id": "c1"}]}, "clusters.0: Value error, give exactly one of server, kubeconfig, inCluster"),
+    ({"clusters": []}, "clusters: Value error, at least one cluster is required"),
+    ({"limits": {"maxBodyBytes": "lots"}}, "limits.maxBodyBytes: Input should be a valid integer"),
+    ({"listen": {"prot": 80}}, "listen.prot: Extra inputs are not permitted"),
+    ({"auth": {"mode": "oidc"}}, "auth.oidc is required"),
+    ({"clusters": [{"id": "C 1", "server": "https://x"}]}, "clusters.0.id"),
+])
+def test_bad_config_names_the_key_path(change: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(environ={}, base={**MINIMAL, **change})
+    assert expected in str(caught.value)
+
+
+def test_bad_file_fails_serve_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("auth: {mode: none}\nclusters:\n  - {id: c1, server: 'https://x', backend: nope}\n")
+    assert main(["serve", "--config", str(path)]) == 2
+    assert "clusters.0.backend" in capsys.readouterr().err
+
+
+def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.yaml", environ={})
+    listing = tmp_path / "list.yaml"
+    listing.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_settings(listing, environ={})
+
+
+def test_env_override_of_unknown_key_is_an_error() -> None:
+    with pytest.raises(ConfigError, match="CLEVER_GATEWAY__REDIS__NOPE"):
+        load_settings(environ={"CLEVER_GATEWAY__REDIS__NOPE": "1"}, base=MINIMAL)
