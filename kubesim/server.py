@@ -234,8 +234,10 @@ class ApiServer:
             return json_response(SERVER_VERSION)
         if path in ("/healthz", "/livez", "/readyz"):
             return web.Response(text="ok")
+        if parts[:2] == ["openapi", "v3"]:
+            return json_response(openapi_v3("/".join(parts[2:])))
         if parts and parts[0] == "openapi":
-            raise errors.ApiError(404, "NotFound", "the server could not find the requested resource")
+            raise _not_found_path()
         if parts == ["api"]:
             return json_response({"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": [
                 {"clientCIDR": "0.0.0.0/0", "serverAddress": request.host}]})
@@ -814,6 +816,50 @@ def resource_list(group: str, version: str) -> dict[str, Any]:
                               "verbs": ["create"]})
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}
+
+
+def _group_versions() -> list[tuple[str, str]]:
+    pairs = [("", "v1")] + [(r.group, r.version) for r in ALL_RESOURCES if r.group]
+    return list(dict.fromkeys(pairs))
+
+
+def openapi_v3(gv_path: str) -> dict[str, Any]:
+    """`/openapi/v3` discovery or one group-version document: enough for kubectl to see that the server
+    supports server-side field validation (so it skips client-side validation) and to read CRD schemas."""
+    if not gv_path:
+        return {"paths": {(f"apis/{g}/{v}" if g else "api/v1"): {
+            "serverRelativeURL": f"/openapi/v3/{'apis/' + g + '/' + v if g else 'api/v1'}?hash=kubesim"}
+            for g, v in _group_versions()}}
+    pieces = gv_path.split("/")
+    if pieces == ["api", "v1"]:
+        group, version = "", "v1"
+    elif len(pieces) == 3 and pieces[0] == "apis":
+        group, version = pieces[1], pieces[2]
+    else:
+        raise _not_found_path()
+    if (group, version) not in _group_versions():
+        raise _not_found_path()
+    paths: dict[str, Any] = {}
+    schemas: dict[str, Any] = {}
+    params = [{"name": name, "in": "query", "schema": {"type": "string", "uniqueItems": True}}
+              for name in ("dryRun", "fieldManager", "fieldValidation")]
+    for res in ALL_RESOURCES:
+        if (res.group, res.version) != (group, version):
+            continue
+        gvk = {"group": res.group, "version": res.version, "kind": res.kind}
+        prefix = f"/apis/{res.group}/{res.version}" if res.group else "/api/v1"
+        scope = f"{prefix}/namespaces/{{namespace}}/{res.plural}" if res.namespaced else f"{prefix}/{res.plural}"
+        operation = {"x-kubernetes-group-version-kind": gvk, "parameters": params, "responses": {}}
+        paths[scope] = {"post": operation | {"x-kubernetes-action": "post"}}
+        paths[f"{scope}/{{name}}"] = {"patch": operation | {"x-kubernetes-action": "patch"},
+                                      "put": operation | {"x-kubernetes-action": "put"}}
+        crd = schema.crd_schema(res) if res in CUSTOM_RESOURCES else None
+        body = copy.deepcopy(crd) if crd else {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+        body["x-kubernetes-group-version-kind"] = [gvk]
+        reverse = ".".join(reversed(res.group.split("."))) if res.group else "io.k8s.api.core"
+        schemas[f"{reverse}.{res.version}.{res.kind}"] = body
+    return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version": SERVER_VERSION["gitVersion"]},
+            "paths": paths, "components": {"schemas": schemas}}
 
 
 def _verb(method: str, target: Target, watch: bool) -> str:
