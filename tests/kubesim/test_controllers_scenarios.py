@@ -12,6 +12,7 @@ import pytest
 
 from kubesim.controllers import Controllers
 from kubesim.store import EVENTS, PODGROUPS, PODS, TFJOBS, VCJOBS, Store
+from kubesim.testing import KubeSim
 
 NS = "default"
 KINDS = ("training-operator", "tf-operator", "volcano")
@@ -56,14 +57,10 @@ class Sim:
 @pytest.fixture(params=KINDS)
 async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Sim]:
     kind = request.param
-    store = Store(namespaces=(NS,))
-    controllers = Controllers(store, tfjob_operator=None if kind == "volcano" else kind,
-                              volcano=kind == "volcano", time_scale=0.01)
-    await controllers.start()
-    try:
-        yield Sim(store, controllers, kind)
-    finally:
-        await controllers.stop()
+    async with KubeSim(namespaces=(NS,), tfjob_operator=None if kind == "volcano" else kind,
+                       volcano=kind == "volcano", time_scale=0.01, tls=False) as running:
+        assert running.controllers is not None
+        yield Sim(running.store, running.controllers, kind)
 
 
 async def wait_for(predicate: Callable[[], Any], what: str, *, attempts: int = 400) -> Any:

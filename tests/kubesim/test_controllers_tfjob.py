@@ -11,36 +11,28 @@ import copy
 import json
 import re
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from kubesim.controllers import Controllers
-from kubesim.store import EVENTS, PODS, SERVICES, TFJOBS, Store
+from kubesim.store import EVENTS, PODS, SERVICES, TFJOBS
+from kubesim.testing import KubeSim
 
 SHARED = Path(__file__).parents[2].parent / "shared"
 NS = "default"
 
 
-@dataclass
-class Sim:
-    store: Store
-    controllers: Controllers
+Sim = KubeSim
 
 
 @pytest.fixture
-async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Sim]:
+async def sim(request: pytest.FixtureRequest) -> AsyncIterator[KubeSim]:
     operator = getattr(request, "param", "training-operator")
-    store = Store(namespaces=(NS, "kube-test", "kubeflow"))
-    controllers = Controllers(store, tfjob_operator=operator, volcano=False, time_scale=0.01)
-    await controllers.start()
-    try:
-        yield Sim(store, controllers)
-    finally:
-        await controllers.stop()
+    async with KubeSim(namespaces=(NS, "kube-test", "kubeflow"), tfjob_operator=operator, volcano=False,
+                       time_scale=0.01, tls=False) as running:
+        yield running
 
 
 both_dialects = pytest.mark.parametrize("sim", ["training-operator", "tf-operator"], indirect=True)
