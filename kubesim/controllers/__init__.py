@@ -167,10 +167,8 @@ class Controllers:
                 for fut in (getter, waker):
                     if not fut.done():
                         fut.cancel()
-                if getter.done() and not getter.cancelled():
-                    event = getter.result()
-                    if event.resource in WATCHED:
-                        return
+            if getter in done and getter.result().resource in WATCHED:
+                return
             if waker in done:
                 self._wake.clear()
                 return

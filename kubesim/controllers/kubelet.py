@@ -27,6 +27,7 @@ from typing import Any
 
 from kubesim.controllers.clock import SimClock
 from kubesim.controllers.scenarios import Scenario
+from kubesim.errors import ApiError
 from kubesim.store import EVENTS, PODGROUPS, PODS, Store
 
 log = logging.getLogger(__name__)
@@ -80,9 +81,12 @@ class Kubelet:
                 continue
             try:
                 due = self._step(pod)
-            except Exception as e:  # a vanished or conflicting pod must not stop the others
+            except ApiError as e:  # deleted or changed under us: look again next pass
                 log.debug("kubelet: pod %s: %s", pod["metadata"].get("name"), e)
                 due = self._clock.now() + SCHEDULE_DELAY
+            except Exception:
+                log.warning("kubelet: pod %s", pod["metadata"].get("name"), exc_info=True)
+                due = None
             if due is not None and (next_due is None or due < next_due):
                 next_due = due
         for uid in list(self._runs):
@@ -248,9 +252,8 @@ class Kubelet:
 
     def _container_exits(self, pod: dict[str, Any], run: PodRun, now: float) -> None:
         scenario = run.scenario
-        if scenario.name == "crashloop" and run.crashes >= scenario.restarts:
-            code, reason = 0, "Completed"
-        elif scenario.name in ("succeed", "slow-start"):
+        recovered = scenario.name == "crashloop" and run.crashes >= scenario.restarts
+        if recovered or scenario.name in ("succeed", "slow-start"):
             code, reason = 0, "Completed"
         elif scenario.name == "oomkilled":
             code, reason = 137, "OOMKilled"
@@ -263,7 +266,8 @@ class Kubelet:
         status["containerStatuses"] = [dict(cs) for cs in status.get("containerStatuses", [])]
         for c in _containers(pod):
             self._log(pod, c, _exit_lines(scenario, code))
-            current = next((cs for cs in status["containerStatuses"] if cs.get("name") == c["name"]), {})
+            current: dict[str, Any] = next(
+                (cs for cs in status["containerStatuses"] if cs.get("name") == c["name"]), {})
             started = current.get("state", {}).get("running", {}).get("startedAt", ts)
             terminated = {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": ts,
                           "containerID": current.get("containerID", _container_id(pod, c))}
@@ -309,7 +313,7 @@ class Kubelet:
                     event["source"]["host"] = pod.get("spec", {}).get("nodeName", "")
                 event["reportingComponent"] = source
                 self._store.update(EVENTS, event)
-        except Exception as e:  # events are best effort, like in Kubernetes
+        except ApiError as e:  # events are best effort, like in Kubernetes
             log.debug("kubelet: event %s for %s: %s", reason, pod["metadata"].get("name"), e)
 
     def _log(self, pod: dict[str, Any], container: dict[str, Any], lines: list[str]) -> None:
@@ -355,7 +359,7 @@ def _scarce_resource(pod: dict[str, Any]) -> str:
         for section in ("limits", "requests"):
             for key in (resources.get(section) or {}):
                 if "gpu" in key:
-                    return key
+                    return str(key)
     return "cpu"
 
 
@@ -447,8 +451,8 @@ def _tf_config(container: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _startup_lines(pod: dict[str, Any], container: dict[str, Any], *, restart: bool) -> list[str]:
-    lines = ["I tensorflow/core/platform/cpu_feature_guard.cc:193] This TensorFlow binary is optimized "
-             "with oneAPI Deep Neural Network Library (oneDNN) to use the following CPU instructions: AVX2 FMA"]
+    lines = [("I tensorflow/core/platform/cpu_feature_guard.cc:193] This TensorFlow binary is optimized "
+              "with oneAPI Deep Neural Network Library (oneDNN) to use the following CPU instructions: AVX2 FMA")]
     if restart:
         lines.insert(0, "kubesim: container restarted")
     tf_config = _tf_config(container)

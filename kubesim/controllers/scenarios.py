@@ -36,6 +36,7 @@ deletes them; every other pod (and every Volcano pod) follows the scenario.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 SCENARIO_ANNOTATION = "kubesim.clever.dev/scenario"
@@ -112,7 +113,7 @@ def _number(name: str, key: str, raw: str) -> float:
         value = int(raw) if key in _INTEGER_PARAMS else float(raw)
     except ValueError as e:
         raise ScenarioError(f"scenario {name!r}: {key}={raw!r} is not a number") from e
-    if value < 0 or value != value:  # NaN check: NaN != NaN
+    if value < 0 or math.isnan(value):
         raise ScenarioError(f"scenario {name!r}: {key} must be >= 0")
     if key == "exit" and value > 255:
         raise ScenarioError(f"scenario {name!r}: exit must be 0..255")

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kubesim.controllers.clock import SimClock
+from kubesim.errors import ApiError
 from kubesim.store import PODS, SERVICES, TFJOBS, Store
 
 log = logging.getLogger(__name__)
@@ -229,7 +230,7 @@ class TFJobController:
                 continue
             try:
                 due = self._reconcile_job(job)
-            except Exception as e:  # one broken job must not stall the others
+            except Exception as e:  # noqa: BLE001 - one broken job must not stall the others
                 log.warning("tfjob %s/%s: reconcile failed: %s", job["metadata"].get("namespace"),
                             job["metadata"].get("name"), e)
                 due = None
@@ -242,7 +243,7 @@ class TFJobController:
 
     def _reconcile_job(self, job: dict[str, Any]) -> float | None:
         meta = job["metadata"]
-        ns, name, uid = meta["namespace"], meta["name"], meta["uid"]
+        name, uid = meta["name"], meta["uid"]
         spec = job.get("spec") or {}
         replicas = default_replicas(spec)
         policy = run_policy(spec, self.dialect)
@@ -482,7 +483,7 @@ class TFJobController:
         body = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": pod_spec}
         try:
             self._store.create(PODS, body)
-        except Exception as e:  # AlreadyExists from a pod still being deleted: retry next pass
+        except ApiError as e:  # AlreadyExists from a pod still being deleted: retry next pass
             log.debug("tfjob %s: create pod %s: %s", meta["name"], name, e)
             return
         self._event(job, "SuccessfulCreatePod", f"Created pod: {name}")
@@ -503,7 +504,7 @@ class TFJobController:
                 "spec": {"clusterIP": "None", "selector": labels, "ports": ports, "type": "ClusterIP"}}
         try:
             self._store.create(SERVICES, body)
-        except Exception as e:
+        except ApiError as e:
             log.debug("tfjob %s: create service %s: %s", meta["name"], name, e)
             return
         self._event(job, "SuccessfulCreateService", f"Created service: {name}")
@@ -524,7 +525,7 @@ class TFJobController:
     def _delete(self, res: Any, job: dict[str, Any], name: str) -> bool:
         try:
             self._store.delete(res, job["metadata"]["namespace"], name)
-        except Exception as e:  # already gone
+        except ApiError as e:  # already gone
             log.debug("tfjob %s: delete %s %s: %s", job["metadata"]["name"], res.plural, name, e)
             return False
         return True
@@ -535,11 +536,11 @@ class TFJobController:
         status["lastReconcileTime"] = now_ts
         try:
             self._store.update_status(TFJOBS, job["metadata"]["namespace"], job["metadata"]["name"], status)
-        except Exception as e:  # deleted meanwhile
+        except ApiError as e:  # deleted meanwhile
             log.debug("tfjob %s: status update: %s", job["metadata"]["name"], e)
 
     def _event(self, job: dict[str, Any], reason: str, message: str, *, type: str = "Normal") -> None:
         try:
             self._store.record_event(job, reason=reason, message=message, type=type)
-        except Exception as e:
+        except ApiError as e:
             log.debug("tfjob %s: event %s: %s", job["metadata"]["name"], reason, e)

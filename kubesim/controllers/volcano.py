@@ -29,7 +29,8 @@ from typing import Any
 
 from kubesim.controllers.clock import SimClock, go_duration
 from kubesim.controllers.scenarios import Scenario
-from kubesim.store import COMMANDS, CONFIGMAPS, PODGROUPS, PODS, SERVICES, VCJOBS, Store
+from kubesim.errors import ApiError
+from kubesim.store import COMMANDS, CONFIGMAPS, PODGROUPS, PODS, SERVICES, VCJOBS, Resource, Store
 
 log = logging.getLogger(__name__)
 
@@ -154,7 +155,7 @@ class VolcanoController:
                 continue
             try:
                 due = self._reconcile_job(job, commands)
-            except Exception as e:  # one broken job must not stall the others
+            except Exception as e:  # noqa: BLE001 - one broken job must not stall the others
                 log.warning("vcjob %s/%s: reconcile failed: %s", job["metadata"].get("namespace"),
                             job["metadata"].get("name"), e)
                 due = None
@@ -210,7 +211,7 @@ class VolcanoController:
         if status != old_status:
             try:
                 self._store.update_status(VCJOBS, meta["namespace"], meta["name"], status)
-            except Exception as e:  # deleted meanwhile
+            except ApiError as e:  # deleted meanwhile
                 log.debug("vcjob %s: status update: %s", meta["name"], e)
         ttl = spec.get("ttlSecondsAfterFinished")
         if phase in TERMINAL and isinstance(ttl, (int, float)):
@@ -374,7 +375,7 @@ class VolcanoController:
             self._perform(job, status, action, self._pods(job))
         try:
             self._store.delete(COMMANDS, command["metadata"]["namespace"], command["metadata"]["name"])
-        except Exception as e:  # already handled by another pass
+        except ApiError as e:  # already handled by another pass
             log.debug("vcjob %s: delete command: %s", job["metadata"]["name"], e)
 
     # -- children ------------------------------------------------------------------------------------
@@ -416,7 +417,7 @@ class VolcanoController:
                 "spec": pod_spec}
         try:
             self._store.create(PODS, body)
-        except Exception as e:  # AlreadyExists while an old pod is still going away: next pass
+        except ApiError as e:  # AlreadyExists while an old pod is still going away: next pass
             log.debug("vcjob %s: create pod %s: %s", meta["name"], name, e)
             return False
         return True
@@ -477,11 +478,12 @@ class VolcanoController:
                       "metadata": {"name": f"{meta['name']}-svc", "namespace": meta["namespace"],
                                    "ownerReferences": owner},
                       "data": data}
-        for res, body in ((SERVICES, service), (CONFIGMAPS, config_map)):
+        children: tuple[tuple[Resource, dict[str, Any]], ...] = ((SERVICES, service), (CONFIGMAPS, config_map))
+        for res, body in children:
             if self._store.try_get(res, meta["namespace"], body["metadata"]["name"]) is None:
                 try:
                     self._store.create(res, body)
-                except Exception as e:
+                except ApiError as e:
                     log.debug("vcjob %s: create %s: %s", meta["name"], res.plural, e)
 
     def _ensure_podgroup(self, job: dict[str, Any]) -> None:
@@ -500,7 +502,7 @@ class VolcanoController:
             created = self._store.create(PODGROUPS, body)
             self._store.update_status(PODGROUPS, meta["namespace"], name, {"phase": "Pending"})
             del created
-        except Exception as e:
+        except ApiError as e:
             log.debug("vcjob %s: create podgroup: %s", meta["name"], e)
 
     def _podgroup_phase(self, job: dict[str, Any], phase: str, *, unschedulable: int = 0) -> None:
@@ -539,7 +541,7 @@ class VolcanoController:
     def _delete(self, res: Any, job: dict[str, Any], name: str) -> None:
         try:
             self._store.delete(res, job["metadata"]["namespace"], name)
-        except Exception as e:  # already gone
+        except ApiError as e:  # already gone
             log.debug("vcjob %s: delete %s %s: %s", job["metadata"]["name"], res.plural, name, e)
 
     # -- status --------------------------------------------------------------------------------------
@@ -589,7 +591,7 @@ class VolcanoController:
     def _event(self, obj: dict[str, Any], reason: str, message: str, *, type: str = "Normal") -> None:
         try:
             self._store.record_event(obj, reason=reason, message=message, type=type)
-        except Exception as e:
+        except ApiError as e:
             log.debug("vcjob: event %s: %s", reason, e)
 
 

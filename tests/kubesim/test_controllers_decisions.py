@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -20,11 +21,11 @@ from kubesim.controllers.volcano import job_min_available, match_policy, plugins
 from kubesim.controllers.volcano import tf_config as volcano_tf_config
 
 
-def _replica(replicas: int | None = None, restart: str | None = None, port: int | None = None) -> dict:
-    container: dict = {"name": "tensorflow", "image": "img"}
+def _replica(replicas: int | None = None, restart: str | None = None, port: int | None = None) -> dict[str, Any]:
+    container: dict[str, Any] = {"name": "tensorflow", "image": "img"}
     if port is not None:
         container["ports"] = [{"name": "tfjob-port", "containerPort": port}]
-    spec: dict = {"template": {"spec": {"containers": [container]}}}
+    spec: dict[str, Any] = {"template": {"spec": {"containers": [container]}}}
     if replicas is not None:
         spec["replicas"] = replicas
     if restart is not None:
@@ -88,7 +89,7 @@ def test_run_policy_location_depends_on_dialect() -> None:
 
 
 def test_condition_mechanics_match_the_operator() -> None:
-    status: dict = {}
+    status: dict[str, Any] = {}
     assert set_condition(status, "Created", "True", "TFJobCreated", "created", "t0")
     assert set_condition(status, "Running", "True", "TFJobRunning", "running", "t1")
     assert not set_condition(status, "Running", "True", "TFJobRunning", "running again", "t2")

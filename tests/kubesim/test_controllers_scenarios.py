@@ -36,14 +36,15 @@ class Sim:
 
     def container(self) -> dict[str, Any]:
         pod = self.pod() or {}
-        return ((pod.get("status") or {}).get("containerStatuses") or [{}])[0]
+        first: dict[str, Any] = ((pod.get("status") or {}).get("containerStatuses") or [{}])[0]
+        return first
 
     def job_state(self) -> str:
         """Succeeded / Failed / Running / Pending, whichever backend."""
         status = (self.job() or {}).get("status") or {}
         if self.kind == "volcano":
             phase = (status.get("state") or {}).get("phase", "")
-            return {"Completed": "Succeeded"}.get(phase, phase)
+            return str({"Completed": "Succeeded"}.get(phase, phase))
         true = [c["type"] for c in status.get("conditions") or [] if c["status"] == "True"]
         for ctype in ("Succeeded", "Failed", "Running"):
             if ctype in true:

@@ -58,8 +58,9 @@ def shared_file(relative: str) -> Path:
 def seed_000_request() -> dict[str, Any]:
     """The request JSON of seed 000 (create TFJob, tf-operator dialect)."""
     text = shared_file("seeds/000_2f6f5c919d1a6914.txt").read_text()
-    blocks = re.findall(r"```\s*\n(.*?)```", text, flags=re.S)
-    return json.loads(blocks[0])
+    blocks = re.findall(r"```\s*\n(.*?)```", text, flags=re.DOTALL)
+    request: dict[str, Any] = json.loads(blocks[0])
+    return request
 
 
 def tfjob(name: str, *, replicas: dict[str, int] | None = None, restart: str | None = None,
@@ -87,7 +88,7 @@ def tfjob(name: str, *, replicas: dict[str, int] | None = None, restart: str | N
 
 def dialect_of(sim: Sim) -> str:
     assert sim.controllers.tfjobs is not None
-    return sim.controllers.tfjobs.dialect
+    return str(sim.controllers.tfjobs.dialect)
 
 
 def condition(sim: Sim, name: str, ctype: str, ns: str = NS) -> dict[str, Any] | None:
@@ -111,7 +112,8 @@ def tf_config_of(pod: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def container_status(pod: dict[str, Any]) -> dict[str, Any]:
-    return pod["status"]["containerStatuses"][0]
+    first: dict[str, Any] = pod["status"]["containerStatuses"][0]
+    return first
 
 
 # -- seeds and upstream examples ---------------------------------------------------------------------

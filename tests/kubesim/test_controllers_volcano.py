@@ -39,7 +39,7 @@ def example() -> dict[str, Any]:
     path = SHARED / "examples/volcano-tf-dist-mnist-example.yaml"
     if not path.is_file():
         raise AssertionError(f"{path} is missing: the tests need /work/shared next to the repository")
-    body = yaml.safe_load(path.read_text())
+    body: dict[str, Any] = yaml.safe_load(path.read_text())
     body["metadata"]["namespace"] = NS
     return body
 
@@ -69,7 +69,7 @@ def status(sim: KubeSim, name: str) -> dict[str, Any]:
 
 
 def phase(sim: KubeSim, name: str) -> str:
-    return (status(sim, name).get("state") or {}).get("phase", "")
+    return str((status(sim, name).get("state") or {}).get("phase", ""))
 
 
 def phases_seen(sim: KubeSim, name: str) -> list[str]:
