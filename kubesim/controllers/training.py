@@ -295,6 +295,9 @@ class TFJobController:
         for rtype, rspec in replicas.items():
             counts = {"active": 0, "succeeded": 0, "failed": 0}
             by_index = self._pods_by_index(pods, rtype)
+            for index in [i for i in by_index if i >= rspec.replicas]:  # scaled down: the operator removes them
+                self._delete(PODS, job, by_index[index]["metadata"]["name"])
+                self._delete(SERVICES, job, by_index[index]["metadata"]["name"])
             for index in range(rspec.replicas):
                 pod = by_index.get(index)
                 if pod is None:

@@ -242,14 +242,19 @@ class VolcanoController:
         """Pending/Running: create missing pods, gate the gang, act on pod events, move the phase."""
         meta, spec = job["metadata"], job.get("spec") or {}
         existing = {p["metadata"]["name"]: p for p in pods}
-        created = False
+        wanted: set[str] = set()
+        changed = False
         for i, task in enumerate(spec.get("tasks") or []):
             tname = task.get("name") or f"default{i}"
             for index in range(int(task.get("replicas", 0) or 0)):
                 name = f"{meta['name']}-{tname}-{index}"
+                wanted.add(name)
                 if name not in existing:
-                    created = self._create_pod(job, status, task, tname, index) or created
-        if created:
+                    changed = self._create_pod(job, status, task, tname, index) or changed
+        for name in set(existing) - wanted:  # tasks scaled down (the only spec change Volcano allows)
+            self._delete(PODS, job, name)
+            changed = True
+        if changed:
             pods = self._pods(job)
         min_available = job_min_available(spec)
         scenario = self._scenario_for_job(meta["namespace"], meta["name"])

@@ -347,3 +347,20 @@ async def test_deleting_the_job_collects_pods_and_services(sim: Sim) -> None:
     await wait_for(lambda: not pods(sim) and not sim.store.list(SERVICES, NS)[0], "garbage collection")
     await asyncio.sleep(0.05)
     assert not pods(sim)  # nothing recreates them
+
+
+async def test_scaling_workers_creates_and_removes_pods(sim: Sim) -> None:
+    sim.store.create(TFJOBS, tfjob("sc", replicas={"Worker": 2}, scenario="hold"))
+    await wait_for(lambda: set(pods(sim)) == {"sc-worker-0", "sc-worker-1"}, "two workers")
+    job = sim.store.get(TFJOBS, NS, "sc")
+    job["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] = 3
+    sim.store.update(TFJOBS, job)
+    await wait_for(lambda: set(pods(sim)) == {"sc-worker-0", "sc-worker-1", "sc-worker-2"}, "three workers")
+    config = tf_config_of(pods(sim)["sc-worker-2"]) or {}
+    assert len(config["cluster"]["worker"]) == 3
+    job = sim.store.get(TFJOBS, NS, "sc")
+    job["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] = 1
+    sim.store.update(TFJOBS, job)
+    await wait_for(lambda: set(pods(sim)) == {"sc-worker-0"}, "one worker left")
+    await wait_for(lambda: {s["metadata"]["name"] for s in sim.store.list(SERVICES, NS)[0]} == {"sc-worker-0"},
+                   "one service left")

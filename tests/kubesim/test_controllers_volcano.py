@@ -240,3 +240,16 @@ async def test_ttl_after_finished_deletes_the_job(sim: KubeSim) -> None:
     await wait_for(lambda: sim.store.try_get(VCJOBS, NS, "ttl") is None, "TTL deletion")
     await wait_for(lambda: not pods(sim) and not sim.store.list(PODGROUPS, NS)[0], "dependents collected")
 
+
+
+async def test_scaling_a_task_creates_and_removes_pods(sim: KubeSim) -> None:
+    sim.store.create(VCJOBS, vcjob("sc", tasks={"worker": 2}, minAvailable=1, scenario="hold"))
+    await wait_for(lambda: set(pods(sim)) == {"sc-worker-0", "sc-worker-1"}, "two pods")
+    job = sim.store.get(VCJOBS, NS, "sc")
+    job["spec"]["tasks"][0]["replicas"] = 1
+    sim.store.update(VCJOBS, job)
+    await wait_for(lambda: set(pods(sim)) == {"sc-worker-0"}, "one pod left")
+    job = sim.store.get(VCJOBS, NS, "sc")
+    job["spec"]["tasks"][0]["replicas"] = 3
+    sim.store.update(VCJOBS, job)
+    await wait_for(lambda: set(pods(sim)) == {"sc-worker-0", "sc-worker-1", "sc-worker-2"}, "three pods")
