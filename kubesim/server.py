@@ -105,8 +105,8 @@ class ApiServer:
         self.impersonations = impersonations if impersonations is not None else []
         self.bookmark_interval = bookmark_interval
         self._controllers_getter = controllers_getter
-        self._watches: set[web.StreamResponse] = set()
-        self._watch_requests: dict[web.StreamResponse, web.Request] = {}
+        # Open streams (watches, followed logs): request and handler task, so an outage can cut them.
+        self._streams: dict[web.StreamResponse, tuple[web.Request, asyncio.Task[Any] | None]] = {}
         self.requests: int = 0
         faults.on_cut_watches = self.cut_watches
 
@@ -124,16 +124,23 @@ class ApiServer:
         self.cut_watches()
 
     def cut_watches(self) -> int:
-        """Abort every open watch connection."""
+        """Abort every open watch (and log-follow) connection; returns how many were cut."""
         count = 0
-        for response in list(self._watches):
-            request = self._watch_requests.get(response)
-            transport = request.transport if request is not None else None
+        for response, (request, task) in list(self._streams.items()):
+            transport = request.transport
             if transport is not None:
                 transport.abort()
-                count += 1
-            self._watches.discard(response)
+            if task is not None:
+                task.cancel()
+            count += 1
+            self._streams.pop(response, None)
         return count
+
+    def _track(self, request: web.Request, response: web.StreamResponse) -> None:
+        self._streams[response] = (request, asyncio.current_task())
+
+    def _untrack(self, response: web.StreamResponse) -> None:
+        self._streams.pop(response, None)
 
     @web.middleware
     async def _middleware(self, request: web.Request,
@@ -380,8 +387,7 @@ class ApiServer:
             except ApiError as exc:
                 expired = exc
         await response.prepare(request)
-        self._watches.add(response)
-        self._watch_requests[response] = request
+        self._track(request, response)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout if timeout else None
         try:
@@ -411,8 +417,7 @@ class ApiServer:
             pass
         finally:
             self.store.unsubscribe(queue)
-            self._watches.discard(response)
-            self._watch_requests.pop(response, None)
+            self._untrack(response)
         if request.transport is not None and not request.transport.is_closing():
             await response.write_eof()
         return response
@@ -447,6 +452,7 @@ class ApiServer:
         response = web.StreamResponse(status=200, headers={"Content-Type": "text/plain"})
         response.enable_chunked_encoding()
         await response.prepare(request)
+        self._track(request, response)
         sent = start
         try:
             while True:
@@ -463,6 +469,8 @@ class ApiServer:
                 await signal.wait()
         except (ConnectionResetError, ConnectionError):
             return response
+        finally:
+            self._untrack(response)
         await response.write_eof()
         return response
 
