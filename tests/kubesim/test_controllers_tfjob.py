@@ -10,10 +10,12 @@ import asyncio
 import copy
 import json
 import re
+import ssl
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
@@ -364,3 +366,27 @@ async def test_scaling_workers_creates_and_removes_pods(sim: Sim) -> None:
     await wait_for(lambda: set(pods(sim)) == {"sc-worker-0"}, "one worker left")
     await wait_for(lambda: {s["metadata"]["name"] for s in sim.store.list(SERVICES, NS)[0]} == {"sc-worker-0"},
                    "one service left")
+
+
+async def test_job_runs_to_success_through_the_https_api() -> None:
+    async with KubeSim(namespaces=(NS,), time_scale=0.01) as running:  # TLS on, like the gateway sees it
+        headers = {"Authorization": f"Bearer {running.token}"}
+        context = ssl.create_default_context(cafile=running.ca_file)
+        base = f"{running.url}/apis/kubeflow.org/v1/namespaces/{NS}/tfjobs"
+        async with aiohttp.ClientSession(headers=headers, connector=aiohttp.TCPConnector(ssl=context)) as http:
+            async with http.post(base, json=tfjob("web", replicas={"Worker": 2}, scenario="succeed:after=1")) as r:
+                assert r.status == 201
+            for _ in range(400):
+                async with http.get(f"{base}/web") as r:
+                    body = await r.json()
+                true = {c["type"] for c in body.get("status", {}).get("conditions", []) if c["status"] == "True"}
+                if "Succeeded" in true:
+                    break
+                await asyncio.sleep(0.01)
+            else:
+                raise AssertionError("the TFJob never succeeded")
+            log_url = f"{running.url}/api/v1/namespaces/{NS}/pods/web-worker-0/log?container=tensorflow"
+            async with http.get(log_url) as r:
+                assert r.status == 200
+                text = await r.text()
+    assert '"task": {"index": 0, "type": "worker"}' in text and "Training finished." in text
