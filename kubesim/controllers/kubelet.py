@@ -246,12 +246,15 @@ class Kubelet:
         run.due = self._run_until(pod, run.scenario, now)
 
     def _run_until(self, pod: dict[str, Any], scenario: Scenario, now: float) -> float | None:
-        if not scenario.terminates or _serves_forever(pod):
+        if not scenario.terminates or (_serves_forever(pod) and scenario.name != "evicted"):
             return None
         return now + scenario.after
 
     def _container_exits(self, pod: dict[str, Any], run: PodRun, now: float) -> None:
         scenario = run.scenario
+        if scenario.name == "evicted":
+            self._evict(pod, run)
+            return
         recovered = scenario.name == "crashloop" and run.crashes >= scenario.restarts
         if recovered or scenario.name in ("succeed", "slow-start"):
             code, reason = 0, "Completed"
@@ -294,6 +297,31 @@ class Kubelet:
             status["phase"] = "Succeeded" if code == 0 else "Failed"
             run.stage, run.due = "done", None
         self._write_status(pod, status)
+
+    def _evict(self, pod: dict[str, Any], run: PodRun) -> None:
+        """Pod-level failure: the kubelet never restarts an evicted pod, whatever its restartPolicy."""
+        ts = self._clock.timestamp()
+        names = [c["name"] for c in _containers(pod)]
+        message = ("The node was low on resource: memory. Threshold quantity: 100Mi, available: 61440Ki. "
+                   f"Container {names[0] if names else 'main'} was using 14Gi, request is 0, has larger consumption "
+                   "of memory. ")
+        status = dict(pod.get("status", {}))
+        status["containerStatuses"] = [dict(cs) for cs in status.get("containerStatuses", [])]
+        for name in names:
+            _set_container(status, name, ready=False, started=False, state={"terminated": {
+                "exitCode": 137, "reason": "ContainerStatusUnknown", "finishedAt": ts,
+                "message": "The container could not be located when the pod was terminated"}})
+        conditions = [dict(c) for c in status.get("conditions", []) if c.get("type") != "DisruptionTarget"]
+        for cond in conditions:
+            if cond.get("type") in ("Ready", "ContainersReady"):
+                cond.update(status="False", reason="PodFailed", lastTransitionTime=ts)
+        conditions.append(_cond("DisruptionTarget", "True", ts, "TerminationByKubelet", message))
+        status.update(phase="Failed", reason="Evicted", message=message, conditions=conditions)
+        self._write_status(pod, status)
+        self._event(pod, "Evicted", message, type="Warning")
+        for name in names:
+            self._event(pod, "Killing", f"Stopping container {name}", container={"name": name})
+        run.stage, run.due = "done", None
 
     # -- store helpers -----------------------------------------------------------------------------
 

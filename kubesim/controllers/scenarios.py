@@ -17,6 +17,9 @@ Grammar (S are simulated seconds, float; real time = S * time_scale; N are integ
                                              FailedScheduling Warning event
     image-pull-backoff                       ErrImagePull, then ImagePullBackOff (events Failed, BackOff)
     oomkilled          [:after=S]            S default 2; exit 137, reason OOMKilled
+    evicted            [:after=S]            S default 2; the kubelet evicts the pod (memory pressure):
+                                             pod Failed with reason Evicted whatever its
+                                             restartPolicy, Warning event Evicted (Volcano: PodEvicted)
     crashloop          [:restarts=N][,exit=N][,after=S]
                                              restarts default 3, exit default 1, after default 1:
                                              the container crashes `restarts` times (the kubelet
@@ -30,7 +33,7 @@ Grammar (S are simulated seconds, float; real time = S * time_scale; N are integ
 Whitespace around names, keys and values is ignored; names and keys are case-insensitive.
 Every pod gets scheduled 0.5 simulated seconds after creation and its containers start 1 simulated
 second later, unless the scenario says otherwise. In a TFJob, PS replicas serve: they keep running
-through `succeed`/`fail`/`oomkilled`/`crashloop` (as real parameter servers do) until the operator
+through `succeed`/`fail`/`oomkilled`/`crashloop` (as real parameter servers do; `evicted` hits them too) until the operator
 deletes them; every other pod (and every Volcano pod) follows the scenario.
 """
 
@@ -49,6 +52,7 @@ _GRAMMAR: dict[str, dict[str, float]] = {
     "unschedulable": {},
     "image-pull-backoff": {},
     "oomkilled": {"after": 2.0},
+    "evicted": {"after": 2.0},
     "crashloop": {"restarts": 3, "exit": 1, "after": 1.0},
     "slow-start": {"delay": 30.0, "after": 5.0},
 }
@@ -75,7 +79,7 @@ class Scenario:
     @property
     def terminates(self) -> bool:
         """True when the main container eventually exits on its own."""
-        return self.name in ("succeed", "fail", "oomkilled", "crashloop", "slow-start")
+        return self.name in ("succeed", "fail", "oomkilled", "evicted", "crashloop", "slow-start")
 
 
 def parse_scenario(text: str) -> Scenario:

@@ -238,3 +238,16 @@ async def test_set_job_scenario_beats_the_annotation(sim: Sim) -> None:
     sim.controllers.set_job_scenario(NS, "job", "succeed:after=1")  # before the job exists
     create_job(sim, "fail:after=1")
     await wait_for(lambda: sim.job_state() == "Succeeded", "job succeeded")
+
+
+async def test_evicted_is_a_pod_level_failure(sim: Sim) -> None:
+    create_job(sim, "evicted:after=1", restart="OnFailure" if sim.kind == "volcano" else "Never")
+    await wait_for(lambda: (sim.pod() or {}).get("status", {}).get("reason") == "Evicted", "pod evicted")
+    pod = sim.pod() or {}
+    assert pod["status"]["phase"] == "Failed"  # even with restartPolicy OnFailure the kubelet does not restart
+    assert pod["status"]["message"].startswith("The node was low on resource: memory.")
+    assert pod_condition(pod, "DisruptionTarget")["reason"] == "TerminationByKubelet"  # type: ignore[index]
+    assert sim.container()["state"]["terminated"]["exitCode"] == 137
+    evicted = [e for e in sim.events(sim.pod_name) if e["reason"] == "Evicted"]
+    assert evicted and evicted[0]["type"] == "Warning"
+    await wait_for(lambda: sim.job_state() == "Failed", "job failed")

@@ -390,3 +390,14 @@ async def test_job_runs_to_success_through_the_https_api() -> None:
                 assert r.status == 200
                 text = await r.text()
     assert '"task": {"index": 0, "type": "worker"}' in text and "Training finished." in text
+
+
+async def test_evicted_pod_with_onfailure_is_recreated_by_the_operator(sim: Sim) -> None:
+    sim.store.create(TFJOBS, tfjob("ev", restart="OnFailure", scenario="evicted:after=1"))
+    first = await wait_for(lambda: pods(sim).get("ev-worker-0"), "first pod")
+    restarting = await wait_for(lambda: condition(sim, "ev", "Restarting"), "Restarting")
+    assert restarting["message"] == "TFJob ev is restarting because 1 Worker replica(s) failed."
+    await wait_for(lambda: (pods(sim).get("ev-worker-0") or first)["metadata"]["uid"] != first["metadata"]["uid"],
+                   "replacement pod")
+    sim.controllers.set_job_scenario(NS, "ev", "succeed:after=1")
+    await wait_for(lambda: condition(sim, "ev", "Succeeded"), "Succeeded after the eviction")

@@ -253,3 +253,14 @@ async def test_scaling_a_task_creates_and_removes_pods(sim: KubeSim) -> None:
     job["spec"]["tasks"][0]["replicas"] = 3
     sim.store.update(VCJOBS, job)
     await wait_for(lambda: set(pods(sim)) == {"sc-worker-0", "sc-worker-1", "sc-worker-2"}, "three pods")
+
+
+async def test_pod_evicted_restart_job_policy_of_the_upstream_example(sim: KubeSim) -> None:
+    body = example()
+    body["metadata"]["annotations"] = {"kubesim.clever.dev/scenario": "evicted:after=1"}
+    body["spec"]["maxRetry"] = 2
+    name = body["metadata"]["name"]
+    sim.store.create(VCJOBS, body)
+    await wait_for(lambda: phase(sim, name) == "Failed", "Failed after evictions")
+    assert status(sim, name)["retryCount"] == 2
+    assert phases_seen(sim, name).count("Restarting") == 2

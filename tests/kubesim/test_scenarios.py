@@ -17,6 +17,7 @@ from kubesim.controllers.scenarios import SCENARIO_NAMES, Scenario, ScenarioErro
     ("unschedulable", Scenario("unschedulable", text="unschedulable")),
     ("image-pull-backoff", Scenario("image-pull-backoff", text="image-pull-backoff")),
     ("oomkilled", Scenario("oomkilled", after=2.0, text="oomkilled")),
+    ("evicted:after=1", Scenario("evicted", after=1.0, text="evicted:after=1")),
     ("crashloop", Scenario("crashloop", after=1.0, exit_code=1, restarts=3, text="crashloop")),
     ("crashloop:restarts=5", Scenario("crashloop", after=1.0, exit_code=1, restarts=5, text="crashloop:restarts=5")),
     ("slow-start", Scenario("slow-start", after=5.0, delay=30.0, text="slow-start")),
@@ -53,5 +54,5 @@ def test_scenario_error_is_a_value_error() -> None:
 
 def test_every_documented_name_parses_and_only_running_outcomes_terminate() -> None:
     terminating = {name for name in SCENARIO_NAMES if parse_scenario(name).terminates}
-    assert terminating == {"succeed", "fail", "oomkilled", "crashloop", "slow-start"}
+    assert terminating == {"succeed", "fail", "oomkilled", "evicted", "crashloop", "slow-start"}
     assert set(SCENARIO_NAMES) - terminating == {"hold", "unschedulable", "image-pull-backoff"}
