@@ -8,7 +8,8 @@ Contract (fixed in the common brief):
 One asyncio task runs every reconciler in turn: it wakes on a store event (of the kinds the
 controllers care about; Events are ignored so recording one does not wake it), on a scenario
 change, or when the earliest simulated deadline any reconciler reported is reached — never more
-often than `MIN_PAUSE` real seconds apart and at least every `IDLE_PAUSE` simulated seconds. All
+often than `max(MIN_PAUSE, 0.05 * time_scale)` real seconds apart and at least every `IDLE_PAUSE`
+simulated seconds. `set_*_scenario` raise `ScenarioError` (a ValueError) on a malformed string. All
 reconcilers read the current state from the store and write through it, so a reconcile that finds
 nothing to do writes nothing. Scenario strings are documented in `kubesim.controllers.scenarios`.
 """
@@ -52,6 +53,8 @@ class Controllers:
         self.kubelet = Kubelet(store, self.clock, self._scenario_for_pod)
         self.tfjobs = TFJobController(store, self.clock, dialect=tfjob_operator) if tfjob_operator else None
         self.volcano = VolcanoController(store, self.clock, self.scenario_for_job) if volcano else None
+        # at time_scale 1 a 50 ms window coalesces a burst of writes into one pass
+        self._min_pause = max(MIN_PAUSE, 0.05 * time_scale)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._queue: asyncio.Queue[WatchEvent] | None = None
@@ -135,7 +138,7 @@ class Controllers:
             due = self.reconcile_once()
             now = self.clock.now()
             pause_sim = IDLE_PAUSE if due is None else max(0.0, min(due - now, IDLE_PAUSE))
-            await asyncio.sleep(MIN_PAUSE)
+            await asyncio.sleep(self._min_pause)
             if self._drain(queue):
                 continue
             await self._wait(queue, self.clock.real_delay(pause_sim))

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from kubesim.controllers.clock import SimClock
 from kubesim.errors import ApiError
-from kubesim.store import PODS, SERVICES, TFJOBS, Store
+from kubesim.store import EVENTS, PODS, SERVICES, TFJOBS, Store
 
 log = logging.getLogger(__name__)
 
@@ -544,6 +544,11 @@ class TFJobController:
 
     def _event(self, job: dict[str, Any], reason: str, message: str, *, type: str = "Normal") -> None:
         try:
-            self._store.record_event(job, reason=reason, message=message, type=type)
+            event = self._store.record_event(job, reason=reason, message=message, type=type)
+            if self.dialect == "tf-operator":
+                # the store names training-operator's component; the older operator reported as tf-operator
+                event["source"] = {"component": "tf-operator"}
+                event["reportingComponent"] = "tf-operator"
+                self._store.update(EVENTS, event)
         except ApiError as e:
             log.debug("tfjob %s: event %s: %s", job["metadata"]["name"], reason, e)

@@ -164,8 +164,9 @@ async def test_seed_000_tf_operator_create_to_succeeded(sim: Sim) -> None:
     # tf-operator cleans Running pods by default: the parameter server goes, the worker stays
     await wait_for(lambda: set(pods(sim, "kube-test")) == {"tfjob-test-worker-0"}, "PS pod cleanup")
     assert pods(sim, "kube-test")["tfjob-test-worker-0"]["status"]["phase"] == "Succeeded"
-    reasons = {e["reason"] for e in events(sim, "tfjob-test", "kube-test")}
-    assert {"SuccessfulCreatePod", "SuccessfulCreateService", "TFJobSucceeded"} <= reasons
+    job_events = events(sim, "tfjob-test", "kube-test")
+    assert {"SuccessfulCreatePod", "SuccessfulCreateService", "TFJobSucceeded"} <= {e["reason"] for e in job_events}
+    assert {e["source"]["component"] for e in job_events} == {"tf-operator"}
     log_text = "".join(line.text for line in sim.store.logs("kube-test", "tfjob-test-worker-0", "tensorflow"))
     assert "TF_CONFIG" in log_text and "Training finished." in log_text
 
