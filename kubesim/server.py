@@ -185,6 +185,12 @@ class ApiServer:
     # ----- admin -------------------------------------------------------------------------------------------
 
     async def _admin(self, request: web.Request) -> web.StreamResponse:
+        try:
+            return await self._admin_action(request)
+        except (ValueError, TypeError) as exc:
+            raise errors.bad_request(f"invalid admin request: {exc}") from exc
+
+    async def _admin_action(self, request: web.Request) -> web.StreamResponse:
         action = request.match_info["tail"].strip("/")
         body: dict[str, Any] = {}
         if request.can_read_body:
@@ -202,7 +208,15 @@ class ApiServer:
         if request.method != "POST":
             raise errors.method_not_allowed(request.method, request.path)
         if action == "faults/down":
-            faults.down(str(params.get("mode", "refuse")))
+            mode = str(params.get("mode", "refuse"))
+            if mode == "refuse":
+                # Answer first: going down drops every connection, this one included.
+                response = json_response({"ok": True, "faults": faults.describe() | {"mode": "refuse"}})
+                await response.prepare(request)
+                await response.write_eof()
+                faults.down(mode)
+                return response
+            faults.down(mode)
         elif action == "faults/up":
             faults.up()
         elif action == "faults/latency":
