@@ -191,10 +191,11 @@ class Kubelet:
     def _unschedulable(self, pod: dict[str, Any], run: PodRun, scheduler: str) -> None:
         resource = _scarce_resource(pod)
         total = len(NODES)
-        message = f"0/{total} nodes are available: {total} Insufficient {resource}."
-        if scheduler != "volcano":
-            message += f" preemption: 0/{total} nodes are available: {total} No preemption victims found " \
-                       "for incoming pod."
+        if scheduler == "volcano":  # volcano's FitErrors wording
+            message = f"0/{total} nodes are unavailable: {total} Insufficient {resource}."
+        else:
+            message = (f"0/{total} nodes are available: {total} Insufficient {resource}. preemption: 0/{total} "
+                       f"nodes are available: {total} No preemption victims found for incoming pod.")
         ts = self._clock.timestamp()
         status = {**_base_status(pod), "phase": "Pending",
                   "conditions": [_cond("PodScheduled", "False", ts, "Unschedulable", message)]}

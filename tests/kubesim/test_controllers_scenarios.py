@@ -143,7 +143,8 @@ async def test_unschedulable(sim: Sim) -> None:
     create_job(sim, "unschedulable", gpus=True)
     scheduled = await wait_for(lambda: pod_condition(sim.pod(), "PodScheduled"), "PodScheduled condition")
     assert (scheduled["status"], scheduled["reason"]) == ("False", "Unschedulable")
-    assert scheduled["message"].startswith("0/3 nodes are available: 3 Insufficient nvidia.com/gpu.")
+    wording = "unavailable" if sim.kind == "volcano" else "available"
+    assert scheduled["message"].startswith(f"0/3 nodes are {wording}: 3 Insufficient nvidia.com/gpu.")
     pod = sim.pod() or {}
     assert pod["status"]["phase"] == "Pending" and not pod["spec"].get("nodeName")
     event = await wait_for(lambda: next((e for e in sim.events(sim.pod_name) if e["reason"] == "FailedScheduling"),
