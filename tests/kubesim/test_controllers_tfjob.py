@@ -19,7 +19,8 @@ import aiohttp
 import pytest
 import yaml
 
-from kubesim.store import EVENTS, PODS, SERVICES, TFJOBS
+from kubesim.controllers import Controllers, ScenarioError
+from kubesim.store import EVENTS, PODS, SERVICES, TFJOBS, Store
 from kubesim.testing import KubeSim
 
 SHARED = Path(__file__).parents[2].parent / "shared"
@@ -402,3 +403,38 @@ async def test_evicted_pod_with_onfailure_is_recreated_by_the_operator(sim: Sim)
                    "replacement pod")
     sim.controllers.set_job_scenario(NS, "ev", "succeed:after=1")
     await wait_for(lambda: condition(sim, "ev", "Succeeded"), "Succeeded after the eviction")
+
+
+async def test_stop_halts_reconciling_and_is_idempotent() -> None:
+    store = Store(namespaces=(NS,))
+    controllers = Controllers(store, time_scale=0.01)
+    await controllers.start()
+    await controllers.stop()
+    await controllers.stop()
+    store.create(TFJOBS, tfjob("stopped"))
+    await asyncio.sleep(0.05)
+    assert not store.list(PODS, NS)[0] and not store.get(TFJOBS, NS, "stopped").get("status")
+
+
+async def test_malformed_scenarios() -> None:
+    store = Store(namespaces=(NS,))
+    controllers = Controllers(store, time_scale=0.01, default_scenario="succeed:after=1")
+    with pytest.raises(ScenarioError):
+        controllers.set_job_scenario(NS, "x", "explode")
+    with pytest.raises(ScenarioError):
+        controllers.set_default_scenario("fail:exit=x")
+    with pytest.raises(ValueError, match="tfjob_operator"):
+        Controllers(store, tfjob_operator="mpi-operator")  # type: ignore[arg-type]
+    await controllers.start()
+    try:
+        # a bad annotation is ignored in favour of the cluster default
+        store.create(TFJOBS, tfjob("bad", scenario="explode"))
+        for _ in range(400):
+            job = store.get(TFJOBS, NS, "bad")
+            if any(c["type"] == "Succeeded" for c in (job.get("status") or {}).get("conditions") or []):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the job with a malformed scenario annotation never succeeded")
+    finally:
+        await controllers.stop()
