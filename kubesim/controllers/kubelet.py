@@ -240,7 +240,8 @@ class Kubelet:
                             container=c)
             self._event(pod, "Created", f"Created container {c['name']}", container=c)
             self._event(pod, "Started", f"Started container {c['name']}", container=c)
-            _set_container(status, c["name"], state={"running": {"startedAt": ts}}, ready=True, started=True)
+            _set_container(status, c["name"], state={"running": {"startedAt": ts}}, ready=True, started=True,
+                           container_id=_container_id(pod, c, run.crashes))
             self._log(pod, c, _startup_lines(pod, c, restart=restart))
         self._write_status(pod, status)
         run.stage = "running"
@@ -274,7 +275,7 @@ class Kubelet:
                 (cs for cs in status["containerStatuses"] if cs.get("name") == c["name"]), {})
             started = current.get("state", {}).get("running", {}).get("startedAt", ts)
             terminated = {"exitCode": code, "reason": reason, "startedAt": started, "finishedAt": ts,
-                          "containerID": current.get("containerID", _container_id(pod, c))}
+                          "containerID": current.get("containerID", _container_id(pod, c, run.crashes))}
             if restarts:
                 message = (f"back-off 10s restarting failed container={c['name']} pod="
                            f"{pod['metadata']['name']}_{pod['metadata']['namespace']}({pod['metadata']['uid']})")
@@ -377,8 +378,9 @@ def _pod_ip(pod: dict[str, Any]) -> str:
     return f"10.244.{digest[0] % 3}.{2 + digest[1] % 250}"
 
 
-def _container_id(pod: dict[str, Any], container: dict[str, Any]) -> str:
-    seed = f"{pod['metadata']['uid']}/{container['name']}".encode()
+def _container_id(pod: dict[str, Any], container: dict[str, Any], attempt: int) -> str:
+    """Stable per pod, container and start attempt: a restarted container is a new container."""
+    seed = f"{pod['metadata']['uid']}/{container['name']}/{attempt}".encode()
     return "containerd://" + hashlib.sha256(seed).hexdigest()
 
 
@@ -447,7 +449,8 @@ def _running_phase_status(pod: dict[str, Any], *, ready: bool, ts: str, phase: s
 
 def _set_container(status: dict[str, Any], name: str, *, state: dict[str, Any],
                    last_state: dict[str, Any] | None = None, ready: bool | None = None,
-                   started: bool | None = None, restart_count: int | None = None) -> None:
+                   started: bool | None = None, restart_count: int | None = None,
+                   container_id: str | None = None) -> None:
     for cs in status["containerStatuses"]:
         if cs.get("name") != name:
             continue
@@ -460,12 +463,12 @@ def _set_container(status: dict[str, Any], name: str, *, state: dict[str, Any],
             cs["started"] = started
         if restart_count is not None:
             cs["restartCount"] = restart_count
+        if container_id is not None:
+            cs["containerID"] = container_id
         if "running" in state or "terminated" in state:
             image = cs.get("image", "")
             cs["imageID"] = cs.get("imageID") or (
                 f"{image.split(':')[0]}@sha256:" + hashlib.sha256(image.encode()).hexdigest())
-            cs["containerID"] = cs.get("containerID") or "containerd://" + hashlib.sha256(
-                (name + str(id(status))).encode()).hexdigest()
 
 
 def _tf_config(container: dict[str, Any]) -> dict[str, Any] | None:

@@ -504,9 +504,8 @@ class VolcanoController:
                          "queue": spec.get("queue") or "default",
                          **({"priorityClassName": spec["priorityClassName"]} if spec.get("priorityClassName") else {})}}
         try:
-            created = self._store.create(PODGROUPS, body)
+            self._store.create(PODGROUPS, body)
             self._store.update_status(PODGROUPS, meta["namespace"], name, {"phase": "Pending"})
-            del created
         except ApiError as e:
             log.debug("vcjob %s: create podgroup: %s", meta["name"], e)
 
