@@ -115,8 +115,6 @@ class Kubelet:
                 break
             pod = self._store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
             self._advance(pod, run, now)
-        if run.stage == "scheduling" and run.due is None:
-            return now + SCHEDULE_DELAY  # waiting for the gang; PodGroup events also wake us
         return run.due
 
     def _replan(self, pod: dict[str, Any], run: PodRun, scenario: Scenario, now: float) -> None:
@@ -155,7 +153,7 @@ class Kubelet:
         if scheduler == "volcano" and group:
             podgroup = self._store.try_get(PODGROUPS, pod["metadata"]["namespace"], group)
             if podgroup is None or podgroup.get("status", {}).get("phase") != "Running":
-                run.due = None  # gang not admitted yet
+                run.due = now + SCHEDULE_DELAY  # gang not admitted yet: try again (PodGroup events wake us too)
                 return
         node, host_ip = _node_for(pod)
         bound = dict(pod)

@@ -264,3 +264,19 @@ async def test_pod_evicted_restart_job_policy_of_the_upstream_example(sim: KubeS
     await wait_for(lambda: phase(sim, name) == "Failed", "Failed after evictions")
     assert status(sim, name)["retryCount"] == 2
     assert phases_seen(sim, name).count("Restarting") == 2
+
+
+async def test_pods_wait_for_the_gang_then_all_start(sim: KubeSim) -> None:
+    # minAvailable above the replica count: the PodGroup cannot be admitted until the task grows
+    sim.store.create(VCJOBS, vcjob("wait", tasks={"worker": 2}, minAvailable=3, scenario="hold"))
+    await wait_for(lambda: len(pods(sim)) == 2, "pods created")
+    for _ in range(20):  # 20 simulated seconds: nobody is bound while the gang is incomplete
+        await asyncio.sleep(0.01)
+        assert all(not p["spec"].get("nodeName") and p["status"]["phase"] == "Pending" for p in pods(sim).values())
+    assert sim.store.list(PODGROUPS, NS)[0][0]["status"]["phase"] == "Inqueue"
+    job = sim.store.get(VCJOBS, NS, "wait")
+    job["spec"]["tasks"][0]["replicas"] = 3
+    sim.store.update(VCJOBS, job)
+    await wait_for(lambda: len(pods(sim)) == 3 and all(p["status"]["phase"] == "Running" for p in pods(sim).values()),
+                   "the whole gang running")
+    await wait_for(lambda: phase(sim, "wait") == "Running", "job Running")
