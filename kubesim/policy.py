@@ -77,8 +77,8 @@ class AccessPolicy:
                  namespace: str | None = None, api_group: str = "") -> Decision:
         """Decide one request."""
         groups = list(groups)
-        attrs = dict(user=user, groups=groups, verb=verb, resource=resource, namespace=namespace,
-                     api_group=api_group)
+        attrs = {"user": user, "groups": groups, "verb": verb, "resource": resource, "namespace": namespace,
+                 "api_group": api_group}
         for rule in self.rules:
             if rule.effect == "deny" and rule.matches(**attrs):  # type: ignore[arg-type]
                 return Decision(False, True, f"kubesim policy denies {_who(rule)} {verb} {resource}")

@@ -34,8 +34,17 @@ from kubesim.errors import ApiError
 from kubesim.faults import Faults
 from kubesim.policy import AccessPolicy
 from kubesim.selectors import label_key_error, label_value_error, parse_field_selector, parse_label_selector
-from kubesim.store import (ALL_RESOURCES, CUSTOM_RESOURCES, EVENTS, NAMESPACES, PODS, SELECTABLE_FIELDS, Resource,
-                           Store, WatchEvent, now_rfc3339)
+from kubesim.store import (
+    ALL_RESOURCES,
+    CUSTOM_RESOURCES,
+    NAMESPACES,
+    PODS,
+    SELECTABLE_FIELDS,
+    Resource,
+    Store,
+    WatchEvent,
+    now_rfc3339,
+)
 
 SERVER_VERSION = {
     "major": "1", "minor": "31", "gitVersion": "v1.31.0-kubesim", "gitCommit": "kubesim", "gitTreeState": "clean",
@@ -408,8 +417,8 @@ class ApiServer:
             if expired is not None:
                 await _write_event(response, {"type": "ERROR", "object": expired.status()})
                 return response
-            for event in initial:
-                await _write_event(response, event)
+            for initial_event in initial:
+                await _write_event(response, initial_event)
             while True:
                 wait = self.bookmark_interval if bookmarks else 3600.0
                 if deadline is not None:
@@ -1028,7 +1037,7 @@ def _metadata_causes(res: Resource, obj: dict[str, Any]) -> list[dict[str, str]]
             causes.append(errors.field_cause("metadata.labels", f'Invalid value: "{key}": {problem}'))
         value_problem = label_value_error(str(value)) if isinstance(value, str) else "must be a string"
         if value_problem:
-            causes.append(errors.field_cause(f"metadata.labels", f'Invalid value: "{value}": {value_problem}'))
+            causes.append(errors.field_cause("metadata.labels", f'Invalid value: "{value}": {value_problem}'))
     for key in (meta.get("annotations") or {}):
         problem = label_key_error(str(key))
         if problem:

@@ -115,6 +115,10 @@ class LogLine:
 
 
 _Key = tuple[str, str]  # (namespace or "", name)
+# Aliases because `Store.list` shadows the builtin inside the class body's annotations.
+_Events = list[WatchEvent]
+_Lines = list[LogLine]
+_Refs = list[tuple[Resource, _Key]]
 
 
 class Store:
@@ -307,9 +311,9 @@ class Store:
         if propagation == "Orphan":
             self._orphan_dependents(owner_uid)
         finalizers = list(meta.get("finalizers") or [])
-        if propagation == "Foreground" and self._dependents(owner_uid):
-            if FOREGROUND_FINALIZER not in finalizers:
-                finalizers.append(FOREGROUND_FINALIZER)
+        if (propagation == "Foreground" and self._dependents(owner_uid)
+                and FOREGROUND_FINALIZER not in finalizers):
+            finalizers.append(FOREGROUND_FINALIZER)
         if finalizers:
             if meta.get("deletionTimestamp") and finalizers == list(meta.get("finalizers") or []):
                 return copy.deepcopy(current)
@@ -340,7 +344,7 @@ class Store:
         if queue in self._subscribers:
             self._subscribers.remove(queue)
 
-    def history_since(self, resource_version: int) -> list[WatchEvent]:
+    def history_since(self, resource_version: int) -> _Events:
         """Events written after `resource_version`; ApiError 410 Expired if the window no longer covers it."""
         if resource_version < self._history_floor:
             oldest = self._history[0].resource_version if self._history else self._rv + 1
@@ -372,7 +376,7 @@ class Store:
         if signal is not None:
             signal.set()
 
-    def logs(self, namespace: str, pod: str, container: str) -> list[LogLine]:
+    def logs(self, namespace: str, pod: str, container: str) -> _Lines:
         """All lines logged so far by one container."""
         return list(self._logs.get((namespace, pod, container), []))
 
@@ -381,7 +385,7 @@ class Store:
         return self._log_signal.setdefault((namespace, pod), asyncio.Event())
 
     def record_event(self, involved: dict[str, Any], *, reason: str, message: str,
-                     type: str = "Normal") -> dict[str, Any]:  # noqa: A002 - the contract's name
+                     type: str = "Normal") -> dict[str, Any]:
         """Create a core/v1 Event about `involved` (in its namespace, or `default`)."""
         meta = involved.get("metadata") or {}
         namespace = meta.get("namespace") or "default"
@@ -441,7 +445,7 @@ class Store:
             evicted = self._history.popleft()
             self._history_floor = evicted.resource_version
 
-    def _dependents(self, owner_uid: str) -> list[tuple[Resource, _Key]]:
+    def _dependents(self, owner_uid: str) -> _Refs:
         found = []
         for res, objects in self._objects.items():
             for key, obj in objects.items():
@@ -526,5 +530,21 @@ def _component_for(kind: str) -> str:
             "PodGroup": "vc-scheduler"}.get(kind, "kubesim")
 
 
-__all__ = ["ALL_RESOURCES", "COMMANDS", "CONFIGMAPS", "CUSTOM_RESOURCES", "EVENTS", "LogLine", "NAMESPACES",
-           "PODGROUPS", "PODS", "Resource", "SERVICES", "Store", "TFJOBS", "VCJOBS", "WatchEvent", "resource_for"]
+__all__ = [
+    "ALL_RESOURCES",
+    "COMMANDS",
+    "CONFIGMAPS",
+    "CUSTOM_RESOURCES",
+    "EVENTS",
+    "NAMESPACES",
+    "PODGROUPS",
+    "PODS",
+    "SERVICES",
+    "TFJOBS",
+    "VCJOBS",
+    "LogLine",
+    "Resource",
+    "Store",
+    "WatchEvent",
+    "resource_for",
+]

@@ -23,7 +23,7 @@ import tempfile
 from collections.abc import Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, Self
 
 import yaml
 from aiohttp import web
@@ -114,7 +114,7 @@ class KubeSim:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
-    async def __aenter__(self) -> KubeSim:
+    async def __aenter__(self) -> Self:
         await self.start()
         return self
 

@@ -39,7 +39,7 @@ def shared_dir(sub: str) -> Path:
 def seed_request_json(filename: str) -> dict[str, Any]:
     """The first JSON request example (```-fenced) of a seed document."""
     text = (shared_dir("seeds") / filename).read_text(encoding="utf-8")
-    match = re.search(r"```\s*\n(\{.*?\n\})\s*```", text, re.S)
+    match = re.search(r"```\s*\n(\{.*?\n\})\s*```", text, re.DOTALL)
     assert match, f"no JSON request body in {filename}"
     loaded: dict[str, Any] = json.loads(match.group(1))
     return loaded

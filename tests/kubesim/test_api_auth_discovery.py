@@ -19,9 +19,9 @@ SSAR = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews"
 @pytest.mark.parametrize("header", [None, "Bearer wrong-token", "Basic a2V5OnZhbHVl"])
 async def test_requests_without_the_token_are_unauthorized(api: Any, header: str | None) -> None:
     headers = {"Authorization": header} if header else {}
-    async with aiohttp.ClientSession() as anonymous:
-        async with anonymous.get(api.sim.url + TF, headers=headers, ssl=api.ssl) as response:
-            body = await response.json()
+    async with aiohttp.ClientSession() as anonymous, \
+            anonymous.get(api.sim.url + TF, headers=headers, ssl=api.ssl) as response:
+        body = await response.json()
     assert response.status == 401
     assert body == {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
                     "message": "Unauthorized", "reason": "Unauthorized", "code": 401}
@@ -37,9 +37,9 @@ async def test_tls_is_verified_against_the_kubesim_ca(api: Any) -> None:
 async def test_plain_http_mode() -> None:
     async with KubeSim(tfjob_operator=None, volcano=False, tls=False) as plain:
         assert plain.url.startswith("http://") and plain.ca_file == ""
-        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {plain.token}"}) as session:
-            async with session.get(plain.url + "/version") as response:
-                assert response.status == 200 and (await response.json())["major"] == "1"
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {plain.token}"}) as session, \
+                session.get(plain.url + "/version") as response:
+            assert response.status == 200 and (await response.json())["major"] == "1"
 
 
 async def test_discovery_documents(api: Any) -> None:
@@ -71,7 +71,7 @@ async def test_discovery_documents(api: Any) -> None:
     api.status(await api.get("/openapi/v2"), 404, "NotFound")
 
 
-def sar(user: str | None = None, groups: list[str] | None = None, **attrs: str) -> dict[str, Any]:
+def sar(user: str | None = None, groups: list[str] | None = None, *, attrs: dict[str, str]) -> dict[str, Any]:
     spec: dict[str, Any] = {"resourceAttributes": attrs}
     if user:
         spec["user"] = user
@@ -86,18 +86,18 @@ async def test_subject_access_review_policy(api: Any) -> None:
     policy.allow(group="ml-admins")
     policy.deny("mallory")
     attrs = {"verb": "create", "group": "kubeflow.org", "resource": "tfjobs", "namespace": "team-a"}
-    allowed = await api.post(SAR, sar("alice", **attrs))
+    allowed = await api.post(SAR, sar("alice", attrs=attrs))
     assert allowed.status == 201 and allowed.body["status"]["allowed"] is True
     assert allowed.body["kind"] == "SubjectAccessReview" and allowed.body["spec"]["user"] == "alice"
-    other_ns = await api.post(SAR, sar("alice", **(attrs | {"namespace": "default"})))
+    other_ns = await api.post(SAR, sar("alice", attrs=attrs | {"namespace": "default"}))
     assert other_ns.body["status"] == {"allowed": False}
-    by_group = await api.post(SAR, sar("bob", ["ml-admins"], **attrs))
+    by_group = await api.post(SAR, sar("bob", ["ml-admins"], attrs=attrs))
     assert by_group.body["status"]["allowed"] is True
-    denied = await api.post(SAR, sar("mallory", ["ml-admins"], **attrs))
+    denied = await api.post(SAR, sar("mallory", ["ml-admins"], attrs=attrs))
     assert denied.body["status"]["allowed"] is False and denied.body["status"]["denied"] is True
     policy.clear(default_allow=True)
-    assert (await api.post(SAR, sar("anyone", **attrs))).body["status"]["allowed"] is True
-    api.status(await api.post(SAR, sar(**attrs)), 422, "Invalid")
+    assert (await api.post(SAR, sar("anyone", attrs=attrs))).body["status"]["allowed"] is True
+    api.status(await api.post(SAR, sar(attrs=attrs)), 422, "Invalid")
 
 
 async def test_self_subject_access_review_sees_the_impersonated_user(api: Any) -> None:

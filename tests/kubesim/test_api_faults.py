@@ -119,9 +119,9 @@ async def test_admin_endpoint_drives_faults(api: Any) -> None:
 
 
 async def test_admin_endpoint_needs_the_token(api: Any) -> None:
-    async with aiohttp.ClientSession() as anonymous:
-        async with anonymous.post(api.sim.url + "/kubesim/admin/faults/down", ssl=api.ssl) as response:
-            assert response.status == 401
+    async with aiohttp.ClientSession() as anonymous, \
+            anonymous.post(api.sim.url + "/kubesim/admin/faults/down", ssl=api.ssl) as response:
+        assert response.status == 401
     assert api.sim.faults.mode is None
 
 

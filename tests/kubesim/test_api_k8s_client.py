@@ -37,7 +37,7 @@ async def test_tfjob_lifecycle_with_kubernetes_asyncio(k8s: client.ApiClient, ap
 
     patched = await custom.patch_namespaced_custom_object(
         GROUP, VERSION, "default", PLURAL, "mnist", {"spec": {"runPolicy": {"suspend": True}}},
-        _content_type="application/merge-patch+json")
+        _content_type="application/merge-patch+json")  # type: ignore[call-arg]
     assert patched["spec"]["runPolicy"]["suspend"] is True
 
     # Without _content_type this client sends a dict as a JSON patch: the server must refuse it like a real one.
@@ -45,7 +45,7 @@ async def test_tfjob_lifecycle_with_kubernetes_asyncio(k8s: client.ApiClient, ap
         await custom.patch_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "mnist",
                                                     {"spec": {"runPolicy": {"suspend": False}}})
     assert caught.value.status == 400
-    assert json.loads(caught.value.body)["message"] == (
+    assert json.loads(caught.value.body or b"{}")["message"] == (
         "json: cannot unmarshal object into Go value of type jsonpatch.Patch")
 
     events: list[tuple[str, str]] = []
@@ -62,7 +62,7 @@ async def test_tfjob_lifecycle_with_kubernetes_asyncio(k8s: client.ApiClient, ap
 
     with pytest.raises(ApiException) as missing:
         await custom.get_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "mnist")
-    assert missing.value.status == 404 and json.loads(missing.value.body)["reason"] == "NotFound"
+    assert missing.value.status == 404 and json.loads(missing.value.body or b"{}")["reason"] == "NotFound"
 
 
 async def test_conflict_and_invalid_through_the_client(k8s: client.ApiClient, api: Any) -> None:
@@ -70,18 +70,18 @@ async def test_conflict_and_invalid_through_the_client(k8s: client.ApiClient, ap
     created = await custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, api.tfjob())
     with pytest.raises(ApiException) as exists:
         await custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, api.tfjob())
-    assert exists.value.status == 409 and json.loads(exists.value.body)["reason"] == "AlreadyExists"
+    assert exists.value.status == 409 and json.loads(exists.value.body or b"{}")["reason"] == "AlreadyExists"
     stale = dict(created)
     stale["metadata"] = dict(created["metadata"], resourceVersion="1")
     with pytest.raises(ApiException) as conflict:
         await custom.replace_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, "mnist", stale)
-    assert conflict.value.status == 409 and json.loads(conflict.value.body)["reason"] == "Conflict"
+    assert conflict.value.status == 409 and json.loads(conflict.value.body or b"{}")["reason"] == "Conflict"
     bad = api.tfjob("bad")
     bad["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] = "lots"
     with pytest.raises(ApiException) as invalid:
         await custom.create_namespaced_custom_object(GROUP, VERSION, "default", PLURAL, bad)
     assert invalid.value.status == 422
-    assert json.loads(invalid.value.body)["details"]["causes"][0]["field"] == "spec.tfReplicaSpecs.Worker.replicas"
+    assert json.loads(invalid.value.body or b"{}")["details"]["causes"][0]["field"] == "spec.tfReplicaSpecs.Worker.replicas"
 
 
 async def test_core_logs_and_self_subject_access_review(k8s: client.ApiClient, sim: Any) -> None:

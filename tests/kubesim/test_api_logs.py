@@ -11,10 +11,10 @@ LOG = "/api/v1/namespaces/default/pods/{pod}/log"
 
 
 def make_pod(sim: Any, name: str = "trainer", containers: tuple[str, ...] = ("tensorflow",),
-             phase: str = "Running") -> dict[str, Any]:
-    pod = sim.store.create(PODS, {"metadata": {"name": name, "namespace": "default"},
+             phase: str = "Running") -> None:
+    sim.store.create(PODS, {"metadata": {"name": name, "namespace": "default"},
                                   "spec": {"containers": [{"name": c, "image": "x"} for c in containers]}})
-    return sim.store.update_status(PODS, "default", name, {"phase": phase})
+    sim.store.update_status(PODS, "default", name, {"phase": phase})
 
 
 async def test_logs_tail_and_timestamps(api: Any, sim: Any) -> None:

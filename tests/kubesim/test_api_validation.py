@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from kubesim import schema
+from kubesim.store import TFJOBS
 
 TF = "/apis/kubeflow.org/v1/namespaces/default/tfjobs"
 VC = "/apis/batch.volcano.sh/v1alpha1/namespaces/default/jobs"
@@ -76,7 +77,8 @@ async def test_schema_minimum_and_pattern(api: Any) -> None:
 
 
 def test_int_or_string_and_preserve_unknown_fields() -> None:
-    body = {"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "metadata": {"name": "x"}, "spec": {"tfReplicaSpecs": {
+    body: dict[str, Any] = {"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "metadata": {"name": "x"},
+                            "spec": {"tfReplicaSpecs": {
         "Worker": {"template": {"spec": {"containers": [{"name": "tensorflow", "image": "i", "resources": {
             "limits": {"cpu": 2, "memory": "4Gi"}}, "ports": [{"containerPort": 2222}]}]}}}}}}
     assert schema.validate(body) == []
@@ -90,16 +92,16 @@ def test_int_or_string_and_preserve_unknown_fields() -> None:
     odd["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0]["colour"] = "blue"
     assert sorted(schema.pruned_fields(odd)) == ["spec.tfReplicaSpecs.Worker.template.metadata.uid",
                                          "spec.tfReplicaSpecs.Worker.template.spec.containers[0].colour"]
-    checked = schema.check(schema.TFJOBS, odd)
+    checked = schema.check(TFJOBS, odd)
     assert checked.object["spec"]["tfReplicaSpecs"]["Worker"]["template"]["metadata"] == {"labels": {"a": "b"}}
 
 
 def test_crd_defaults_are_applied() -> None:
     body = {"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "metadata": {"name": "x"},
             "spec": {"runPolicy": {}, "tfReplicaSpecs": {}}}
-    checked = schema.check(schema.TFJOBS, body)
+    checked = schema.check(TFJOBS, body)
     assert checked.object["spec"]["runPolicy"] == {"suspend": False}
-    without = schema.check(schema.TFJOBS, {"apiVersion": "kubeflow.org/v1", "kind": "TFJob",
+    without = schema.check(TFJOBS, {"apiVersion": "kubeflow.org/v1", "kind": "TFJob",
                                            "metadata": {"name": "x"}, "spec": {"tfReplicaSpecs": {}}})
     assert "runPolicy" not in without.object["spec"]
 
@@ -132,12 +134,12 @@ TF_WEBHOOK = 'admission webhook "validator.tfjob.training-operator.kubeflow.org"
 
 @pytest.mark.parametrize("mutate, message", [
     (lambda b: b["metadata"].update(name="1-starts-with-digit"),
-     'metadata.name: Invalid value: "1-starts-with-digit": a DNS-1035 label must consist of lower case '
-     "alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character "
-     "(e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"),
+     ('metadata.name: Invalid value: "1-starts-with-digit": a DNS-1035 label must consist of lower case '
+      "alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric "
+      "character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')")),
     (lambda b: b["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0].update(name="main"),
-     "spec.tfReplicaSpecs[Worker].template.spec.containers: Required value: must have at least one container "
-     "with name tensorflow"),
+     ("spec.tfReplicaSpecs[Worker].template.spec.containers: Required value: must have at least one container "
+      "with name tensorflow")),
     (lambda b: b["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]["containers"][0].pop("image"),
      "spec.tfReplicaSpecs[Worker].template.spec.containers[0].image: Required value: must be required"),
     (lambda b: b["spec"]["tfReplicaSpecs"].update(

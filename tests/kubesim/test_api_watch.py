@@ -18,7 +18,7 @@ TF = "/apis/kubeflow.org/v1/namespaces/default/tfjobs"
 
 
 @asynccontextmanager
-async def watching(api: Any, path: str) -> AsyncIterator[tuple[aiohttp.ClientResponse, "asyncio.Queue[Any]"]]:
+async def watching(api: Any, path: str) -> AsyncIterator[tuple[aiohttp.ClientResponse, asyncio.Queue[Any]]]:
     """Open a watch and feed its decoded events into a queue (None marks the end of the stream)."""
     response = await api.session.get(api.sim.url + path, ssl=api.ssl)
     queue: asyncio.Queue[Any] = asyncio.Queue()
@@ -40,7 +40,7 @@ async def watching(api: Any, path: str) -> AsyncIterator[tuple[aiohttp.ClientRes
         response.close()
 
 
-async def next_event(queue: "asyncio.Queue[Any]", *, skip_bookmarks: bool = True) -> Any:
+async def next_event(queue: asyncio.Queue[Any], *, skip_bookmarks: bool = True) -> Any:
     while True:
         event = await asyncio.wait_for(queue.get(), timeout=5)
         if skip_bookmarks and isinstance(event, dict) and event.get("type") == "BOOKMARK":
