@@ -381,13 +381,35 @@ class ApiServer:
         timeout = _int_param(query, "timeoutSeconds")
         rv_param = query.get("resourceVersion", "")
 
-        def wanted(event: WatchEvent) -> bool:
+        def in_scope(event: WatchEvent) -> bool:
             if event.resource is not res:
                 return False
-            meta = event.object["metadata"]
-            if res.namespaced and target.namespace and meta.get("namespace") != target.namespace:
-                return False
-            return label_match(event.object) and field_match(event.object)
+            namespace = event.object["metadata"].get("namespace")
+            return not (res.namespaced and target.namespace and namespace != target.namespace)
+
+        def matches(obj: dict[str, Any]) -> bool:
+            return label_match(obj) and field_match(obj)
+
+        # uids the client currently sees through its selector: an object whose labels stop (start) matching
+        # is reported as DELETED (ADDED), as the watch cache does.
+        visible: set[str] = set()
+
+        def translate(event: WatchEvent) -> dict[str, Any] | None:
+            if not in_scope(event):
+                return None
+            uid = event.object["metadata"].get("uid", "")
+            was_visible, now_matches = uid in visible, matches(event.object)
+            if event.type == "DELETED":
+                visible.discard(uid)
+                return {"type": "DELETED", "object": event.object} if (was_visible or now_matches) else None
+            if now_matches:
+                visible.add(uid)
+                return {"type": event.type if was_visible or event.type == "ADDED" else "ADDED",
+                        "object": event.object}
+            if was_visible:
+                visible.discard(uid)
+                return {"type": "DELETED", "object": event.object}
+            return None
 
         queue = self.store.subscribe()
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
@@ -398,7 +420,8 @@ class ApiServer:
         # Everything between subscribe() and here is synchronous, so no event can slip between replay and queue.
         if rv_param in ("", "0"):
             items, _ = self.store.list(res, target.namespace)
-            initial = [{"type": "ADDED", "object": item} for item in items if label_match(item) and field_match(item)]
+            initial = [{"type": "ADDED", "object": item} for item in items if matches(item)]
+            visible.update(item["metadata"]["uid"] for item in items if matches(item))
         else:
             try:
                 since = int(rv_param)
@@ -406,7 +429,14 @@ class ApiServer:
                 self.store.unsubscribe(queue)
                 raise errors.bad_request(f'resourceVersion: Invalid value: "{rv_param}": must be an integer') from exc
             try:
-                initial = [{"type": e.type, "object": e.object} for e in self.store.history_since(since) if wanted(e)]
+                replay = self.store.history_since(since)
+                # What the client listed at `since` is unknown here; assume it saw what matches now and was not
+                # created later.
+                created_later = {e.object["metadata"].get("uid") for e in replay if e.type == "ADDED"}
+                items, _ = self.store.list(res, target.namespace)
+                visible.update(uid for item in items if matches(item)
+                               and (uid := item["metadata"]["uid"]) not in created_later)
+                initial = [out for e in replay if (out := translate(e)) is not None]
             except ApiError as exc:
                 expired = exc
         await response.prepare(request)
@@ -434,8 +464,9 @@ class ApiServer:
                             "kind": res.kind, "apiVersion": res.api_version,
                             "metadata": {"resourceVersion": self.store.resource_version}}})
                     continue
-                if wanted(event):
-                    await _write_event(response, {"type": event.type, "object": event.object})
+                outgoing = translate(event)
+                if outgoing is not None:
+                    await _write_event(response, outgoing)
         except (ConnectionResetError, ConnectionError):
             pass
         finally:

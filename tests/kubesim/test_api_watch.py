@@ -160,3 +160,22 @@ async def test_watch_core_pods_by_field_selector(api: Any, sim: Any) -> None:
                                     "spec": {"containers": [{"name": "c", "image": "x"}]}})
         event = await next_event(queue)
         assert event["object"]["metadata"]["name"] == "wanted" and event["object"]["kind"] == "Pod"
+
+
+async def test_label_selector_watch_reports_objects_entering_and_leaving(api: Any) -> None:
+    rv = (await api.get(TF)).body["metadata"]["resourceVersion"]
+    async with watching(api, f"{TF}?watch=1&resourceVersion={rv}&labelSelector=phase%3Dhot") as (_, queue):
+        await api.create_tfjob()  # labels app=demo only: invisible
+        await api.patch(f"{TF}/mnist", {"metadata": {"labels": {"phase": "hot"}}})
+        entered = await next_event(queue)
+        assert entered["type"] == "ADDED" and entered["object"]["metadata"]["labels"]["phase"] == "hot"
+        await api.patch(f"{TF}/mnist", {"metadata": {"labels": {"extra": "1"}}})
+        assert (await next_event(queue))["type"] == "MODIFIED"
+        await api.patch(f"{TF}/mnist", {"metadata": {"labels": {"phase": "cold"}}})
+        left = await next_event(queue)
+        assert left["type"] == "DELETED" and left["object"]["metadata"]["labels"]["phase"] == "cold"
+        await api.delete(f"{TF}/mnist")  # already invisible: nothing more
+        marker = api.tfjob("marker")
+        marker["metadata"]["labels"] = {"phase": "hot"}
+        await api.create_tfjob(marker)
+        assert (await next_event(queue))["object"]["metadata"]["name"] == "marker"
