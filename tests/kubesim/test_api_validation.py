@@ -26,6 +26,15 @@ async def test_seed_000_body_creates_with_pruning_warning(api: Any) -> None:
     assert got.body["spec"]["tfReplicaSpecs"].keys() == body["spec"]["tfReplicaSpecs"].keys()
 
 
+async def test_seed_004_volcano_body_creates_with_webhook_defaults(api: Any) -> None:
+    body = api.seed("004_5a677ef0bcf13e23.txt")
+    assert body["kind"] == "Job" and schema.validate(body) == []
+    reply = await api.post(VC, body)
+    assert reply.status == 201, reply.body
+    assert reply.body["spec"]["queue"] == "default" and reply.body["spec"]["schedulerName"] == "volcano"
+    assert "status" not in reply.body
+
+
 @pytest.mark.parametrize("filename", ["kubeflow-tfjob-simple.yaml", "kubeflow-tfjob-dist-mnist.yaml",
                                       "volcano-tf-dist-mnist-example.yaml"])
 async def test_shared_examples_create_and_validate(api: Any, filename: str) -> None:
