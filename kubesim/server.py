@@ -941,28 +941,90 @@ def _wants_table(request: web.Request) -> bool:
     return "as=Table" in request.headers.get("Accept", "")
 
 
+Column = tuple[str, str, Callable[[dict[str, Any]], Any]]
+
+
+def _json_path_of(path: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda obj: _json_path(obj, path)
+
+
+def _age_of(path: str) -> Callable[[dict[str, Any]], Any]:
+    return lambda obj: _age(_json_path(obj, path))
+
+
+def _pod_status(pod: dict[str, Any]) -> str:
+    """The STATUS column as kubectl's pod printer derives it."""
+    status = pod.get("status") or {}
+    reason = status.get("reason") or status.get("phase") or "Pending"
+    for container in status.get("containerStatuses") or []:
+        state = container.get("state") or {}
+        if (state.get("waiting") or {}).get("reason"):
+            reason = state["waiting"]["reason"]
+        elif "terminated" in state:
+            terminated = state["terminated"] or {}
+            reason = terminated.get("reason") or f"ExitCode:{terminated.get('exitCode', 0)}"
+    if pod["metadata"].get("deletionTimestamp"):
+        reason = "Terminating"
+    return str(reason)
+
+
+def _pod_ready(pod: dict[str, Any]) -> str:
+    statuses = (pod.get("status") or {}).get("containerStatuses") or []
+    total = len((pod.get("spec") or {}).get("containers") or [])
+    return f"{sum(1 for c in statuses if c.get('ready'))}/{total}"
+
+
+def _pod_restarts(pod: dict[str, Any]) -> int:
+    return sum(int(c.get("restartCount") or 0) for c in (pod.get("status") or {}).get("containerStatuses") or [])
+
+
+def _service_ports(svc: dict[str, Any]) -> str:
+    ports = (svc.get("spec") or {}).get("ports") or []
+    return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in ports) or "<none>"
+
+
+CORE_COLUMNS: dict[str, list[Column]] = {
+    "pods": [("Ready", "string", _pod_ready), ("Status", "string", _pod_status),
+             ("Restarts", "integer", _pod_restarts), ("Age", "string", _age_of(".metadata.creationTimestamp"))],
+    "events": [("Last Seen", "string", _age_of(".lastTimestamp")), ("Type", "string", lambda e: e.get("type", "")),
+               ("Reason", "string", lambda e: e.get("reason", "")),
+               ("Object", "string", lambda e: f"{(e.get('involvedObject') or {}).get('kind', '').lower()}/"
+                                              f"{(e.get('involvedObject') or {}).get('name', '')}"),
+               ("Message", "string", lambda e: e.get("message", ""))],
+    "services": [("Type", "string", lambda s: (s.get("spec") or {}).get("type", "ClusterIP")),
+                 ("Cluster-IP", "string", lambda s: (s.get("spec") or {}).get("clusterIP", "<none>")),
+                 ("Port(s)", "string", _service_ports), ("Age", "string", _age_of(".metadata.creationTimestamp"))],
+    "configmaps": [("Data", "integer", lambda c: len(c.get("data") or {}) + len(c.get("binaryData") or {})),
+                   ("Age", "string", _age_of(".metadata.creationTimestamp"))],
+    "namespaces": [("Status", "string", lambda n: (n.get("status") or {}).get("phase", "Active")),
+                   ("Age", "string", _age_of(".metadata.creationTimestamp"))],
+}
+
+
 def table_for(res: Resource, items: list[dict[str, Any]], metadata: dict[str, Any]) -> dict[str, Any]:
-    """A meta.k8s.io/v1 Table with the CRD's printer columns (TFJob State, vcjob STATUS …) plus Age."""
-    columns: list[tuple[str, str, str]] = [("Name", "string", "")]
+    """A meta.k8s.io/v1 Table: the CRD's printer columns (TFJob State, vcjob STATUS …) or kubectl's usual
+    columns for core kinds, plus Age."""
+    columns: list[Column] = [("Name", "string", lambda obj: obj["metadata"]["name"])]
     doc = schema.crd_document(res) if res in CUSTOM_RESOURCES else None
     if doc:
         version = next(v for v in doc["spec"]["versions"] if v["name"] == res.version)
         for column in version.get("additionalPrinterColumns") or []:
             if column.get("priority", 0) == 0:
-                columns.append((column["name"], column.get("type", "string"), column["jsonPath"]))
-    elif res is PODS:
-        columns += [("Status", "string", ".status.phase")]
-    if not any(c[0].lower() == "age" for c in columns):
-        columns.append(("Age", "date", ".metadata.creationTimestamp"))
-    rows = []
-    for item in items:
-        cells = [item["metadata"]["name"]] + [_json_path(item, path) for _, _, path in columns[1:]]
-        cells = [_age(c) if columns[i][1] == "date" else c for i, c in enumerate(cells)]
-        rows.append({"cells": cells, "object": {"kind": "PartialObjectMetadata",
-                                                "apiVersion": "meta.k8s.io/v1", "metadata": item["metadata"]}})
+                path = column["jsonPath"]
+                if column.get("type") == "date":
+                    columns.append((column["name"], "string", _age_of(path)))
+                else:
+                    columns.append((column["name"], column.get("type", "string"), _json_path_of(path)))
+    columns += CORE_COLUMNS.get(res.plural, []) if not res.group else []
+    if not any(name.lower() in ("age", "last seen") for name, _, _ in columns):
+        columns.append(("Age", "string", _age_of(".metadata.creationTimestamp")))
+    rows = [{"cells": [extract(item) for _, _, extract in columns],
+             "object": {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1",
+                        "metadata": item["metadata"]}} for item in items]
     return {"kind": "Table", "apiVersion": "meta.k8s.io/v1", "metadata": metadata,
-            "columnDefinitions": [{"name": n, "type": "string" if t == "date" else t, "format": "name" if i == 0
-                                   else "", "description": n, "priority": 0} for i, (n, t, _) in enumerate(columns)],
+            "columnDefinitions": [{"name": name, "type": kind, "format": "name" if index == 0 else "",
+                                   "description": name, "priority": 0}
+                                  for index, (name, kind, _) in enumerate(columns)],
             "rows": rows}
 
 

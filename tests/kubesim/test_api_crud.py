@@ -353,3 +353,22 @@ async def test_dry_run_does_not_store(api: Any) -> None:
     reply = await api.post(f"{TF}?dryRun=All", api.tfjob("dry"))
     assert reply.status == 201 and reply.body["metadata"]["uid"]
     api.status(await api.get(f"{TF}/dry"), 404, "NotFound")
+
+
+async def test_table_output_for_kubectl(api: Any, sim: Any) -> None:
+    accept = {"Accept": "application/json;as=Table;v=v1;g=meta.k8s.io,application/json"}
+    sim.store.create(PODS, {"metadata": {"name": "p", "namespace": "default"},
+                            "spec": {"containers": [{"name": "c", "image": "x"}]},
+                            "status": {"phase": "Running", "containerStatuses": [
+                                {"name": "c", "ready": False, "restartCount": 2,
+                                 "state": {"waiting": {"reason": "CrashLoopBackOff"}}}]}})
+    pods = (await api.get("/api/v1/namespaces/default/pods", headers=accept)).body
+    assert pods["kind"] == "Table"
+    assert [c["name"] for c in pods["columnDefinitions"]] == ["Name", "Ready", "Status", "Restarts", "Age"]
+    assert pods["rows"][0]["cells"][:4] == ["p", "0/1", "CrashLoopBackOff", 2]
+    created = await api.create_tfjob()
+    await api.put(f"{TF}/mnist/status", created | {"status": {"conditions": [
+        {"type": "Created", "status": "True"}, {"type": "Running", "status": "True"}]}})
+    jobs = (await api.get(TF, headers=accept)).body
+    assert [c["name"] for c in jobs["columnDefinitions"]] == ["Name", "State", "Age"]
+    assert jobs["rows"][0]["cells"][:2] == ["mnist", "Running"]
