@@ -156,8 +156,11 @@ class ApiServer:
                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         self.requests += 1
         try:
+            admin = request.path.startswith("/kubesim/admin/")
+            if self.faults.mode == "503" and not admin:
+                raise errors.service_unavailable()
             self._authenticate(request)
-            if not request.path.startswith("/kubesim/admin/"):
+            if not admin:
                 if self.faults.delay:
                     await asyncio.sleep(self.faults.delay)
                 failure = self.faults.failure_for(request.method, request.path_qs)
@@ -741,7 +744,8 @@ class ApiServer:
                 f for f in checked.pruned if f.startswith("metadata.")]
             if unknown and validation == "Strict":
                 text = ", ".join(f'unknown field "{f}"' for f in unknown)
-                raise errors.bad_request(f"strict decoding error: {text}")
+                raise errors.bad_request(f'{res.kind} in version "{res.version}" cannot be handled as a {res.kind}: '
+                                         f"strict decoding error: {text}")
             if validation == "Warn":
                 warnings = [f'unknown field "{f}"' for f in unknown]
             obj = admission.mutate(res, checked.object, old)

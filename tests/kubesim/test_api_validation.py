@@ -119,7 +119,8 @@ async def test_unknown_fields_strict_and_ignore(api: Any) -> None:
     body = api.tfjob()
     body["spec"]["foo"] = 1
     strict = api.status(await api.post(f"{TF}?fieldValidation=Strict", body), 400, "BadRequest")
-    assert strict["message"] == 'strict decoding error: unknown field "spec.foo"'
+    assert strict["message"] == ('TFJob in version "v1" cannot be handled as a TFJob: strict decoding error: '
+                                 'unknown field "spec.foo"')
     ignored = await api.post(f"{TF}?fieldValidation=Ignore", body)
     assert ignored.status == 201 and "Warning" not in ignored.headers and "foo" not in ignored.body["spec"]
     api.status(await api.post(f"{TF}?fieldValidation=Loose", body), 400, "BadRequest")
