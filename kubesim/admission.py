@@ -189,7 +189,7 @@ def _validate_vcjob(obj: dict[str, Any], old: dict[str, Any] | None) -> None:
                 msgs.append(f"create pod name {pod_name} failed: must be no more than 63 characters;")
     if tasks and int(spec.get("minAvailable") or 0) > total_replicas:
         msgs.append("job 'minAvailable' should not be greater than total replicas in tasks;")
-    for plugin in sorted((spec.get("plugins") or {})):
+    for plugin in sorted(spec.get("plugins") or {}):
         if plugin not in VOLCANO_PLUGINS:
             msgs.append(f"unable to find job plugin: {plugin};")
     if msgs:
