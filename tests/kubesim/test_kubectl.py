@@ -1,5 +1,5 @@
 """The real kubectl against kubesim with a kubeconfig from `write_kubeconfig` (HTTPS + bearer token):
-create -f, get, get -o json, patch --type=merge (and the strategic-merge refusal), logs, delete.
+create -f, get, get -o json, patch --type=merge (and the strategic-merge refusal), logs (and -f), delete.
 
 kubectl runs as a subprocess through asyncio so the in-process server keeps serving. Set
 KUBESIM_KUBECTL_TRANSCRIPT=<path> to save the commands and their output.
@@ -90,6 +90,16 @@ async def exercise(kubectl: Kubectl, sim: KubeSim, manifest: Path) -> None:
     sim.store.append_log("kubeflow", "tfjob-simple-worker-0", "tensorflow", "step 1 loss 0.9\nstep 2 loss 0.4\n")
     logs = await kubectl("logs", "tfjob-simple-worker-0", "-n", "kubeflow", "--tail=1", stdout_only=True)
     assert logs == "step 2 loss 0.4\n"
+
+    async def finish_training() -> None:
+        await asyncio.sleep(0.3)
+        sim.store.append_log("kubeflow", "tfjob-simple-worker-0", "tensorflow", "step 3 loss 0.1\n")
+        sim.store.update_status(PODS, "kubeflow", "tfjob-simple-worker-0", {"phase": "Succeeded"})
+
+    finisher = asyncio.create_task(finish_training())
+    followed = await kubectl("logs", "-f", "tfjob-simple-worker-0", "-n", "kubeflow", stdout_only=True)
+    await finisher
+    assert followed == "step 1 loss 0.9\nstep 2 loss 0.4\nstep 3 loss 0.1\n"
     assert 'tfjob.kubeflow.org "tfjob-simple" deleted' in await kubectl("delete", "tfjob", "tfjob-simple",
                                                                          "-n", "kubeflow")
     assert "No resources found in kubeflow namespace." in await kubectl("get", "tfjobs", "-n", "kubeflow")
