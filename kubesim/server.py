@@ -545,9 +545,9 @@ class ApiServer:
                 raise errors.method_not_allowed("POST", f"cluster-scoped {res.plural}; use a namespace")
             meta["namespace"] = target.namespace
         _check_type_meta(body, res)
-        obj, warnings = self._admit_write(request, res, body, old=None)
         if res.status_subresource and res is not PODS:
-            obj.pop("status", None)
+            body.pop("status", None)
+        obj, warnings = self._admit_write(request, res, body, old=None)
         if _dry_run(request):
             if res.namespaced and not self.store.namespace_exists(target.namespace or ""):
                 raise errors.not_found(NAMESPACES, target.namespace or "")
@@ -588,11 +588,12 @@ class ApiServer:
         res = target.res
         assert target.name is not None
         new = copy.deepcopy(new)
-        obj, warnings = self._admit_write(request, res, new, old=current)
         if res.status_subresource:
-            obj.pop("status", None)
-            if "status" in current:
-                obj["status"] = current["status"]
+            # The stored status wins; it is neither pruned nor re-validated on a main-resource write.
+            new.pop("status", None)
+        obj, warnings = self._admit_write(request, res, new, old=current)
+        if res.status_subresource and "status" in current:
+            obj["status"] = current["status"]
         if _dry_run(request):
             return json_response(obj, warnings=warnings)
         updated = self.store.update(res, obj, resource_version=current["metadata"]["resourceVersion"])

@@ -372,3 +372,14 @@ async def test_table_output_for_kubectl(api: Any, sim: Any) -> None:
     jobs = (await api.get(TF, headers=accept)).body
     assert [c["name"] for c in jobs["columnDefinitions"]] == ["Name", "State", "Age"]
     assert jobs["rows"][0]["cells"][:2] == ["mnist", "Running"]
+
+
+async def test_main_write_neither_prunes_nor_warns_about_stored_status(api: Any, sim: Any) -> None:
+    from kubesim.store import TFJOBS
+    await api.create_tfjob()
+    sim.store.update_status(TFJOBS, "default", "mnist", {"conditions": [], "kubesimExtra": 1})
+    current = (await api.get(f"{TF}/mnist")).body
+    current["metadata"]["labels"]["edited"] = "yes"
+    replaced = await api.put(f"{TF}/mnist", current)
+    assert replaced.status == 200 and "Warning" not in replaced.headers
+    assert replaced.body["status"] == {"conditions": [], "kubesimExtra": 1}
