@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import json
 import re
@@ -144,6 +145,11 @@ class ApiServer:
             count += 1
             self._streams.pop(response, None)
         return count
+
+    @property
+    def open_streams(self) -> int:
+        """Watches and followed logs currently being served."""
+        return len(self._streams)
 
     def _track(self, request: web.Request, response: web.StreamResponse) -> None:
         self._streams[response] = (request, asyncio.current_task())
@@ -452,17 +458,19 @@ class ApiServer:
                 return response
             for initial_event in initial:
                 await _write_event(response, initial_event)
+            next_bookmark = loop.time() + self.bookmark_interval if bookmarks else None
             while True:
-                wait = self.bookmark_interval if bookmarks else 3600.0
-                if deadline is not None:
-                    remaining = deadline - loop.time()
-                    if remaining <= 0:
-                        break
-                    wait = min(wait, remaining)
+                now = loop.time()
+                if deadline is not None and now >= deadline:
+                    break
+                if request.transport is None or request.transport.is_closing():
+                    break  # the client went away (aiohttp does not cancel handlers on disconnect)
+                wake = min(t for t in (deadline, next_bookmark, now + _DISCONNECT_POLL) if t is not None)
                 try:
-                    event = await asyncio.wait_for(queue.get(), timeout=wait)
+                    event = await asyncio.wait_for(queue.get(), timeout=max(0.0, wake - now))
                 except TimeoutError:
-                    if bookmarks and (deadline is None or loop.time() < deadline):
+                    if next_bookmark is not None and loop.time() >= next_bookmark:
+                        next_bookmark = loop.time() + self.bookmark_interval
                         await _write_event(response, {"type": "BOOKMARK", "object": {
                             "kind": res.kind, "apiVersion": res.api_version,
                             "metadata": {"resourceVersion": self.store.resource_version}}})
@@ -523,7 +531,10 @@ class ApiServer:
                     break
                 if (current.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
                     break
-                await signal.wait()
+                if request.transport is None or request.transport.is_closing():
+                    break
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(signal.wait(), timeout=_DISCONNECT_POLL)
         except (ConnectionResetError, ConnectionError):
             return response
         finally:
@@ -801,6 +812,9 @@ class ApiServer:
                               "metadata": {"creationTimestamp": None}, "spec": response_spec, "status": status},
                              status=201)
 
+
+# How often a quiet stream checks whether its client is still connected (seconds).
+_DISCONNECT_POLL = 1.0
 
 _SAR = Resource(AUTHZ_GROUP, "v1", "subjectaccessreviews", "SubjectAccessReview", namespaced=False)
 

@@ -179,3 +179,19 @@ async def test_label_selector_watch_reports_objects_entering_and_leaving(api: An
         marker["metadata"]["labels"] = {"phase": "hot"}
         await api.create_tfjob(marker)
         assert (await next_event(queue))["object"]["metadata"]["name"] == "marker"
+
+
+async def test_server_notices_a_watch_client_going_away(api: Any, sim: Any) -> None:
+    response = await api.session.get(api.sim.url + f"{TF}?watch=1", ssl=api.ssl)
+    assert response.status == 200
+    for _ in range(100):
+        if sim.server.open_streams == 1:
+            break
+        await asyncio.sleep(0.02)
+    assert sim.server.open_streams == 1
+    response.close()
+    for _ in range(250):  # polled, not timed: the server checks its clients about once a second
+        if sim.server.open_streams == 0:
+            break
+        await asyncio.sleep(0.02)
+    assert sim.server.open_streams == 0
