@@ -225,43 +225,47 @@ class ApiServer:
                                   "impersonations": self.impersonations, "requests": self.requests})
         if request.method != "POST":
             raise errors.method_not_allowed(request.method, request.path)
-        if action == "faults/down":
-            mode = str(params.get("mode", "refuse"))
-            if mode == "refuse":
-                # Answer first: going down drops every connection, this one included.
-                response = json_response({"ok": True, "faults": faults.describe() | {"mode": "refuse"}})
-                await response.prepare(request)
-                await response.write_eof()
+        try:
+            if action == "faults/down":
+                mode = str(params.get("mode", "refuse"))
+                if mode == "refuse":
+                    # Answer first: going down drops every connection, this one included.
+                    response = json_response({"ok": True, "faults": faults.describe() | {"mode": "refuse"}})
+                    await response.prepare(request)
+                    await response.write_eof()
+                    faults.down(mode)
+                    return response
                 faults.down(mode)
-                return response
-            faults.down(mode)
-        elif action == "faults/up":
-            faults.up()
-        elif action == "faults/latency":
-            faults.latency(float(params.get("seconds", 0)))
-        elif action == "faults/fail-next":
-            faults.fail_next(int(params.get("n", 1)), int(params.get("status", 500)), path=params.get("path"),
-                             method=params.get("method"), reason=params.get("reason"),
-                             message=params.get("message"))
-        elif action == "faults/cut-watches":
-            return json_response({"cut": faults.cut_watches()})
-        elif action == "faults/shrink-history":
-            faults.shrink_history(int(params.get("n", 0)))
-        elif action == "faults/clear":
-            faults.clear()
-        elif action == "scenario":
-            controllers = self._controllers_getter()
-            if controllers is None:
-                raise errors.service_unavailable("kubesim runs without controllers; scenarios are unavailable")
-            scenario = str(params.get("scenario", ""))
-            if not scenario:
-                raise errors.bad_request("scenario is required")
-            if params.get("name"):
-                controllers.set_job_scenario(str(params.get("namespace", "default")), str(params["name"]), scenario)
+            elif action == "faults/up":
+                faults.up()
+            elif action == "faults/latency":
+                faults.latency(float(params.get("seconds", 0)))
+            elif action == "faults/fail-next":
+                faults.fail_next(int(params.get("n", 1)), int(params.get("status", 500)), path=params.get("path"),
+                                 method=params.get("method"), reason=params.get("reason"),
+                                 message=params.get("message"))
+            elif action == "faults/cut-watches":
+                return json_response({"cut": faults.cut_watches()})
+            elif action == "faults/shrink-history":
+                faults.shrink_history(int(params.get("n", 0)))
+            elif action == "faults/clear":
+                faults.clear()
+            elif action == "scenario":
+                controllers = self._controllers_getter()
+                if controllers is None:
+                    raise errors.service_unavailable("kubesim runs without controllers; scenarios are unavailable")
+                scenario = str(params.get("scenario", ""))
+                if not scenario:
+                    raise errors.bad_request("scenario is required")
+                if params.get("name"):
+                    controllers.set_job_scenario(str(params.get("namespace", "default")), str(params["name"]), scenario)
+                else:
+                    controllers.set_default_scenario(scenario)
             else:
-                controllers.set_default_scenario(scenario)
-        else:
-            raise errors.ApiError(404, "NotFound", f"unknown admin action {action!r}")
+                raise errors.ApiError(404, "NotFound", f"unknown admin action {action!r}")
+        except (ValueError, TypeError) as e:
+            # Bad numbers and malformed scenario strings (ScenarioError is a ValueError) are the caller's fault.
+            raise errors.bad_request(f"invalid admin parameters: {e}") from e
         return json_response({"ok": True, "faults": faults.describe()})
 
     # ----- dispatch ----------------------------------------------------------------------------------------

@@ -157,3 +157,18 @@ async def test_fixture_wires_real_controllers() -> None:
         assert isinstance(running.controllers, Controllers)
     async with KubeSim(tfjob_operator=None, volcano=False) as bare:
         assert bare.controllers is None
+
+
+async def test_admin_rejects_bad_parameters_with_400(api: Any) -> None:
+    """A malformed scenario or a non-numeric fault parameter is the caller's mistake, not a server error."""
+    from kubesim.controllers import Controllers
+
+    controllers = Controllers(api.sim.store, time_scale=0.01)
+    api.sim.controllers = controllers
+    try:
+        api.status(await api.post("/kubesim/admin/scenario", {"scenario": "explode:now"}), 400, "BadRequest")
+        api.status(await api.post("/kubesim/admin/scenario", {"scenario": "fail:exit=abc"}), 400, "BadRequest")
+    finally:
+        api.sim.controllers = None
+    api.status(await api.post("/kubesim/admin/faults/latency", {"seconds": "slow"}), 400, "BadRequest")
+    api.status(await api.post("/kubesim/admin/faults/fail-next", {"n": "x", "status": 500}), 400, "BadRequest")
