@@ -13,7 +13,8 @@ Phase (DESIGN §2):
   cluster) only the gateway knows, from its outbox.
 
 Reason/message tell the truth about the worst thing the pods show, with the job condition:
-pod problems are ranked OOMKilled > failed pod (Evicted, DeadlineExceeded...) / non-zero exit >
+pod problems are ranked OOMKilled > failed pod (Evicted, DeadlineExceeded...: the pod's own
+`status.reason` wins over its containers' states) / non-zero exit >
 CrashLoopBackOff > image pull and container config errors > Unschedulable > an earlier crash of a
 now running container. A failed job's reason is `BackoffLimitExceeded` / `DeadlineExceeded` when
 the operator says so (or Volcano's retryCount reached maxRetry), else the worst pod problem, else the
@@ -22,9 +23,10 @@ condition's reason; the message is the operator's message followed by the pod's 
 Replicas come from the pods, sorted (chief, worker, ps, evaluator, others; index; name); type and
 index from either dialect's labels (`training.kubeflow.org/replica-type|index`, the older
 `replica-type|index`, Volcano's `volcano.sh/task-spec|task-index` labels or annotations), else
-the pod name's numeric suffix. restartCount sums all containers; reason/message/exitCode come
-from the pod's own failure reason (Evicted...), else an Unschedulable PodScheduled condition,
-else the `tensorflow` container's waiting/terminated state.
+the pod name's numeric suffix. restartCount sums all containers; reason/message come from a
+Failed pod's own `status.reason`/`message` (Evicted...), else an Unschedulable PodScheduled
+condition, else the `tensorflow` container's waiting/terminated state; exitCode always from
+that container.
 """
 
 from __future__ import annotations
@@ -148,8 +150,10 @@ def replica_status(pod: dict[str, Any]) -> ReplicaStatus:
         waiting = _d(state["waiting"])
         reason, message = waiting.get("reason"), waiting.get("message")
         exit_code = last.get("exitCode")
-    if status.get("reason"):
-        reason, message = status["reason"], status.get("message") or message
+    pod_reason = _s(status.get("reason"))
+    if status.get("phase") == "Failed" and pod_reason:
+        # The pod's own failure (Evicted...) is the truth; the container's exit code stays as evidence.
+        reason, message = pod_reason, _s(status.get("message")) or message
     return ReplicaStatus(
         id=_s(metadata.get("name")) or "",
         type=replica_type,
@@ -180,6 +184,12 @@ def pod_problem(pod: dict[str, Any]) -> PodProblem | None:
     state = _d(container.get("state"))
     last = _d(_d(container.get("lastState")).get("terminated"))
     last_reason, last_code = _s(last.get("reason")), last.get("exitCode")
+    # A pod the kubelet failed as a whole (Evicted, DeadlineExceeded...) says why in its own status; its
+    # containers then only show the aftermath (ContainerStatusUnknown, exit 137), which would mislead.
+    pod_reason = _s(status.get("reason"))
+    if status.get("phase") == "Failed" and pod_reason:
+        message = _s(status.get("message"))
+        return PodProblem(5, pod_reason, f"{name}: {pod_reason}" + (f": {message}" if message else ""))
     if "terminated" in state:
         terminated = _d(state["terminated"])
         code, reason = terminated.get("exitCode"), _s(terminated.get("reason"))
@@ -191,10 +201,6 @@ def pod_problem(pod: dict[str, Any]) -> PodProblem | None:
             detail = f": {message}" if message else ""
             return PodProblem(5, reason or "Error",
                               f"{name}: container {cname} exited with code {code} ({reason or 'Error'}){detail}")
-    pod_reason = _s(status.get("reason"))
-    if status.get("phase") == "Failed" and pod_reason:
-        message = _s(status.get("message"))
-        return PodProblem(5, pod_reason, f"{name}: {pod_reason}" + (f": {message}" if message else ""))
     if "waiting" in state:
         waiting = _d(state["waiting"])
         reason = _s(waiting.get("reason")) or "Waiting"

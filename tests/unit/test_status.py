@@ -231,6 +231,46 @@ def test_worst_pod_problem_wins() -> None:
     assert job_status(tfjob(RUNNING), pods, profile=TFJOB_PROFILE).reason == "OOMKilled"
 
 
+# An evicted pod as the kubelet leaves it: the pod says Evicted, its container only the aftermath.
+EVICTION = "The node was low on resource: memory. Threshold quantity: 100Mi, available: 61440Ki."
+UNKNOWN_CONTAINER = {"terminated": {"exitCode": 137, "reason": "ContainerStatusUnknown",
+                                    "message": "The container could not be located when the pod was terminated"}}
+
+
+@pytest.mark.parametrize(
+    ("job", "profile", "labels", "phase"),
+    [
+        ({"conditions": [cond("Created"), cond("Running", "False"), cond("Restarting")]}, TFJOB_PROFILE,
+         None, "restarting"),
+        ({"conditions": [cond("Created"), cond("Failed", message="1 Worker replica(s) failed.")]}, TFJOB_PROFILE,
+         None, "failed"),
+        ({}, VOLCANO_PROFILE, {"volcano.sh/task-spec": "worker", "volcano.sh/task-index": "0"}, "restarting"),
+    ],
+)
+def test_evicted_pod_reports_the_pods_reason_not_its_containers(job: dict[str, Any], profile: ClusterProfile,
+                                                                 labels: dict[str, str] | None,
+                                                                 phase: str) -> None:
+    evicted = pod("j-worker-0", labels=labels, phase="Failed", reason="Evicted", message=EVICTION,
+                  state=UNKNOWN_CONTAINER)
+    obj = tfjob(job) if profile is TFJOB_PROFILE else vcjob("Restarting")
+    result = job_status(obj, [evicted], profile=profile)
+    assert (result.phase, result.reason) == (phase, "Evicted")
+    assert result.message is not None and "j-worker-0: Evicted: The node was low on resource" in result.message
+    assert "ContainerStatusUnknown" not in result.message
+    (replica,) = result.replicas
+    assert (replica.status, replica.reason, replica.message) == ("Failed", "Evicted", EVICTION)
+    assert replica.exit_code == 137
+
+
+def test_pod_reason_of_a_running_pod_does_not_hide_its_container() -> None:
+    # Only a Failed pod's own reason overrides; a live pod's container state stays the story.
+    live = pod("j-worker-0", phase="Running", reason="NodeLost", message="node went away",
+               state={"waiting": {"reason": "CrashLoopBackOff"}}, last={"exitCode": 2, "reason": "Error"})
+    result = job_status(tfjob(RUNNING), [live], profile=TFJOB_PROFILE)
+    assert result.reason == "CrashLoopBackOff"
+    assert (result.replicas[0].reason, result.replicas[0].exit_code) == ("CrashLoopBackOff", 2)
+
+
 @pytest.mark.parametrize(
     ("labels", "annotations", "expected_type", "expected_index"),
     [
