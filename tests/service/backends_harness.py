@@ -1,0 +1,232 @@
+"""One gateway serving three KubeSim clusters, one per backend, and the failure flows run through it.
+
+Shared by `tests/service/test_backends.py`, `tests/service/test_status_truth.py` and
+`bench/status_report.py` so the table a user reads comes from exactly the flows the tests check.
+
+- `BACKENDS`: cluster id -> (gateway backend, KubeSim keyword arguments). `to` runs the
+  training-operator, `tfo` the older tf-operator, `vc` Volcano; each sim runs only its own operator.
+- `MultiCluster(prefix)`: `async with` starts the three sims, the real gateway on a loopback port
+  (aiohttp `TestServer`, real Redis under `prefix`), and on exit stops them and deletes every key
+  under the prefix. Helpers speak the legacy HTTP API only.
+- `FAILURE_CASES` and `run_case(mc, cid, case)`: drive one job into one failure scenario and return
+  the legacy object at the state a user would see (the terminal phase, or the steady waiting state).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Self
+
+from aiohttp.test_utils import TestClient, TestServer
+from redis import asyncio as redis_asyncio
+
+from gateway.app import create_app
+from gateway.config import Settings, load_settings
+from kubesim.testing import KubeSim
+from tests.conftest import REDIS_URL, RUNTIMES
+from translators.naming import object_name
+
+PARTITION = "clever"
+USER = {"X-User": "alice"}
+TERMINAL_PHASES = ("succeeded", "failed")
+
+BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
+    "to": ("training-operator", {"tfjob_operator": "training-operator", "volcano": False}),
+    "tfo": ("tf-operator", {"tfjob_operator": "tf-operator", "volcano": False}),
+    "vc": ("volcano", {"tfjob_operator": None, "volcano": True}),
+}
+
+
+def seed_body(name: str, **extra: Any) -> dict[str, Any]:
+    """Seed 003's create example (the response-shaped body) under a new name, gpu 0 so any node fits."""
+    from tests.service.seed_bodies import SEED_RESPONSE_SHAPED
+
+    body = copy.deepcopy(SEED_RESPONSE_SHAPED)
+    body["metadata"]["name"] = name
+    for group in body["spec"]["replicas"]["replicas"]:
+        group["resource"]["gpu"] = "0"
+    body["spec"].update(extra)
+    return body
+
+
+def small_body(name: str, **extra: Any) -> dict[str, Any]:
+    """One worker, one CPU, no GPU: the smallest job every backend runs."""
+    body: dict[str, Any] = {"name": name, "runtime": "Python_3.11+Tensorflow_2.15.0", "bootfile": "/clever/a/train.py",
+                            "cpu": "1", "memory": "1Gi", "gpu": "0", "type": "worker", "count": "1"}
+    body.update(extra)
+    return body
+
+
+def settings_for(sims: dict[str, KubeSim], prefix: str) -> Settings:
+    """Gateway settings with one cluster per sim, each with its backend, auth off, the test prefix."""
+    clusters = [{"id": cid, "server": sim.url, "token": sim.token, "caFile": sim.ca_file,
+                 "backend": BACKENDS[cid][0], "runtimes": RUNTIMES, "requestTimeoutSeconds": 5}
+                for cid, sim in sims.items()]
+    data: dict[str, Any] = {
+        "listen": {"host": "127.0.0.1", "port": 0},
+        "redis": {"url": REDIS_URL, "keyPrefix": prefix},
+        "auth": {"mode": "none"},
+        "logging": {"level": "warning"},
+        "clusters": clusters,
+        "retry": {"attempts": 2, "initialDelaySeconds": 0.01, "maxDelaySeconds": 0.05},
+        "limits": {"statusStalenessSeconds": 0},
+        "sync": {"relistBackoffSeconds": 0.05, "relistBackoffMaxSeconds": 0.2, "leaseSeconds": 1.5,
+                 "outboxRetrySeconds": 0.05, "fallbackAfterSeconds": 5},
+    }
+    return load_settings(environ={}, base=data)
+
+
+async def wait_for(check: Callable[[], Awaitable[Any]], *, timeout: float = 10.0, interval: float = 0.02,
+                   what: str = "condition") -> Any:
+    """Poll `check` until it returns something truthy; AssertionError (with the last value) after `timeout`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    last: Any = None
+    while loop.time() < deadline:
+        last = await check()
+        if last:
+            return last
+        await asyncio.sleep(interval)
+    raise AssertionError(f"{what} not reached within {timeout}s (last value: {last!r})")
+
+
+class MultiCluster:
+    """Three KubeSims (one per backend) behind one real gateway on loopback, real Redis under `prefix`."""
+
+    def __init__(self, prefix: str, *, cluster_ids: tuple[str, ...] = tuple(BACKENDS),
+                 time_scale: float = 0.01, settings_hook: Callable[[Settings], Settings] | None = None) -> None:
+        self.prefix = prefix
+        self.sims = {cid: KubeSim(namespaces=("default", PARTITION), time_scale=time_scale, **BACKENDS[cid][1])
+                     for cid in cluster_ids}
+        self._settings_hook = settings_hook
+        self.client: TestClient | None = None
+        self.redis = redis_asyncio.Redis.from_url(REDIS_URL, decode_responses=True)
+
+    async def __aenter__(self) -> Self:
+        try:
+            for sim in self.sims.values():
+                await sim.start()
+            settings = settings_for(self.sims, self.prefix)
+            if self._settings_hook is not None:
+                settings = self._settings_hook(settings)
+            self.app = create_app(settings)
+            self.client = TestClient(TestServer(self.app, host="127.0.0.1"))
+            await self.client.start_server()
+        except BaseException:
+            await self._stop()
+            raise
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                        tb: TracebackType | None) -> None:
+        await self._stop()
+
+    async def _stop(self) -> None:
+        # The gateway stops first so its watches do not see the clusters vanish.
+        if self.client is not None:
+            await self.client.close()
+        for sim in self.sims.values():
+            await sim.stop()
+        keys = [k async for k in self.redis.scan_iter(match=self.prefix + "*", count=1000)]
+        if keys:
+            await self.redis.delete(*keys)
+        await self.redis.aclose()
+
+    @property
+    def http(self) -> TestClient:
+        """The HTTP client of the running gateway."""
+        assert self.client is not None, "MultiCluster is not started"
+        return self.client
+
+    def jobs_url(self, cid: str) -> str:
+        """The canonical collection path of partition `clever` on cluster `cid`."""
+        return f"/api/v1alpha1/clusters/{cid}/partitions/{PARTITION}/tfjobs"
+
+    async def call(self, method: str, path: str, *, json: Any = None, expect: int | None = 200) -> tuple[int, Any]:
+        """One legacy API call as alice: (status, JSON body); AssertionError when `expect` is not met."""
+        response = await self.http.request(method, path, json=json, headers=USER)
+        body = await response.json()
+        if expect is not None:
+            assert response.status == expect, f"{method} {path}: {response.status} {body}"
+        return response.status, body
+
+    async def create(self, cid: str, body: dict[str, Any]) -> dict[str, Any]:
+        """POST a job; its legacy object."""
+        return (await self.call("POST", self.jobs_url(cid), json=body))[1]
+
+    async def get(self, cid: str, job_id: str) -> dict[str, Any]:
+        """GET a job; its legacy object."""
+        return (await self.call("GET", f"{self.jobs_url(cid)}/{job_id}"))[1]
+
+    async def wait_phase(self, cid: str, job_id: str, *phases: str, timeout: float = 10.0,
+                         until: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
+        """Poll GET until the phase is one of `phases` (and `until(job)` holds); the job then."""
+        async def check() -> dict[str, Any] | None:
+            job = await self.get(cid, job_id)
+            if job["status"]["phase"] in phases and (until is None or until(job)):
+                return job
+            return None
+
+        return await wait_for(check, timeout=timeout, what=f"{cid}/{job_id} phase in {phases}")
+
+    def k8s_name(self, job: dict[str, Any]) -> str:
+        """The cluster object's name of a legacy job."""
+        return object_name(job["metadata"]["name"], job["metadata"]["id"])
+
+    async def create_with_scenario(self, cid: str, body: dict[str, Any], scenario: str) -> dict[str, Any]:
+        """Create a job whose pods follow `scenario` from their very first reconcile.
+
+        The id (hence the object name) is only known after the create, so the scenario is made the
+        cluster default for the create and then pinned to the job by name. Callers run one such create
+        at a time per cluster.
+        """
+        controllers = self.sims[cid].controllers
+        controllers.set_default_scenario(scenario)
+        try:
+            job = await self.create(cid, body)
+            controllers.set_job_scenario(PARTITION, self.k8s_name(job), scenario)
+        finally:
+            controllers.set_default_scenario("hold")
+        return job
+
+
+@dataclass(frozen=True)
+class FailureCase:
+    """One failure a user may meet: how to cause it and when its legacy status has settled."""
+
+    key: str
+    scenario: str
+    body_extra: dict[str, Any] = field(default_factory=dict)
+    # Settled: a terminal phase, or (for jobs that never end by themselves) a replica showing `waiting_reason`.
+    waiting_reason: str | None = None
+    # Only these backends (None = every backend).
+    backends: tuple[str, ...] | None = None
+
+
+FAILURE_CASES: tuple[FailureCase, ...] = (
+    FailureCase("unschedulable", "unschedulable", waiting_reason="Unschedulable"),
+    FailureCase("image-pull-backoff", "image-pull-backoff", waiting_reason="ImagePullBackOff"),
+    FailureCase("oomkilled", "oomkilled:after=1", {"backoffLimit": 0}),
+    FailureCase("fail:exit=3", "fail:exit=3,after=1"),
+    FailureCase("crashloop", "crashloop:restarts=5,exit=1,after=1", {"backoffLimit": 1}),
+    FailureCase("evicted", "evicted:after=1", {"backoffLimit": 0}),
+    FailureCase("backoff-limit", "oomkilled:after=1", {"backoffLimit": 1}),
+    FailureCase("deadline", "hold", {"activeDeadlineSeconds": 2}),
+)
+
+
+async def run_case(mc: MultiCluster, cid: str, case: FailureCase, *, timeout: float = 15.0) -> dict[str, Any]:
+    """Create a one-worker job under `case` on `cid` and return its legacy object once settled."""
+    name = f"{case.key.replace(':', '-').replace('=', '')}-{cid}"
+    job = await mc.create_with_scenario(cid, small_body(name, **case.body_extra), case.scenario)
+    job_id = job["metadata"]["id"]
+    if case.waiting_reason is not None:
+        wanted = case.waiting_reason
+        return await mc.wait_phase(cid, job_id, "pending", "running", "restarting", timeout=timeout,
+                                   until=lambda j: any(r.get("reason") == wanted for r in j["status"]["replicas"])
+                                   and j["status"].get("reason") == wanted)
+    return await mc.wait_phase(cid, job_id, *TERMINAL_PHASES, timeout=timeout)
