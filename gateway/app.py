@@ -8,7 +8,6 @@ tasks (outbox worker, one watch per cluster). Nothing connects at import or fact
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import uuid
 from collections.abc import AsyncIterator
 
@@ -29,6 +28,8 @@ from gateway.store import JobStore
 from gateway.sync import ClusterSync
 
 log = structlog.get_logger(__name__)
+
+_STOP_GRACE_SECONDS = 3.0
 
 
 def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Application:
@@ -86,11 +87,18 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
         if settings.sync.watch:
             tasks += [asyncio.create_task(s.run(), name=f"sync-{cid}") for cid, s in syncs.items()]
         yield
-        for task in tasks:
+        # Cooperative stop first (leases released, no half-written entries), then cancellation; bounded
+        # either way so that shutdown never hangs on a stuck connection.
+        outbox.stop()
+        for sync in syncs.values():
+            sync.stop()
+        _done, pending = await asyncio.wait(tasks, timeout=_STOP_GRACE_SECONDS)
+        for task in pending:
             task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        if pending:
+            _done, still = await asyncio.wait(pending, timeout=_STOP_GRACE_SECONDS)
+            if still:
+                log.warning("background tasks did not stop", tasks=[t.get_name() for t in still])
 
     app.cleanup_ctx.extend([store_ctx, clusters_ctx, auth_ctx, service_ctx])
     return app

@@ -40,8 +40,8 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 REQUEST_ID_HEADER = "X-Request-Id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-PRINCIPAL = "principal"
-REQUEST_ID = "request_id"
+PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
+REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 _AUTHENTICATED_PREFIXES = ("/api/v1alpha1/", "/api/v1alpha2/")
 
 

@@ -49,6 +49,12 @@ class Outbox:
         self.consumer = consumer or f"gw-{uuid.uuid4().hex[:8]}"
         self._clock = clock
         self._wake = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    def stop(self) -> None:
+        """Ask `run` to return after the entry it is working on."""
+        self._stopping.set()
+        self._wake.set()
 
     async def enqueue(self, op: str, identity: JobIdentity, *, principal: Principal | None = None) -> None:
         """Queue `op` ("create" | "delete") for the job `identity`."""
@@ -60,12 +66,16 @@ class Outbox:
         self._wake.set()
 
     async def run(self) -> None:
-        """Work the outbox until cancelled."""
-        await self._store.ensure_outbox()
+        """Work the outbox until `stop()` (or cancellation)."""
         retry = self._settings.outbox_retry_seconds
         idle_ms = int(self._settings.outbox_claim_idle_seconds * 1000)
-        while True:
+        group_ready = False
+        while not self._stopping.is_set():
             try:
+                if not group_ready:
+                    # Also after a Redis failure: a Redis that lost its data lost the consumer group too.
+                    await self._store.ensure_outbox()
+                    group_ready = True
                 await self._update_depth()
                 # Our own unacknowledged entries first (earlier transient failures), then orphans of
                 # dead replicas, then new entries.
@@ -82,14 +92,17 @@ class Outbox:
                 if failed:
                     await self._sleep(retry)
             except StoreUnavailable:
-                await asyncio.sleep(retry)
+                group_ready = False
+                await self._sleep(retry)
             except asyncio.CancelledError:
                 raise
             except Exception:  # the worker must outlive any one bad entry
                 log.exception("outbox worker error")
-                await asyncio.sleep(retry)
+                await self._sleep(retry)
 
     async def _sleep(self, seconds: float) -> None:
+        if self._stopping.is_set():
+            return
         self._wake.clear()
         try:
             await asyncio.wait_for(self._wake.wait(), timeout=seconds)

@@ -58,6 +58,7 @@ class ClusterSync:
         self._streaming = {JOBS: False, POD_KIND: False}
         self._relist = {JOBS: asyncio.Event(), POD_KIND: asyncio.Event()}
         self._last_beat = 0.0
+        self._stopping = asyncio.Event()
         self.leading = False
         self.last_event_at: float | None = None
 
@@ -71,12 +72,20 @@ class ClusterSync:
         for event in self._relist.values():
             event.set()
 
+    def stop(self) -> None:
+        """Ask `run` to stop watching, give the lease up and return."""
+        self._stopping.set()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+
     async def run(self) -> None:
         """Hold the lease and watch; wait and retry while another replica holds it."""
         ttl_ms = int(self._settings.lease_seconds * 1000)
         tick = self._settings.lease_seconds / 3
         try:
-            while True:
+            while not self._stopping.is_set():
                 try:
                     acquired = await self._store.acquire_lease(self.lease_name, self._holder, ttl_ms=ttl_ms)
                 except StoreUnavailable:
@@ -84,7 +93,7 @@ class ClusterSync:
                 if acquired:
                     await self._lead(ttl_ms=ttl_ms, tick=tick)
                 else:
-                    await asyncio.sleep(tick)
+                    await self._pause(tick)
         finally:
             if self.leading:
                 with contextlib.suppress(StoreUnavailable):
@@ -97,8 +106,10 @@ class ClusterSync:
         tasks = [asyncio.create_task(self._kind_loop(JOBS), name=f"watch-{self.cluster.id}-jobs"),
                  asyncio.create_task(self._kind_loop(POD_KIND), name=f"watch-{self.cluster.id}-pods")]
         try:
-            while True:
-                await asyncio.sleep(tick)
+            while not self._stopping.is_set():
+                await self._pause(tick)
+                if self._stopping.is_set():
+                    return
                 try:
                     still = await self._store.renew_lease(self.lease_name, self._holder, ttl_ms=ttl_ms)
                 except StoreUnavailable:
@@ -111,9 +122,7 @@ class ClusterSync:
             self.leading = False
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
+            await asyncio.wait(tasks, timeout=5)
 
     # ----- list-then-watch of one resource
 
@@ -126,7 +135,7 @@ class ClusterSync:
                 if rv is None or relist.is_set():
                     relist.clear()
                     rv = await self._list(kind)
-                rv = await self._watch(kind, rv)
+                rv = await self._watch_until_relist(kind, rv)
                 backoff = self._settings.relist_backoff_seconds
             except ResourceExpired:
                 log.info("watch expired, relisting", cluster=self.cluster.id, kind=kind)
@@ -170,14 +179,29 @@ class ClusterSync:
                  resourceVersion=result.resource_version)
         return result.resource_version
 
+    async def _watch_until_relist(self, kind: str, rv: str) -> str | None:
+        """Run one watch request; None when a relist was requested meanwhile (the watch is cancelled)."""
+        watch = asyncio.create_task(self._watch(kind, rv))
+        relist = asyncio.create_task(self._relist[kind].wait())
+        try:
+            await asyncio.wait({watch, relist}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            relist.cancel()
+            if not watch.done():
+                watch.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await watch
+        if watch.cancelled():
+            return None
+        return watch.result()
+
     async def _watch(self, kind: str, rv: str) -> str:
         resource = self.cluster.jobs if kind == JOBS else PODS
         stream = self.cluster.watch(self.cluster.ref(resource), resource_version=rv, label_selector=MANAGED_SELECTOR,
                                     timeout_seconds=self._settings.watch_timeout_seconds)
-        relist = self._relist[kind]
         self._streaming[kind] = True
         try:
-            async for event in _until(stream, relist):
+            async for event in stream:
                 rv = event.resource_version or rv
                 self.last_event_at = self._clock()
                 await self._beat()
@@ -248,24 +272,3 @@ class ClusterSync:
             await self._store.set_watch_heartbeat(self.cluster.id, now)
         if self._metrics is not None:
             self._metrics.watch_age.labels(self.cluster.id).set(0)
-
-
-async def _until(stream: Any, stop: asyncio.Event) -> Any:
-    """Yield from the async iterator `stream` until `stop` is set (then return without waiting for it)."""
-    iterator = stream.__aiter__()
-    stopper = asyncio.create_task(stop.wait())
-    try:
-        while True:
-            nxt = asyncio.ensure_future(iterator.__anext__())
-            done, _ = await asyncio.wait({nxt, stopper}, return_when=asyncio.FIRST_COMPLETED)
-            if nxt not in done:
-                nxt.cancel()
-                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, Exception):
-                    await nxt
-                return
-            try:
-                yield nxt.result()
-            except StopAsyncIteration:
-                return
-    finally:
-        stopper.cancel()

@@ -120,8 +120,15 @@ class Gateway:
         return f"/api/{version}/clusters/{cluster}/partitions/{partition}/{kind}"
 
     async def keys(self) -> set[str]:
-        """Every Redis key of this gateway."""
-        return await prefix_keys(self.redis, self.prefix)
+        """Every Redis key about jobs (records, statuses, indexes, name claims) plus outbox entries.
+
+        Background bookkeeping (watch lease, heartbeat, resourceVersions) is left out: it changes by itself.
+        """
+        job_kinds = ("job:", "status:", "idx:", "owner:", "name:")
+        keys = {k for k in await prefix_keys(self.redis, self.prefix) if k[len(self.prefix):].startswith(job_kinds)}
+        if await self.redis.exists(self.prefix + "outbox"):
+            keys |= {f"outbox-entry:{entry_id}" for entry_id, _ in await self.redis.xrange(self.prefix + "outbox")}
+        return keys
 
 
 async def wait_until(check: Callable[[], Awaitable[Any]], *, timeout: float = 10.0, interval: float = 0.02) -> Any:
@@ -138,9 +145,12 @@ async def wait_until(check: Callable[[], Awaitable[Any]], *, timeout: float = 10
 
 
 @pytest.fixture
-def make_gateway(aiohttp_client: Any, kubesim: Any, redis_prefix: str, redis_client: redis_asyncio.Redis,
-                 gateway_settings_factory: Callable[..., Settings]) -> Callable[..., Awaitable[Gateway]]:
-    """Start a gateway (real port) with settings overrides; stopped at teardown by aiohttp_client."""
+def make_gateway(kubesim: Any, redis_prefix: str, redis_client: redis_asyncio.Redis,
+                 gateway_settings_factory: Callable[..., Settings], aiohttp_client: Any) -> Callable[..., Awaitable[Gateway]]:
+    """Start a gateway (real port) with settings overrides; stopped at teardown by aiohttp_client.
+
+    `aiohttp_client` comes last so that the gateway stops before KubeSim and the Redis cleanup.
+    """
     from gateway.app import create_app
 
     async def start(**overrides: Any) -> Gateway:

@@ -1,0 +1,123 @@
+"""A job's life through the API against KubeSim: list/get, pending → running → succeeded, PATCH in place,
+PATCH shape refused while running and recreated after success, delete, and the path aliases."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tests.conftest import PARTITION, Gateway, wait_until
+from tests.service.seed_bodies import assert_legacy_object, minimal
+from translators.naming import object_name
+
+ALICE = {"X-User": "alice"}
+
+
+async def _get(gw: Gateway, job_id: str, **url: Any) -> dict[str, Any]:
+    response = await gw.client.get(f"{gw.jobs_url(**url)}/{job_id}", headers=ALICE)
+    assert response.status == 200, await response.text()
+    return await response.json()
+
+
+async def _phase_becomes(gw: Gateway, job_id: str, phase: str) -> dict[str, Any]:
+    async def check() -> dict[str, Any] | None:
+        job = await _get(gw, job_id)
+        return job if job["status"]["phase"] == phase else None
+
+    return await wait_until(check)
+
+
+async def test_lifecycle(gateway: Gateway) -> None:
+    from kubesim.store import TFJOBS
+
+    gw = gateway
+    gw.sim.controllers.set_default_scenario("hold")
+    response = await gw.client.post(gw.jobs_url(), json=minimal("life", count="2"), headers=ALICE)
+    assert response.status == 200
+    created = await response.json()
+    job_id = created["metadata"]["id"]
+    assert created["status"]["phase"] == "pending"
+    name = object_name("life", job_id)
+
+    listing = await (await gw.client.get(gw.jobs_url(), headers=ALICE)).json()
+    assert listing["metadata"]["total"] == 1
+    assert [i["metadata"]["id"] for i in listing["items"]] == [job_id]
+    assert_legacy_object(listing["items"][0])
+
+    running = await _phase_becomes(gw, job_id, "running")
+    assert len(running["status"]["replicas"]) == 2
+    assert all(r["status"] == "Running" for r in running["status"]["replicas"])
+
+    # Description only: a merge patch that reaches the TFJob's annotations.
+    patched = await gw.client.patch(f"{gw.jobs_url()}/{job_id}", json={"description": "new words"}, headers=ALICE)
+    assert patched.status == 200, await patched.text()
+    assert (await patched.json())["spec"]["description"] == "new words"
+    tfjob = gw.sim.store.get(TFJOBS, PARTITION, name)
+    assert tfjob["metadata"]["annotations"]["clever.dev/description"] == "new words"
+    uid_before = tfjob["metadata"]["uid"]
+
+    # Same body again: unchanged, same object.
+    same = await gw.client.patch(f"{gw.jobs_url()}/{job_id}", json={"description": "new words"}, headers=ALICE)
+    assert same.status == 200
+    assert gw.sim.store.get(TFJOBS, PARTITION, name)["metadata"]["uid"] == uid_before
+
+    # Shape change while running: refused, nothing changed.
+    refused = await gw.client.patch(f"{gw.jobs_url()}/{job_id}", json={"count": "3"}, headers=ALICE)
+    assert refused.status == 409
+    assert "running" in (await refused.json())["message"]
+    assert gw.sim.store.get(TFJOBS, PARTITION, name)["metadata"]["uid"] == uid_before
+
+    gw.sim.controllers.set_job_scenario(PARTITION, name, "succeed:after=1")
+    await _phase_becomes(gw, job_id, "succeeded")
+
+    # Shape change after success: recreated under the same id with the new shape.
+    recreated = await gw.client.patch(f"{gw.jobs_url()}/{job_id}", json={"count": "3", "args": "--epochs 2"},
+                                      headers=ALICE)
+    assert recreated.status == 200, await recreated.text()
+    body = await recreated.json()
+    assert body["metadata"]["id"] == job_id
+    assert body["spec"]["args"] == ["--epochs", "2"]
+    assert body["status"]["phase"] in ("pending", "running")
+    tfjob = gw.sim.store.get(TFJOBS, PARTITION, name)
+    assert tfjob["metadata"]["uid"] != uid_before
+    assert tfjob["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 3
+
+    # Aliases: v1alpha2 and the singular path serve the same job.
+    assert (await _get(gw, job_id, version="v1alpha2", kind="tfjob"))["metadata"]["id"] == job_id
+    alias_list = await (await gw.client.get(gw.jobs_url(version="v1alpha2", kind="tfjob"), headers=ALICE)).json()
+    assert alias_list["metadata"]["total"] == 1
+
+    deleted = await gw.client.delete(f"{gw.jobs_url(version='v1alpha2', kind='tfjob')}/{job_id}", headers=ALICE)
+    assert deleted.status == 200
+    assert gw.sim.store.try_get(TFJOBS, PARTITION, name) is None
+    gone = await gw.client.get(f"{gw.jobs_url()}/{job_id}", headers=ALICE)
+    assert gone.status == 404
+    assert (await (await gw.client.get(gw.jobs_url(), headers=ALICE)).json())["metadata"]["total"] == 0
+    # The name is free again.
+    again = await gw.client.post(gw.jobs_url(), json=minimal("life"), headers=ALICE)
+    assert again.status == 200
+
+
+async def test_failed_job_reports_failed(gateway: Gateway) -> None:
+    gw = gateway
+    gw.sim.controllers.set_default_scenario("fail:exit=3,after=1")
+    created = await (await gw.client.post(gw.jobs_url(), json=minimal("boom"), headers=ALICE)).json()
+    failed = await _phase_becomes(gw, created["metadata"]["id"], "failed")
+    assert failed["status"]["replicas"]
+
+
+async def test_other_users_job_is_404_and_list_is_per_user(gateway: Gateway) -> None:
+    gw = gateway
+    created = await (await gw.client.post(gw.jobs_url(), json=minimal("mine"), headers=ALICE)).json()
+    job_url = f"{gw.jobs_url()}/{created['metadata']['id']}"
+    bob = {"X-User": "bob"}
+    assert (await gw.client.get(job_url, headers=bob)).status == 404
+    assert (await gw.client.patch(job_url, json={"description": "x"}, headers=bob)).status == 404
+    assert (await gw.client.delete(job_url, headers=bob)).status == 404
+    assert (await (await gw.client.get(gw.jobs_url(), headers=bob)).json())["metadata"]["total"] == 0
+    assert (await gw.client.get(job_url, headers=ALICE)).status == 200
+
+
+async def test_status_without_watch_comes_from_the_cluster(make_gateway: Any) -> None:
+    gw = await make_gateway(sync={"watch": False})
+    created = await (await gw.client.post(gw.jobs_url(), json=minimal("nowatch"), headers=ALICE)).json()
+    await _phase_becomes(gw, created["metadata"]["id"], "succeeded")
