@@ -8,6 +8,9 @@ labels and annotations by `gateway.sync`. Keys (all under `redis.keyPrefix`, def
     idx:{cluster}:{partition}              sorted set id → creation time (ms): the partition's jobs
     owner:{cluster}:{partition}:{owner}    sorted set id → creation time (ms): one user's jobs there
     name:{cluster}:{partition}:{name}      the unique-name claim: value = job id
+    gone:{cluster}:{id}                    tombstone of a job deleted through the API (TTL): the watch
+                                           must not rebuild it from a late event
+    watchbeat:{cluster}                    when the cluster's watch was last known healthy
     rv:{cluster}:{what}                    last resourceVersion seen by the watch
     lease:{name}                           lease holder (SET NX PX; renewed by compare-and-expire)
     outbox                                 stream of create/delete operations not yet accepted; group `workers`
@@ -42,6 +45,7 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 OUTBOX_GROUP = "workers"
 _CAS_ATTEMPTS = 5
+TOMBSTONE_SECONDS = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +152,9 @@ class JobStore:
     def _name(self, cluster: str, partition: str, name: str) -> str:
         return f"{self.prefix}name:{cluster}:{partition}:{name}"
 
+    def _gone(self, cluster: str, job_id: str) -> str:
+        return f"{self.prefix}gone:{cluster}:{job_id}"
+
     def _rv(self, cluster: str, what: str) -> str:
         return f"{self.prefix}rv:{cluster}:{what}"
 
@@ -245,12 +252,13 @@ class JobStore:
         ident = record.identity
         job_key = self._job(ident.cluster, ident.id)
         name_key = self._name(ident.cluster, ident.partition, record.spec.name)
+        gone_key = self._gone(ident.cluster, ident.id)
         async with self._guard("put-if-absent"):
             for _ in range(_CAS_ATTEMPTS):
                 try:
                     async with self.redis.pipeline(transaction=True) as pipe:
-                        await pipe.watch(job_key, name_key)
-                        if await pipe.exists(job_key):
+                        await pipe.watch(job_key, name_key, gone_key)
+                        if await pipe.exists(job_key) or await pipe.exists(gone_key):
                             await pipe.unwatch()
                             return False
                         holder = await pipe.get(name_key)
@@ -302,10 +310,12 @@ class JobStore:
         return records
 
     async def remove(self, record: JobRecord) -> None:
-        """Delete the record, its status, its index entries and its name claim (when it holds it)."""
+        """Delete the record, its status, its index entries and its name claim (when it holds it),
+        leaving a tombstone so that a late watch event does not bring the job back."""
         ident = record.identity
         async with self._guard("remove"), self.redis.pipeline(transaction=True) as pipe:
             pipe.delete(self._job(ident.cluster, ident.id), self._status(ident.cluster, ident.id))
+            pipe.set(self._gone(ident.cluster, ident.id), "1", ex=TOMBSTONE_SECONDS)
             pipe.zrem(self._index(ident.cluster, ident.partition), ident.id)
             pipe.zrem(self._owner(ident.cluster, ident.partition, ident.owner), ident.id)
             await pipe.execute()

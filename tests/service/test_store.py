@@ -52,7 +52,9 @@ async def test_record_round_trip_indexes_and_remove(store: JobStore, redis_clien
     await store.remove(second)
     assert await store.get("c1", "a1") is None
     assert await store.list("c1", "clever") == []
-    assert await prefix_keys(redis_client, redis_prefix) == set()
+    # Only the tombstones remain: a late watch event must not rebuild a deleted job.
+    assert await prefix_keys(redis_client, redis_prefix) == {f"{redis_prefix}gone:c1:a1", f"{redis_prefix}gone:c1:b2"}
+    assert not await store.put_if_absent(first, status=status, observed_at=1.0)
 
 
 async def test_put_if_absent_does_not_overwrite(store: JobStore) -> None:
