@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import sys
 import time
+import uuid
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -70,11 +73,87 @@ async def bench_authenticator(requests: int) -> None:
           f"JWKS fetches during the run: {issuer.jwks_requests}")
 
 
+async def bench_app(requests: int) -> None:
+    """GET of one job through the whole gateway (Redis, KubeSim), auth off vs OIDC, interleaved."""
+    from aiohttp.test_utils import TestClient, TestServer
+    from redis import asyncio as redis_asyncio
+
+    from gateway.app import create_app
+    from gateway.config import load_settings
+    from kubesim.testing import KubeSim
+
+    prefix = f"bench:{uuid.uuid4().hex}:"
+    runtime = {"image": "tensorflow/tensorflow:2.15.0", "gpuImage": "tensorflow/tensorflow:2.15.0-gpu",
+               "command": ["python3"]}
+    body = {"name": "bench", "runtime": "py3", "bootfile": "/clever/a/train.py", "cpu": "1", "memory": "1Gi",
+            "gpu": "0", "type": "worker", "count": "1"}
+    async with KubeSim(namespaces=("default", "clever"), time_scale=0.01, default_scenario="hold") as sim, \
+            LocalIssuer() as issuer:
+        def settings(auth: dict[str, Any], name: str) -> Any:
+            return load_settings(environ={}, base={
+                "listen": {"host": "127.0.0.1", "port": 0},
+                "redis": {"url": "redis://127.0.0.1:6379/0", "keyPrefix": f"{prefix}{name}:"},
+                "auth": auth,
+                "clusters": [{"id": "c1", "server": sim.url, "token": sim.token, "caFile": sim.ca_file,
+                              "backend": "training-operator", "runtimes": {"py3": runtime}}],
+            })
+
+        token = issuer.mint(user="alice", groups=["team-a"])
+        variants = {
+            "auth off": (settings({"mode": "none"}, "none"), {"X-User": "alice"}),
+            "OIDC (cached token)": (settings({"mode": "oidc", "oidc": {"issuer": issuer.issuer,
+                                                                       "audience": issuer.audience}}, "oidc"),
+                                    {"Authorization": f"Bearer {token}", "X-User": "alice"}),
+        }
+        clients: dict[str, tuple[TestClient, str, dict[str, str]]] = {}
+        try:
+            for name, (config, headers) in variants.items():
+                client = TestClient(TestServer(create_app(config)))
+                await client.start_server()
+                path = "/api/v1alpha1/clusters/c1/partitions/clever/tfjobs"
+                created = await client.post(path, json={**body, "name": f"bench-{len(clients)}"}, headers=headers)
+                assert created.status == 200, await created.text()
+                job_id = (await created.json())["metadata"]["id"]
+                clients[name] = (client, f"{path}/{job_id}", headers)
+
+            async def get(name: str) -> None:
+                client, url, headers = clients[name]
+                response = await client.get(url, headers=headers)
+                await response.read()
+                assert response.status == 200
+
+            totals = dict.fromkeys(clients, 0.0)
+            rounds, batch = 10, max(1, requests // 10)
+            for _ in range(rounds):  # interleaved, so drift on a shared machine hits both alike
+                for name in clients:
+                    totals[name] += await per_call(lambda i, n=name: get(n), batch) * batch
+        finally:
+            for client, _, _ in clients.values():
+                await client.close()
+            redis = redis_asyncio.Redis.from_url("redis://127.0.0.1:6379/0")
+            keys = [k async for k in redis.scan_iter(match=f"{prefix}*")]
+            if keys:
+                await redis.delete(*keys)
+            await redis.aclose()
+
+    baseline = totals["auth off"] / (rounds * batch)
+    print("GET of one job through the gateway")
+    for name, total in totals.items():
+        print(row(name, total / (rounds * batch), baseline))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=5000, help="calls per measurement")
     args = parser.parse_args()
+    from gateway.logging import configure_logging
+
+    configure_logging(level="warning", fmt="console")  # the per-request access log would drown the numbers
     asyncio.run(bench_authenticator(args.requests))
+    if importlib.util.find_spec("gateway.app") is not None:
+        asyncio.run(bench_app(max(200, args.requests // 5)))
+    else:
+        print("gateway.app not available: whole-gateway comparison skipped")
 
 
 if __name__ == "__main__":
