@@ -1,0 +1,94 @@
+"""Version, ping (200 / 503), liveness, metrics, and Redis loss: records rebuilt from the cluster."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gateway import appkeys
+from tests.conftest import Gateway, wait_until
+from tests.service.seed_bodies import minimal
+
+USER = {"X-User": "alice"}
+
+
+async def test_version(gateway: Gateway) -> None:
+    response = await gateway.client.get("/api/version")
+    assert response.status == 200
+    body = await response.json()
+    assert {"version", "gitCommit", "buildDate", "pythonVersion", "apiVersions"} <= set(body)
+    assert body["apiVersions"] == ["v1alpha1", "v1alpha2"]
+    assert response.headers["X-Request-Id"]
+
+
+async def test_ping_healthy_then_cluster_down(gateway: Gateway) -> None:
+    gw = gateway
+
+    async def watch_reported() -> dict[str, Any] | None:
+        body = await (await gw.client.get("/api/ping")).json()
+        return body if body["clusters"]["c1"]["lastWatchEventAgeSeconds"] is not None else None
+
+    healthy = await wait_until(watch_reported)
+    assert healthy["status"] == "ok"
+    assert healthy["redis"]["reachable"] is True
+    c1 = healthy["clusters"]["c1"]
+    assert c1["reachable"] is True and c1["latencyMs"] >= 0 and c1["watchLive"] is True
+    assert "authentication is disabled" in healthy["warning"]
+
+    gw.sim.faults.down()
+    try:
+        response = await gw.client.get("/api/ping")
+        assert response.status == 503
+        body = await response.json()
+        assert body["status"] == "unavailable"
+        assert body["clusters"]["c1"]["reachable"] is False and body["clusters"]["c1"]["error"]
+        assert (await gw.client.get("/healthz")).status == 200  # liveness ignores dependencies
+    finally:
+        gw.sim.faults.up()
+    assert (await gw.client.get("/api/ping")).status == 200
+
+
+async def test_metrics_count_requests_and_cluster_calls(gateway: Gateway) -> None:
+    await gateway.client.post(gateway.jobs_url(), json=minimal("metered"), headers=USER)
+    text = await (await gateway.client.get("/metrics")).text()
+    assert 'clever_gateway_http_requests_total{method="POST",route="/api/{version}/clusters/{cid}/partitions/' \
+           '{partition}/{kind}",status="200"}' in text
+    assert 'clever_gateway_cluster_requests_total{cluster="c1",code="201",verb="create"}' in text
+    assert "clever_gateway_outbox_depth" in text
+
+
+async def test_redis_loss_is_rebuilt_from_the_cluster(gateway: Gateway) -> None:
+    gw = gateway
+    ids = []
+    for name in ("keep-a", "keep-b"):
+        created = await (await gw.client.post(gw.jobs_url(), json=minimal(name, description=f"d {name}"),
+                                              headers=USER)).json()
+        ids.append(created["metadata"]["id"])
+    before = await (await gw.client.get(gw.jobs_url(), headers=USER)).json()
+    # Lose everything under the gateway's prefix (never FLUSHDB: other tests share this Redis).
+    keys = [k async for k in gw.redis.scan_iter(match=gw.prefix + "*")]
+    await gw.redis.delete(*keys)
+    gw.app[appkeys.SYNCS]["c1"].request_relist()
+
+    async def rebuilt() -> dict[str, Any] | None:
+        listing = await (await gw.client.get(gw.jobs_url(), headers=USER)).json()
+        return listing if listing["metadata"]["total"] == 2 else None
+
+    after = await wait_until(rebuilt)
+    assert sorted(i["metadata"]["id"] for i in after["items"]) == sorted(ids)
+    for old, new in zip(sorted(before["items"], key=lambda i: i["metadata"]["id"]),
+                        sorted(after["items"], key=lambda i: i["metadata"]["id"]), strict=True):
+        assert new["spec"] == old["spec"]
+        assert new["metadata"] == old["metadata"]
+    # The name claims came back too.
+    duplicate = await gw.client.post(gw.jobs_url(), json=minimal("keep-a"), headers=USER)
+    assert duplicate.status == 409
+
+
+async def test_get_rebuilds_a_lost_record_without_the_watch(make_gateway: Any) -> None:
+    gw = await make_gateway(sync={"watch": False})
+    created = await (await gw.client.post(gw.jobs_url(), json=minimal("solo"), headers=USER)).json()
+    keys = [k async for k in gw.redis.scan_iter(match=gw.prefix + "*")]
+    await gw.redis.delete(*keys)
+    response = await gw.client.get(f"{gw.jobs_url()}/{created['metadata']['id']}", headers=USER)
+    assert response.status == 200
+    assert (await response.json())["spec"] == created["spec"]
