@@ -75,6 +75,7 @@ async def bench_authenticator(requests: int) -> None:
 
 async def bench_app(requests: int) -> None:
     """GET of one job through the whole gateway (Redis, KubeSim), auth off vs OIDC, interleaved."""
+    from aiohttp import web
     from aiohttp.test_utils import TestClient, TestServer
     from redis import asyncio as redis_asyncio
 
@@ -105,7 +106,7 @@ async def bench_app(requests: int) -> None:
                                                                        "audience": issuer.audience}}, "oidc"),
                                     {"Authorization": f"Bearer {token}", "X-User": "alice"}),
         }
-        clients: dict[str, tuple[TestClient, str, dict[str, str]]] = {}
+        clients: dict[str, tuple[TestClient[web.Request, web.Application], str, dict[str, str]]] = {}
         try:
             for name, (config, headers) in variants.items():
                 client = TestClient(TestServer(create_app(config)))
@@ -126,7 +127,10 @@ async def bench_app(requests: int) -> None:
             rounds, batch = 10, max(1, requests // 10)
             for _ in range(rounds):  # interleaved, so drift on a shared machine hits both alike
                 for name in clients:
-                    totals[name] += await per_call(lambda i, n=name: get(n), batch) * batch
+                    async def get_one(_: int, variant: str = name) -> None:
+                        await get(variant)
+
+                    totals[name] += await per_call(get_one, batch) * batch
         finally:
             for client, _, _ in clients.values():
                 await client.close()

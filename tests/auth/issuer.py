@@ -96,9 +96,7 @@ class LocalIssuer:
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
         await site.start()
         if self.port == 0:
-            server = site._server
-            assert server is not None and server.sockets  # type: ignore[union-attr]
-            self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            self.port = int(self._runner.addresses[0][1])
 
     async def stop(self) -> None:
         """Stop listening: connections are refused until `start()`."""
@@ -178,7 +176,9 @@ class LocalIssuer:
 
     def public_pem(self, kid: str) -> bytes:
         """The public key as PEM (what an attacker uses as an HMAC secret)."""
-        return self._private[kid].as_pem(private=False)
+        key = self._private[kid]
+        assert isinstance(key, (RSAKey, ECKey))
+        return key.as_pem(private=False)
 
     # --- tokens -------------------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import time
+from typing import Any
 
 import pytest
 from joserfc.jwk import ECKey, OctKey, RSAKey
@@ -94,7 +95,7 @@ async def test_claims_are_checked(issuer: LocalIssuer, make_authenticator: MakeA
                                   claims_case: str) -> None:
     authenticator = await make_authenticator(oidc={"leewaySeconds": 30})
     now = int(time.time())
-    overrides = {
+    cases: dict[str, dict[str, Any]] = {
         "expired": {"exp": now - 120, "iat": now - 600, "nbf": now - 600},
         "not-yet-valid": {"nbf": now + 120},
         "iat-in-future": {"iat": now + 120},
@@ -106,8 +107,8 @@ async def test_claims_are_checked(issuer: LocalIssuer, make_authenticator: MakeA
         "no-username": {"preferred_username": None},
         "username-not-string": {"preferred_username": ["alice"]},
         "exp-not-number": {"exp": "tomorrow"},
-    }[claims_case]
-    await assert_unauthenticated(authenticator, bearer(issuer.mint(**overrides)))
+    }
+    await assert_unauthenticated(authenticator, bearer(issuer.mint(**cases[claims_case])))
 
 
 async def test_bad_signature(issuer: LocalIssuer, make_authenticator: MakeAuthenticator) -> None:
