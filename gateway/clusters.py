@@ -26,13 +26,14 @@ merge-patch content types and streaming watches are under our control.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import quote, urlencode
 
 import aiohttp
@@ -64,6 +65,8 @@ from translators.backends import ApiResource, job_resource
 from translators.spec import ClusterProfile
 
 log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
 
 MERGE_PATCH = "application/merge-patch+json"
 JSON = "application/json"
@@ -165,7 +168,8 @@ class KubeStatus:
         if not isinstance(data, dict) or data.get("kind") != "Status":
             return cls(code=code, reason=_default_reason(code), message=f"HTTP {code} from the API server",
                        retry_after_seconds=retry)
-        details = data.get("details") if isinstance(data.get("details"), dict) else {}
+        raw_details = data.get("details")
+        details: dict[str, Any] = raw_details if isinstance(raw_details, dict) else {}
         causes = tuple(
             KubeCause(reason=str(c.get("reason", "")), message=str(c.get("message", ""))[:_MAX_MESSAGE],
                       field=str(c.get("field", "")))
@@ -328,7 +332,7 @@ class ClusterClient:
                 await k8s_config.load_kube_config(config_file=s.kubeconfig, context=s.context,
                                                   client_configuration=configuration, persist_config=False)
             else:
-                k8s_config.load_incluster_config(client_configuration=configuration)
+                k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         except (ConfigException, OSError, ValueError, KeyError, TypeError) as e:
             raise ConfigError(f"clusters[{s.id}]: cannot load connection settings: {e}") from e
         if s.insecure_skip_tls_verify:
@@ -402,8 +406,8 @@ class ClusterClient:
                         query["labelSelector"] = label_selector
                     if token:
                         query["continue"] = token
-                    page = await self._retrying(lambda q=query: self._json(  # type: ignore[misc]
-                        "GET", ref.collection(), verb="list", query=q, impersonate=impersonate))
+                    page = await self._retrying(functools.partial(
+                        self._json, "GET", ref.collection(), verb="list", query=query, impersonate=impersonate))
                     items = page.get("items") or []
                     result.items.extend(i for i in items if isinstance(i, dict))
                     meta = page.get("metadata") or {}
@@ -438,7 +442,7 @@ class ClusterClient:
         return True
 
     async def watch(self, ref: ObjectRef, *, resource_version: str, label_selector: str | None = None,
-                    timeout_seconds: int = 300) -> AsyncIterator[WatchEvent]:
+                    timeout_seconds: int = 300) -> AsyncGenerator[WatchEvent, None]:
         """One watch request from `resource_version`: yields events (BOOKMARK included) until the
         server ends the stream. Raises `WatchExpired` on 410 (in the status or as an ERROR event)."""
         query = {"watch": "1", "allowWatchBookmarks": "true", "resourceVersion": resource_version,
@@ -506,7 +510,7 @@ class ClusterClient:
 
     # ----- plumbing
 
-    async def _retrying(self, call: Any) -> Any:
+    async def _retrying(self, call: Callable[[], Awaitable[T]]) -> T:
         """Run `call` (an idempotent request) with the configured retries on transient errors."""
         retry = self._retry
 
@@ -560,7 +564,7 @@ class ClusterClient:
             raise ClusterUnavailable(f"cluster {self.id}: client not started")
         configuration = self._configuration
         url_path = path if path is not None else (ref.path if ref is not None else "/")
-        url = configuration.host + url_path
+        url = str(configuration.host) + url_path
         if query:
             url += "?" + urlencode(dict(query))
         headers: CIMultiDict[str] = CIMultiDict({"Accept": JSON, "User-Agent": "clever-gateway"})

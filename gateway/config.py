@@ -265,7 +265,7 @@ class Settings(BaseSettings):
 
     listen: ListenSettings = Field(default_factory=ListenSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
-    auth: AuthSettings = Field(default_factory=lambda: {"mode": "oidc"}, validate_default=True)  # type: ignore[arg-type]
+    auth: AuthSettings = Field(default_factory=lambda: {"mode": "oidc"}, validate_default=True)
     clusters: list[ClusterSettings] = Field(default_factory=list, validate_default=True)
     retry: RetrySettings = Field(default_factory=RetrySettings)
     limits: LimitsSettings = Field(default_factory=LimitsSettings)

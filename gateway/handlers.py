@@ -125,7 +125,7 @@ async def ping(request: web.Request) -> web.Response:
             report["redis"] = {"reachable": True, "latencyMs": round(await store.ping(), 2)}
     except (GatewayError, TimeoutError) as e:
         report["redis"] = {"reachable": False, "error": _why(e)}
-    clusters = list(app[appkeys.CLUSTERS])
+    clusters = [app[appkeys.CLUSTERS].get(cid) for cid in app[appkeys.CLUSTERS].ids()]
     results = await asyncio.gather(*(_ping_cluster(request, c) for c in clusters))
     report["clusters"] = {c.id: r for c, r in zip(clusters, results, strict=True)}
     queued = None

@@ -19,6 +19,7 @@ read is reported as 404 (its existence is not revealed); readable but not writab
 from __future__ import annotations
 
 import asyncio
+import builtins
 import time
 import uuid
 from collections.abc import Callable
@@ -313,7 +314,7 @@ class JobService:
             return await self._store.get(cluster.id, job_id) or record
         return None
 
-    async def _pods(self, cluster: ClusterClient, record: JobRecord) -> list[dict[str, Any]]:
+    async def _pods(self, cluster: ClusterClient, record: JobRecord) -> builtins.list[dict[str, Any]]:
         result = await cluster.list(cluster.ref(PODS, record.namespace), label_selector=pod_selector(record.identity.id),
                                     page_size=self._settings.limits.list_page_size)
         return result.items
@@ -324,7 +325,7 @@ class JobService:
         beat = await self._store.watch_heartbeat(cluster.id)
         return beat is not None and self._clock() - beat <= self._settings.sync.fallback_after_seconds
 
-    async def _needs_refresh(self, cluster: ClusterClient, observed: list[ObservedStatus | None]) -> bool:
+    async def _needs_refresh(self, cluster: ClusterClient, observed: builtins.list[ObservedStatus | None]) -> bool:
         bound = self._settings.limits.status_staleness_seconds
         now = self._clock()
         stale = any(o is None or now - o.observed_at > bound for o in observed)
@@ -356,7 +357,7 @@ class JobService:
         return status
 
     async def _refresh_namespace(self, cluster: ClusterClient, namespace: str,
-                                 records: list[JobRecord]) -> dict[str, ObservedStatus]:
+                                 records: builtins.list[JobRecord]) -> dict[str, ObservedStatus]:
         """Statuses of `records` from two LISTs (jobs, pods) of their namespace."""
         wanted = {r.identity.id for r in records if r.pending is None}
         if not wanted:
@@ -371,7 +372,7 @@ class JobService:
                 raise
             return {}
         objects = {job_id_of(o): o for o in jobs.items}
-        pods_by_job: dict[str | None, list[dict[str, Any]]] = {}
+        pods_by_job: dict[str | None, builtins.list[dict[str, Any]]] = {}
         for pod in pods.items:
             pods_by_job.setdefault(job_id_of(pod), []).append(pod)
         now = self._clock()

@@ -22,6 +22,7 @@ fakeredis of the demo needs no Lua runtime). `redis.url: embedded` builds an in-
 
 from __future__ import annotations
 
+import builtins
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -181,7 +182,8 @@ class JobStore:
             log.warning("redis call failed", operation=what, error=type(e).__name__)
             raise StoreUnavailable("the gateway's store (Redis) is unavailable") from e
 
-    async def _call(self, what: str, call: Callable[[], Awaitable[T]]) -> T:
+    async def _call(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        # redis-py's annotations say bytes | str; the client is built with decode_responses=True.
         async with self._guard(what):
             return await call()
 
@@ -292,10 +294,10 @@ class JobStore:
             log.error("undecodable job record ignored", cluster=cluster, job=job_id, error=str(e))
             return None
 
-    async def list(self, cluster: str, partition: str, *, owner: str | None = None) -> list[JobRecord]:
+    async def list(self, cluster: str, partition: str, *, owner: str | None = None) -> builtins.list[JobRecord]:
         """Records of a partition (or of one owner there), oldest first."""
         key = self._index(cluster, partition) if owner is None else self._owner(cluster, partition, owner)
-        ids: list[str] = await self._call("list", lambda: self.redis.zrange(key, 0, -1))
+        ids: builtins.list[str] = await self._call("list", lambda: self.redis.zrange(key, 0, -1))
         if not ids:
             return []
         texts = await self._call("list", lambda: self.redis.mget([self._job(cluster, i) for i in ids]))
@@ -344,7 +346,7 @@ class JobStore:
         text = await self._call("get-status", lambda: self.redis.get(self._status(cluster, job_id)))
         return _decode_status(text)
 
-    async def get_statuses(self, cluster: str, job_ids: list[str]) -> dict[str, ObservedStatus]:
+    async def get_statuses(self, cluster: str, job_ids: builtins.list[str]) -> dict[str, ObservedStatus]:
         """Last observed statuses of many jobs (missing ones left out)."""
         if not job_ids:
             return {}
@@ -427,21 +429,21 @@ class JobStore:
     async def outbox_add(self, operation: dict[str, Any]) -> str:
         """Append an operation; returns its stream id."""
         payload = {"op": json.dumps(operation, separators=(",", ":"))}
-        return await self._call("outbox-add", lambda: self.redis.xadd(self.outbox_key, payload))  # type: ignore[arg-type]
+        return str(await self._call("outbox-add", lambda: self.redis.xadd(self.outbox_key, payload)))  # type: ignore[arg-type]
 
     async def outbox_read(self, consumer: str, *, count: int = 16, block_ms: int = 1000,
-                          pending: bool = False) -> list[tuple[str, dict[str, Any]]]:
+                          pending: bool = False) -> builtins.list[tuple[str, dict[str, Any]]]:
         """New entries for `consumer` (pending=True: the ones it read but did not ack yet)."""
         stream_id = "0" if pending else ">"
-        answer = await self._call("outbox-read", lambda: self.redis.xreadgroup(
+        answer: Any = await self._call("outbox-read", lambda: self.redis.xreadgroup(
             OUTBOX_GROUP, consumer, {self.outbox_key: stream_id}, count=count,
             block=None if pending else block_ms))
         return _decode_entries(answer[0][1] if answer else [])
 
     async def outbox_claim_stale(self, consumer: str, *, min_idle_ms: int,
-                                 count: int = 16) -> list[tuple[str, dict[str, Any]]]:
+                                 count: int = 16) -> builtins.list[tuple[str, dict[str, Any]]]:
         """Take over entries another consumer read but left unacknowledged for `min_idle_ms`."""
-        answer = await self._call("outbox-claim", lambda: self.redis.xautoclaim(
+        answer: Any = await self._call("outbox-claim", lambda: self.redis.xautoclaim(
             self.outbox_key, OUTBOX_GROUP, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count))
         return _decode_entries(answer[1] if answer and len(answer) > 1 else [])
 
@@ -468,7 +470,7 @@ def _decode_status(text: str | None) -> ObservedStatus | None:
         return None
 
 
-def _decode_entries(entries: Any) -> list[tuple[str, dict[str, Any]]]:
+def _decode_entries(entries: Any) -> builtins.list[tuple[str, dict[str, Any]]]:
     result = []
     for entry_id, fields in entries or []:
         if not fields:

@@ -227,7 +227,8 @@ class ClusterSync:
         else:
             name = (obj.get("metadata") or {}).get("name")
             if event.type == "DELETED":
-                self._pods.get(job_id, {}).pop(name, None)
+                if isinstance(name, str):
+                    self._pods.get(job_id, {}).pop(name, None)
             else:
                 self._remember_pod(obj)
         await self._write_status(job_id)
