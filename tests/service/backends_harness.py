@@ -165,13 +165,19 @@ class MultiCluster:
     async def wait_phase(self, cid: str, job_id: str, *phases: str, timeout: float = 10.0,
                          until: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
         """Poll GET until the phase is one of `phases` (and `until(job)` holds); the job then."""
+        seen: list[dict[str, Any]] = []
+
         async def check() -> dict[str, Any] | None:
             job = await self.get(cid, job_id)
+            seen[:] = [job]
             if job["status"]["phase"] in phases and (until is None or until(job)):
                 return job
             return None
 
-        return await wait_for(check, timeout=timeout, what=f"{cid}/{job_id} phase in {phases}")
+        try:
+            return await wait_for(check, timeout=timeout, what=f"{cid}/{job_id} phase in {phases}")
+        except AssertionError as e:
+            raise AssertionError(f"{e}; last status seen: {seen[0]['status'] if seen else None}") from None
 
     def k8s_name(self, job: dict[str, Any]) -> str:
         """The cluster object's name of a legacy job."""
@@ -194,39 +200,107 @@ class MultiCluster:
         return job
 
 
+ACTIVE = ("pending", "running", "restarting")
+ANY_PHASE = ACTIVE + ("failed",)
+
+
+@dataclass(frozen=True)
+class Expected:
+    """What a user must see for one (backend, case).
+
+    The phase is one of `phases`, the job-level reason is `reason` and its message contains `message_has`;
+    when `replica_reason` is set, a replica shows that reason with exit code `exit_code`.
+    """
+
+    phases: tuple[str, ...]
+    reason: str
+    message_has: str
+    replica_reason: str | None = None
+    exit_code: int | None = None
+
+
 @dataclass(frozen=True)
 class FailureCase:
-    """One failure a user may meet: how to cause it and when its legacy status has settled."""
+    """One failure a user may meet: how to cause it, and what each backend shows (by cluster id).
+
+    A backend absent from `expected` cannot produce the case in kubesim; `unsupported` says why.
+    """
 
     key: str
     scenario: str
     body_extra: dict[str, Any] = field(default_factory=dict)
-    # Settled: a terminal phase, or (for jobs that never end by themselves) a replica showing `waiting_reason`.
-    waiting_reason: str | None = None
-    # Only these backends (None = every backend).
-    backends: tuple[str, ...] | None = None
+    expected: dict[str, Expected] = field(default_factory=dict)
+    unsupported: dict[str, str] = field(default_factory=dict)
+
+
+_TF = ("to", "tfo")
+_KUBESIM_TF_OPERATOR_PRUNES = ("kubesim serves the training-operator v1.9.0 TFJob CRD to tf-operator clusters "
+                               "too, so the flat spec.backoffLimit/activeDeadlineSeconds are pruned")
+# Volcano answers every pod failure with RestartJob (new pods, the failed ones deleted) until maxRetry (3 by
+# default): what stays is the job's own verdict, deterministic, whereas the pod's reason lasts only between
+# restarts.
+_VOLCANO_GAVE_UP = Expected(("failed",), "BackoffLimitExceeded", "maxRetry 3")
+
+
+def _each(ids: tuple[str, ...], expected: Expected) -> dict[str, Expected]:
+    return {cid: expected for cid in ids}
 
 
 FAILURE_CASES: tuple[FailureCase, ...] = (
-    FailureCase("unschedulable", "unschedulable", waiting_reason="Unschedulable"),
-    FailureCase("image-pull-backoff", "image-pull-backoff", waiting_reason="ImagePullBackOff"),
-    FailureCase("oomkilled", "oomkilled:after=1", {"backoffLimit": 0}),
-    FailureCase("fail:exit=3", "fail:exit=3,after=1"),
-    FailureCase("crashloop", "crashloop:restarts=5,exit=1,after=1", {"backoffLimit": 1}),
-    FailureCase("evicted", "evicted:after=1", {"backoffLimit": 0}),
-    FailureCase("backoff-limit", "oomkilled:after=1", {"backoffLimit": 1}),
-    FailureCase("deadline", "hold", {"activeDeadlineSeconds": 2}),
+    FailureCase("unschedulable", "unschedulable", expected=_each(
+        ("to", "tfo", "vc"), Expected(("pending",), "Unschedulable", "cannot be scheduled", "Unschedulable"))),
+    FailureCase("image-pull-backoff", "image-pull-backoff", expected=_each(
+        ("to", "tfo", "vc"), Expected(("pending",), "ImagePullBackOff", "Back-off pulling image",
+                                      "ImagePullBackOff"))),
+    # Exit 137 is retryable under the workers' ExitCode policy: the operator keeps replacing the pod.
+    FailureCase("oomkilled", "oomkilled:after=1", expected={
+        **_each(_TF, Expected(("running", "restarting"), "OOMKilled", "exceeding its memory limit", "OOMKilled", 137)),
+        "vc": _VOLCANO_GAVE_UP}),
+    # Exit 3 is permanent under ExitCode: the TFJob fails at once.
+    FailureCase("fail:exit=3", "fail:exit=3,after=1", expected={
+        **_each(_TF, Expected(("failed",), "Error", "exited with code 3", "Error", 3)),
+        "vc": _VOLCANO_GAVE_UP}),
+    # A crash loop needs in-place restarts; workers use ExitCode (exit 1 = permanent) and Volcano pods Never,
+    # so what each backend really shows is the first crash failing the job.
+    FailureCase("crashloop", "crashloop:restarts=3,exit=1,after=1", expected={
+        **_each(_TF, Expected(("failed",), "Error", "exited with code 1", "Error", 1)),
+        "vc": _VOLCANO_GAVE_UP}),
+    # The kubelet fails the pod itself; the TFJob operator replaces it (exit 137 is retryable).
+    FailureCase("evicted", "evicted:after=1", expected={
+        **_each(_TF, Expected(("running", "restarting"), "Evicted", "low on resource: memory", "Evicted", 137)),
+        "vc": _VOLCANO_GAVE_UP}),
+    FailureCase("backoff-limit", "oomkilled:after=1", {"backoffLimit": 1}, expected={
+        "to": Expected(("failed",), "BackoffLimitExceeded", "backoff limit"),
+        "vc": Expected(("failed",), "BackoffLimitExceeded", "maxRetry 1")},
+        unsupported={"tfo": _KUBESIM_TF_OPERATOR_PRUNES}),
+    FailureCase("deadline", "hold", {"activeDeadlineSeconds": 2}, expected={
+        "to": Expected(("failed",), "DeadlineExceeded", "longer than specified deadline")},
+        unsupported={"tfo": _KUBESIM_TF_OPERATOR_PRUNES,
+                     "vc": "kubesim's kubelet does not enforce a pod's activeDeadlineSeconds (Volcano has no "
+                           "job-level deadline; the translator puts it on the pods)"}),
 )
 
 
-async def run_case(mc: MultiCluster, cid: str, case: FailureCase, *, timeout: float = 15.0) -> dict[str, Any]:
-    """Create a one-worker job under `case` on `cid` and return its legacy object once settled."""
-    name = f"{case.key.replace(':', '-').replace('=', '')}-{cid}"
-    job = await mc.create_with_scenario(cid, small_body(name, **case.body_extra), case.scenario)
-    job_id = job["metadata"]["id"]
-    if case.waiting_reason is not None:
-        wanted = case.waiting_reason
-        return await mc.wait_phase(cid, job_id, "pending", "running", "restarting", timeout=timeout,
-                                   until=lambda j: any(r.get("reason") == wanted for r in j["status"]["replicas"])
-                                   and j["status"].get("reason") == wanted)
-    return await mc.wait_phase(cid, job_id, *TERMINAL_PHASES, timeout=timeout)
+def job_name(case: FailureCase, cid: str) -> str:
+    """The legacy job name of `case` on `cid`."""
+    return f"{case.key.replace(':', '-').replace('=', '')}-{cid}"
+
+
+async def run_case(mc: MultiCluster, cid: str, case: FailureCase, *, timeout: float = 10.0) -> dict[str, Any]:
+    """Create a one-worker job under `case` on `cid`; its legacy object once it shows what `case` expects.
+
+    AssertionError (with the last object seen) when it does not within `timeout`.
+    """
+    expected = case.expected.get(cid) or Expected(ANY_PHASE, "<unsupported>", "")
+    job = await mc.create_with_scenario(cid, small_body(job_name(case, cid), **case.body_extra), case.scenario)
+
+    def shows(found: dict[str, Any]) -> bool:
+        status = found["status"]
+        if status.get("reason") != expected.reason or expected.message_has not in (status.get("message") or ""):
+            return False
+        if expected.replica_reason is None:
+            return True
+        return any(r.get("reason") == expected.replica_reason and r.get("exitCode") == expected.exit_code
+                   for r in status["replicas"])
+
+    return await mc.wait_phase(cid, job["metadata"]["id"], *expected.phases, timeout=timeout, until=shows)

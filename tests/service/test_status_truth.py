@@ -1,0 +1,65 @@
+"""Each failure, on each backend, driven through the gateway: the legacy status tells the truth.
+
+For every (backend, case) of `FAILURE_CASES` a one-worker job is created through the legacy API on a
+KubeSim cluster of that backend, its pods follow the case's scenario, and GET must show the expected
+`status.phase`, the additive job-level `reason`/`message`, and replica entries whose `reason`,
+`exitCode`, `node`, `type` and `index` match what the pods really did. The same flows print the user
+table of `bench/status_report.py`.
+
+Pairs kubesim cannot produce yet are strict xfails naming the gap, so they turn red once it is closed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import pytest
+
+from tests.service.backends_harness import FAILURE_CASES, FailureCase, MultiCluster, run_case
+
+SUPPORTED = [pytest.param(cid, case, id=f"{cid}-{case.key}") for case in FAILURE_CASES for cid in case.expected]
+UNSUPPORTED = [pytest.param(cid, case, id=f"{cid}-{case.key}",
+                            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=why))
+               for case in FAILURE_CASES for cid, why in case.unsupported.items()]
+
+
+def check_replicas(status: dict[str, Any], *, unscheduled: bool) -> None:
+    """Every replica entry is the job's one worker, with a node exactly when it was scheduled."""
+    for replica in status["replicas"]:
+        assert (replica["type"], replica["index"]) == ("worker", 0), replica
+        assert replica["id"].endswith("-worker-0"), replica
+        assert isinstance(replica["restartCount"], int)
+        if unscheduled:
+            assert replica["node"] is None and replica["status"] == "Pending", replica
+        else:
+            assert replica["node"], replica
+
+
+@pytest.mark.parametrize(("cid", "case"), SUPPORTED)
+async def test_failure_status_tells_the_truth(cid: str, case: FailureCase) -> None:
+    expected = case.expected[cid]
+    async with MultiCluster(f"test:{uuid.uuid4().hex}:", cluster_ids=(cid,)) as mc:
+        job = await run_case(mc, cid, case)
+    status = job["status"]
+    assert status["phase"] in expected.phases
+    assert status["reason"] == expected.reason
+    assert expected.message_has in status["message"]
+    check_replicas(status, unscheduled=expected.reason == "Unschedulable")
+    if expected.replica_reason is not None:
+        (replica,) = status["replicas"]
+        assert (replica["reason"], replica["exitCode"]) == (expected.replica_reason, expected.exit_code)
+        if expected.replica_reason in ("Evicted", "Unschedulable", "ImagePullBackOff"):
+            # Their cause is in words (a container exit has only its code unless the program wrote one).
+            assert replica["message"], replica
+        # The job's message names the pod that tells the story.
+        assert replica["id"] in status["message"]
+    if status["phase"] == "failed":
+        assert status["completionTime"], status
+
+
+@pytest.mark.parametrize(("cid", "case"), UNSUPPORTED)
+async def test_run_policy_kubesim_cannot_enforce_yet(cid: str, case: FailureCase) -> None:
+    # Strict xfail: the expected verdict never comes while the kubesim gap in the reason exists.
+    async with MultiCluster(f"test:{uuid.uuid4().hex}:", cluster_ids=(cid,)) as mc:
+        await run_case(mc, cid, case, timeout=3.0)
