@@ -152,7 +152,7 @@ class ClusterSync:
                     log.exception("watch crashed, retrying", cluster=self.cluster.id, kind=kind)
                 await self._sleep_or_relist(kind, backoff * (0.8 + 0.4 * random.random()))
                 backoff = min(backoff * 2, self._settings.relist_backoff_max_seconds)
-                rv = None
+                # Keep rv: the next watch resumes where this one broke; a 410 then forces the relist.
 
     async def _sleep_or_relist(self, kind: str, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):

@@ -1,0 +1,94 @@
+"""The watch survives cut streams and 410 Gone (relist); impersonation headers reach the cluster;
+the demo command serves the legacy API end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from typing import Any
+
+import aiohttp
+
+from gateway import appkeys
+from tests.conftest import PARTITION, Gateway, wait_until
+from tests.service.seed_bodies import minimal
+from translators.naming import object_name
+
+USER = {"X-User": "alice"}
+
+
+async def _phase(gw: Gateway, job_id: str) -> str:
+    job = await (await gw.client.get(f"{gw.jobs_url()}/{job_id}", headers=USER)).json()
+    return str(job["status"]["phase"])
+
+
+async def test_watch_relists_after_410_and_cut_streams(gateway: Gateway) -> None:
+    gw = gateway
+    sync = gw.app[appkeys.SYNCS]["c1"]
+    await wait_until(lambda: _true(sync.leading))
+    gw.sim.controllers.set_default_scenario("hold")
+    created = await (await gw.client.post(gw.jobs_url(), json=minimal("relist"), headers=USER)).json()
+    job_id = created["metadata"]["id"]
+    await wait_until(lambda: _equals(_phase(gw, job_id), "running"))
+    # Old resourceVersions fall out of history, then every stream is cut: resuming gets 410 → relist.
+    gw.sim.faults.shrink_history(1)
+    gw.sim.faults.cut_watches()
+    gw.sim.controllers.set_job_scenario(PARTITION, object_name("relist", job_id), "succeed:after=1")
+    await wait_until(lambda: _equals(_phase(gw, job_id), "succeeded"))
+
+
+async def _true(value: Any) -> Any:
+    return value
+
+
+async def _equals(value: Any, expected: Any) -> bool:
+    return bool(await value == expected)
+
+
+async def test_impersonation_headers_reach_the_cluster(make_gateway: Any) -> None:
+    gw = await make_gateway(cluster={"impersonate": True})
+    gw.sim.policy.enforce_impersonation = True
+    gw.sim.policy.allow("alice", "*", "*", PARTITION)
+    allowed = await gw.client.post(gw.jobs_url(), json=minimal("asuser"), headers=USER)
+    assert allowed.status == 200, await allowed.text()
+    assert any(i["user"] == "alice" and i["method"] == "POST" for i in gw.sim.impersonations)
+
+    before = await gw.keys()
+    denied = await gw.client.post(gw.jobs_url(), json=minimal("asbob"), headers={"X-User": "bob"})
+    assert denied.status == 403, await denied.text()
+    assert (await denied.json())["reason"] == "Forbidden"
+    assert await gw.keys() == before
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_demo_serves_the_legacy_api() -> None:
+    from gateway.demo import run_demo
+
+    port = _free_port()
+    ready, stop = asyncio.Event(), asyncio.Event()
+    demo = asyncio.create_task(run_demo(port=port, ready=ready, stop=stop))
+    try:
+        await asyncio.wait_for(ready.wait(), timeout=30)
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(f"{base}/api/version") as response:
+                assert response.status == 200
+            url = f"{base}/api/v1alpha1/clusters/c1/partitions/clever/tfjobs"
+            body = {"name": "demo", "runtime": "Python_2.7+Tensorflow_1.2.1", "bootfile": "/clever/admin/file.py",
+                    "cpu": "1", "memory": "1Gi", "gpu": "0", "type": "worker", "count": "1"}
+            async with http.post(url, json=body, headers={"X-User": "admin"}) as response:
+                assert response.status == 200, await response.text()
+                created = await response.json()
+            async with http.get(f"{url}/{created['metadata']['id']}", headers={"X-User": "admin"}) as response:
+                assert response.status == 200
+            async with http.get(f"{base}/api/ping") as response:
+                assert response.status == 200
+                assert "warning" in await response.json()
+    finally:
+        stop.set()
+        await asyncio.wait_for(demo, timeout=15)
