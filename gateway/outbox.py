@@ -81,8 +81,9 @@ class Outbox:
                 # dead replicas, then new entries.
                 backlog = await self._store.outbox_read(self.consumer, pending=True)
                 backlog += await self._store.outbox_claim_stale(self.consumer, min_idle_ms=idle_ms)
-                if not backlog:
-                    backlog = await self._store.outbox_read(self.consumer, block_ms=int(min(retry, 1.0) * 1000))
+                # New entries too, every round: one cluster that stays away must not hold up the others.
+                backlog += await self._store.outbox_read(
+                    self.consumer, block_ms=None if backlog else int(min(retry, 1.0) * 1000))
                 failed = False
                 for entry_id, entry in backlog:
                     if await self.process(entry):

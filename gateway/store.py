@@ -431,9 +431,10 @@ class JobStore:
         payload = {"op": json.dumps(operation, separators=(",", ":"))}
         return str(await self._call("outbox-add", lambda: self.redis.xadd(self.outbox_key, payload)))  # type: ignore[arg-type]
 
-    async def outbox_read(self, consumer: str, *, count: int = 16, block_ms: int = 1000,
+    async def outbox_read(self, consumer: str, *, count: int = 16, block_ms: int | None = 1000,
                           pending: bool = False) -> builtins.list[tuple[str, dict[str, Any]]]:
-        """New entries for `consumer` (pending=True: the ones it read but did not ack yet)."""
+        """New entries for `consumer`, waiting up to `block_ms` (None: do not wait); pending=True: the
+        ones it read but did not acknowledge yet."""
         stream_id = "0" if pending else ">"
         answer: Any = await self._call("outbox-read", lambda: self.redis.xreadgroup(
             OUTBOX_GROUP, consumer, {self.outbox_key: stream_id}, count=count,

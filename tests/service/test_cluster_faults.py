@@ -115,3 +115,22 @@ async def test_delete_of_a_job_already_gone_from_the_cluster(gateway: Gateway) -
     response = await gw.client.delete(f"{gw.jobs_url()}/{created['metadata']['id']}", headers=USER)
     assert response.status == 200
     assert (await gw.client.get(f"{gw.jobs_url()}/{created['metadata']['id']}", headers=USER)).status == 404
+
+
+async def test_a_cluster_that_stays_down_does_not_hold_up_another(make_gateway: Any, kubesim: Any) -> None:
+    from tests.conftest import RUNTIMES
+
+    gw = await make_gateway(clusters=[
+        {"id": "c1", "server": kubesim.url, "token": kubesim.token, "caFile": kubesim.ca_file, "runtimes": RUNTIMES},
+        {"id": "dead", "server": "https://127.0.0.1:1", "token": "t", "runtimes": RUNTIMES,
+         "requestTimeoutSeconds": 1},
+    ])
+    stuck = await gw.client.post(gw.jobs_url(cluster="dead"), json=minimal("never"), headers=USER)
+    assert stuck.status == 200 and (await stuck.json())["status"]["phase"] == "queued"
+    gw.sim.faults.down()
+    try:
+        created = await (await gw.client.post(gw.jobs_url(), json=minimal("later"), headers=USER)).json()
+        assert created["status"]["phase"] == "queued"
+    finally:
+        gw.sim.faults.up()
+    await _lands(gw, created["metadata"]["id"])
