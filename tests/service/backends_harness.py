@@ -19,8 +19,9 @@ import copy
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from redis import asyncio as redis_asyncio
 
@@ -103,7 +104,7 @@ class MultiCluster:
         self.sims = {cid: KubeSim(namespaces=("default", PARTITION), time_scale=time_scale, **BACKENDS[cid][1])
                      for cid in cluster_ids}
         self._settings_hook = settings_hook
-        self.client: TestClient | None = None
+        self.client: TestClient[web.Request, web.Application] | None = None
         self.redis = redis_asyncio.Redis.from_url(REDIS_URL, decode_responses=True)
 
     async def __aenter__(self) -> Self:
@@ -137,7 +138,7 @@ class MultiCluster:
         await self.redis.aclose()
 
     @property
-    def http(self) -> TestClient:
+    def http(self) -> TestClient[web.Request, web.Application]:
         """The HTTP client of the running gateway."""
         assert self.client is not None, "MultiCluster is not started"
         return self.client
@@ -156,11 +157,11 @@ class MultiCluster:
 
     async def create(self, cid: str, body: dict[str, Any]) -> dict[str, Any]:
         """POST a job; its legacy object."""
-        return (await self.call("POST", self.jobs_url(cid), json=body))[1]
+        return cast(dict[str, Any], (await self.call("POST", self.jobs_url(cid), json=body))[1])
 
     async def get(self, cid: str, job_id: str) -> dict[str, Any]:
         """GET a job; its legacy object."""
-        return (await self.call("GET", f"{self.jobs_url(cid)}/{job_id}"))[1]
+        return cast(dict[str, Any], (await self.call("GET", f"{self.jobs_url(cid)}/{job_id}"))[1])
 
     async def wait_phase(self, cid: str, job_id: str, *phases: str, timeout: float = 10.0,
                          until: Callable[[dict[str, Any]], bool] | None = None) -> dict[str, Any]:
@@ -175,7 +176,8 @@ class MultiCluster:
             return None
 
         try:
-            return await wait_for(check, timeout=timeout, what=f"{cid}/{job_id} phase in {phases}")
+            found = await wait_for(check, timeout=timeout, what=f"{cid}/{job_id} phase in {phases}")
+            return cast(dict[str, Any], found)
         except AssertionError as e:
             raise AssertionError(f"{e}; last status seen: {seen[0]['status'] if seen else None}") from None
 
