@@ -40,6 +40,7 @@ log = structlog.get_logger(__name__)
 
 JOBS, POD_KIND = "jobs", "pods"
 _BEAT_MIN_INTERVAL = 1.0
+_CANCEL_WAIT_SECONDS = 0.5
 
 
 class ClusterSync:
@@ -95,9 +96,6 @@ class ClusterSync:
                 else:
                     await self._pause(tick)
         finally:
-            if self.leading:
-                with contextlib.suppress(StoreUnavailable):
-                    await asyncio.shield(self._store.release_lease(self.lease_name, self._holder))
             self.leading = False
 
     async def _lead(self, *, ttl_ms: int, tick: float) -> None:
@@ -122,7 +120,9 @@ class ClusterSync:
             self.leading = False
             for task in tasks:
                 task.cancel()
-            await asyncio.wait(tasks, timeout=5)
+            await asyncio.wait(tasks, timeout=_CANCEL_WAIT_SECONDS)
+            with contextlib.suppress(StoreUnavailable):
+                await asyncio.shield(self._store.release_lease(self.lease_name, self._holder))
 
     # ----- list-then-watch of one resource
 
@@ -189,9 +189,10 @@ class ClusterSync:
             relist.cancel()
             if not watch.done():
                 watch.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await watch
-        if watch.cancelled():
+                # Bounded: a cancelled read on a silent stream may only end when the stream does (its
+                # next event, the server's timeoutSeconds, or the session closing at shutdown).
+                await asyncio.wait({watch}, timeout=_CANCEL_WAIT_SECONDS)
+        if not watch.done() or watch.cancelled():
             return None
         return watch.result()
 
