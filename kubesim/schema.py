@@ -6,6 +6,8 @@ Contract:
   picked by apiVersion/kind from the copies shipped in `kubesim/crds/`.
 - `pruned_fields(body) -> list[str]`: paths of unknown fields a real server would drop (`spec.foo`).
 - `check(res, body) -> SchemaResult`: what the server uses: pruned + defaulted object, `StatusCause`s, pruned paths.
+Each takes `dialect=` ("training-operator" by default, or "tf-operator"): the older tf-operator's TFJob CRD
+also accepts the run-policy fields directly under `spec` (seeds 000-002), which the v1.9.0 CRD would prune.
 Supported keywords: type, nullable, properties, additionalProperties, items, required, enum, minimum/maximum
 (+exclusive), minLength/maxLength, minItems/maxItems, minProperties/maxProperties, pattern, format
 int32/int64 ranges, default, x-kubernetes-int-or-string, x-kubernetes-preserve-unknown-fields,
@@ -55,9 +57,28 @@ class SchemaResult:
     pruned: list[str] = field(default_factory=list)
 
 
+# kubeflow/tf-operator's TFJobSpec (v1, before the run policy moved under spec.runPolicy) had these directly.
+TF_OPERATOR_SPEC_FIELDS: dict[str, dict[str, Any]] = {
+    "activeDeadlineSeconds": {"type": "integer", "format": "int64"},
+    "backoffLimit": {"type": "integer", "format": "int32"},
+    "cleanPodPolicy": {"type": "string"},
+    "ttlSecondsAfterFinished": {"type": "integer", "format": "int32"},
+}
+
+
 @functools.cache
-def crd_schema(res: Resource) -> dict[str, Any] | None:
-    """The openAPIV3Schema of the served version of `res`, or None if kubesim ships no CRD for it."""
+def crd_schema(res: Resource, dialect: str = "training-operator") -> dict[str, Any] | None:
+    """The openAPIV3Schema of the served version of `res` (for `dialect`), or None if no CRD is shipped."""
+    schema = _upstream_schema(res)
+    if schema is None or res != TFJOBS or dialect != "tf-operator":
+        return schema
+    older = copy.deepcopy(schema)
+    older["properties"]["spec"]["properties"].update(copy.deepcopy(TF_OPERATOR_SPEC_FIELDS))
+    return older
+
+
+@functools.cache
+def _upstream_schema(res: Resource) -> dict[str, Any] | None:
     filename = CRD_FILES.get(res)
     if filename is None:
         return None
@@ -88,11 +109,11 @@ def resource_of(body: dict[str, Any]) -> Resource | None:
     return None
 
 
-def check(res: Resource, body: dict[str, Any]) -> SchemaResult:
+def check(res: Resource, body: dict[str, Any], *, dialect: str = "training-operator") -> SchemaResult:
     """Prune unknown fields, apply defaults and validate `body` against the CRD schema of `res`."""
     obj = copy.deepcopy(body)
     result = SchemaResult(obj)
-    schema = crd_schema(res)
+    schema = crd_schema(res, dialect)
     if schema is None:
         return result
     meta = obj.get("metadata")
@@ -121,20 +142,20 @@ def check(res: Resource, body: dict[str, Any]) -> SchemaResult:
     return result
 
 
-def validate(body: dict[str, Any]) -> list[str]:
+def validate(body: dict[str, Any], *, dialect: str = "training-operator") -> list[str]:
     """Schema violations of a custom resource body as `"path: message"` strings ([] = valid)."""
     res = resource_of(body)
     if res is None:
         return [f"apiVersion/kind: no CRD shipped for {body.get('apiVersion')!r}/{body.get('kind')!r}"]
-    return [f"{c['field']}: {c['message']}" for c in check(res, body).causes]
+    return [f"{c['field']}: {c['message']}" for c in check(res, body, dialect=dialect).causes]
 
 
-def pruned_fields(body: dict[str, Any]) -> list[str]:
+def pruned_fields(body: dict[str, Any], *, dialect: str = "training-operator") -> list[str]:
     """Field paths a real API server would prune from this body as unknown."""
     res = resource_of(body)
     if res is None:
         return []
-    return check(res, body).pruned
+    return check(res, body, dialect=dialect).pruned
 
 
 # ----- the walker ------------------------------------------------------------------------------------------

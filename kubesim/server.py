@@ -107,8 +107,10 @@ class ApiServer:
 
     def __init__(self, store: Store, *, token: str, faults: Faults, policy: AccessPolicy,
                  impersonations: list[dict[str, Any]] | None = None, bookmark_interval: float = 1.0,
-                 controllers_getter: Callable[[], Any] = lambda: None) -> None:
+                 controllers_getter: Callable[[], Any] = lambda: None,
+                 tfjob_dialect: str = "training-operator") -> None:
         self.store = store
+        self.tfjob_dialect = tfjob_dialect
         self.token = token
         self.faults = faults
         self.policy = policy
@@ -278,7 +280,7 @@ class ApiServer:
         if path in ("/healthz", "/livez", "/readyz"):
             return web.Response(text="ok")
         if parts[:2] == ["openapi", "v3"]:
-            return json_response(openapi_v3("/".join(parts[2:])))
+            return json_response(openapi_v3("/".join(parts[2:]), dialect=self.tfjob_dialect))
         if parts and parts[0] == "openapi":
             raise _not_found_path()
         if parts == ["api"]:
@@ -620,7 +622,7 @@ class ApiServer:
         if target.res in CUSTOM_RESOURCES:
             candidate = copy.deepcopy(current)
             candidate["status"] = status
-            checked = schema.check(target.res, candidate)
+            checked = schema.check(target.res, candidate, dialect=self.tfjob_dialect)
             if checked.causes:
                 raise errors.invalid(target.res, target.name, checked.causes)
             status = checked.object.get("status") or {}
@@ -755,7 +757,7 @@ class ApiServer:
             raise errors.bad_request(f'fieldValidation: Unsupported value: "{validation}": supported values: '
                                      '"Ignore", "Strict", "Warn"')
         if res in CUSTOM_RESOURCES:
-            checked = schema.check(res, body)
+            checked = schema.check(res, body, dialect=self.tfjob_dialect)
             unknown = [f for f in checked.pruned if not f.startswith("metadata.")] + [
                 f for f in checked.pruned if f.startswith("metadata.")]
             if unknown and validation == "Strict":
@@ -766,7 +768,7 @@ class ApiServer:
                 warnings = [f'unknown field "{f}"' for f in unknown]
             obj = admission.mutate(res, checked.object, old)
             if obj is not checked.object:
-                checked = schema.check(res, obj)
+                checked = schema.check(res, obj, dialect=self.tfjob_dialect)
                 obj = checked.object
             causes = _metadata_causes(res, obj) + checked.causes
             if causes:
@@ -908,7 +910,7 @@ def _group_versions() -> list[tuple[str, str]]:
     return list(dict.fromkeys(pairs))
 
 
-def openapi_v3(gv_path: str) -> dict[str, Any]:
+def openapi_v3(gv_path: str, *, dialect: str = "training-operator") -> dict[str, Any]:
     """`/openapi/v3` discovery or one group-version document: enough for kubectl to see that the server
     supports server-side field validation (so it skips client-side validation) and to read CRD schemas."""
     if not gv_path:
@@ -938,7 +940,7 @@ def openapi_v3(gv_path: str) -> dict[str, Any]:
         paths[scope] = {"post": operation | {"x-kubernetes-action": "post"}}
         paths[f"{scope}/{{name}}"] = {"patch": operation | {"x-kubernetes-action": "patch"},
                                       "put": operation | {"x-kubernetes-action": "put"}}
-        crd = schema.crd_schema(res) if res in CUSTOM_RESOURCES else None
+        crd = schema.crd_schema(res, dialect) if res in CUSTOM_RESOURCES else None
         body = copy.deepcopy(crd) if crd else {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
         body["x-kubernetes-group-version-kind"] = [gvk]
         reverse = ".".join(reversed(res.group.split("."))) if res.group else "io.k8s.api.core"

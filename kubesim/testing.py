@@ -60,7 +60,8 @@ class KubeSim:
         self.controllers: Any = None
         self.server = ApiServer(self.store, token=token, faults=self.faults, policy=self.policy,
                                 impersonations=self.impersonations, bookmark_interval=bookmark_interval,
-                                controllers_getter=lambda: self.controllers)
+                                controllers_getter=lambda: self.controllers,
+                                tfjob_dialect=tfjob_operator or "training-operator")
         self.url = ""
         self.ca_file = ""
         self._tmpdir: str | None = None

@@ -219,3 +219,21 @@ async def test_volcano_update_may_change_replicas_only(api: Any) -> None:
     denied = await api.put(f"{VC}/vc", created_again)
     assert VC_WEBHOOK in api.status(denied, 400, "BadRequest")["message"]
     assert created["metadata"]["name"] == "vc"
+
+
+async def test_tf_operator_dialect_keeps_flat_run_policy() -> None:
+    """The older tf-operator reads backoffLimit & co. from `spec` (seed 000); a tf-operator kubesim keeps them,
+    a training-operator one prunes them as the v1.9.0 CRD does."""
+    from kubesim import schema
+
+    seed_like = {"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "metadata": {"name": "t"},
+                 "spec": {"backoffLimit": 6, "cleanPodPolicy": "All", "ttlSecondsAfterFinished": 10,
+                          "activeDeadlineSeconds": 60,
+                          "tfReplicaSpecs": {"Worker": {"replicas": 1, "template": {"spec": {"containers": [
+                              {"name": "tensorflow", "image": "tf:1"}]}}}}}}
+    assert schema.pruned_fields(seed_like, dialect="tf-operator") == []
+    assert schema.validate(seed_like, dialect="tf-operator") == []
+    assert sorted(schema.pruned_fields(seed_like)) == ["spec.activeDeadlineSeconds", "spec.backoffLimit",
+                                                       "spec.cleanPodPolicy", "spec.ttlSecondsAfterFinished"]
+    bad = {**seed_like, "spec": {**seed_like["spec"], "backoffLimit": "six"}}
+    assert any(e.startswith("spec.backoffLimit") for e in schema.validate(bad, dialect="tf-operator"))

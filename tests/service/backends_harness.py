@@ -236,8 +236,6 @@ class FailureCase:
 
 
 _TF = ("to", "tfo")
-_KUBESIM_TF_OPERATOR_PRUNES = ("kubesim serves the training-operator v1.9.0 TFJob CRD to tf-operator clusters "
-                               "too, so the flat spec.backoffLimit/activeDeadlineSeconds are pruned")
 # Volcano answers every pod failure with RestartJob (new pods, the failed ones deleted) until maxRetry (3 by
 # default): what stays is the job's own verdict, deterministic, whereas the pod's reason lasts only between
 # restarts.
@@ -272,13 +270,11 @@ FAILURE_CASES: tuple[FailureCase, ...] = (
         **_each(_TF, Expected(("running", "restarting"), "Evicted", "low on resource: memory", "Evicted", 137)),
         "vc": _VOLCANO_GAVE_UP}),
     FailureCase("backoff-limit", "oomkilled:after=1", {"backoffLimit": 1}, expected={
-        "to": Expected(("failed",), "BackoffLimitExceeded", "backoff limit"),
-        "vc": Expected(("failed",), "BackoffLimitExceeded", "maxRetry 1")},
-        unsupported={"tfo": _KUBESIM_TF_OPERATOR_PRUNES}),
+        **_each(_TF, Expected(("failed",), "BackoffLimitExceeded", "backoff limit")),
+        "vc": Expected(("failed",), "BackoffLimitExceeded", "maxRetry 1")}),
     FailureCase("deadline", "hold", {"activeDeadlineSeconds": 2}, expected={
-        "to": Expected(("failed",), "DeadlineExceeded", "longer than specified deadline")},
-        unsupported={"tfo": _KUBESIM_TF_OPERATOR_PRUNES,
-                     "vc": "kubesim's kubelet does not enforce a pod's activeDeadlineSeconds (Volcano has no "
+        **_each(_TF, Expected(("failed",), "DeadlineExceeded", "longer than specified deadline"))},
+        unsupported={"vc": "kubesim's kubelet does not enforce a pod's activeDeadlineSeconds (Volcano has no "
                            "job-level deadline; the translator puts it on the pods)"}),
 )
 
