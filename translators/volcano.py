@@ -71,15 +71,18 @@ def to_vcjob(spec: JobSpec, identity: JobIdentity, profile: ClusterProfile) -> d
         if replica.type == driver:
             task["policies"] = [{"event": "TaskCompleted", "action": "CompleteJob"}]
         tasks.append(task)
+    # Volcano's webhook turns maxRetry 0 into 3, so "no retries" (backoffLimit 0) is said with the
+    # failure policies instead: the first failed or evicted pod terminates the job.
+    on_failure = "TerminateJob" if spec.run_policy.backoff_limit == 0 else "RestartJob"
     body_spec: dict[str, Any] = {
         "schedulerName": profile.scheduler_name or DEFAULT_SCHEDULER,
         "queue": profile.queue or DEFAULT_QUEUE,
         "minAvailable": sum(r.count for r in active),
-        "maxRetry": (DEFAULT_MAX_RETRY if spec.run_policy.backoff_limit is None
+        "maxRetry": (DEFAULT_MAX_RETRY if not spec.run_policy.backoff_limit
                      else spec.run_policy.backoff_limit),
         "plugins": {"tensorflow": list(TENSORFLOW_PLUGIN_ARGS), "env": [], "svc": []},
-        "policies": [{"event": "PodEvicted", "action": "RestartJob"},
-                     {"event": "PodFailed", "action": "RestartJob"}],
+        "policies": [{"event": "PodEvicted", "action": on_failure},
+                     {"event": "PodFailed", "action": on_failure}],
         "tasks": tasks,
     }
     if spec.run_policy.ttl_seconds_after_finished is not None:

@@ -344,3 +344,31 @@ def test_damaged_objects_are_not_translatable_never_a_crash(metadata: Any, spec_
     for obj in ({"apiVersion": "kubeflow.org/v1", "kind": kind, "metadata": metadata}, damaged):
         with pytest.raises(NotTranslatable):
             from_cluster_object(obj)
+
+
+def test_volcano_backoff_limit_zero_means_no_restart() -> None:
+    """Volcano's webhook defaults maxRetry 0 to 3; backoffLimit 0 must still mean "fail on the first failure"."""
+    from dataclasses import replace as _replace
+
+    from translators.backends import to_cluster_object
+    from translators.spec import (
+        ClusterProfile,
+        JobIdentity,
+        JobSpec,
+        Replica,
+        Resources,
+        RunPolicy,
+        RuntimeImage,
+    )
+
+    profile = ClusterProfile(id="vc", backend="volcano", runtimes={"rt": RuntimeImage(image="tf:2")})
+    spec = JobSpec(name="j", runtime="rt", bootfile="/a.py",
+                   replicas=(Replica("worker", 1, Resources("1", "1Gi")),), run_policy=RunPolicy(backoff_limit=0))
+    identity = JobIdentity(id="abc123", owner="u", cluster="vc", partition="p", created="2026-01-01T00:00:00Z",
+                           updated="2026-01-01T00:00:00Z")
+    body = to_cluster_object(spec, identity, profile)
+    assert {p["action"] for p in body["spec"]["policies"]} == {"TerminateJob"}
+    assert body["spec"]["maxRetry"] == 3
+    retried = to_cluster_object(_replace(spec, run_policy=RunPolicy(backoff_limit=2)), identity, profile)
+    assert {p["action"] for p in retried["spec"]["policies"]} == {"RestartJob"}
+    assert retried["spec"]["maxRetry"] == 2
