@@ -1,8 +1,9 @@
 """HTTP handlers: thin — parse the request, call JobService or a probe, render JSON.
 
 Contract: each handler returns a 200 JSON answer or raises a `gateway.errors` error (mapped to the
-legacy body by `gateway.middleware`). Request bodies: JSON only (`Content-Type` absent or a JSON type,
-else 415), at most `limits.maxBodyBytes` (else 413), a JSON object (else 400).
+legacy body by `gateway.middleware`). Request bodies: at most `limits.maxBodyBytes` (else 413), sent as
+JSON — `Content-Type` absent, a JSON type, or one of the types scripted legacy clients send a JSON body
+under (`curl -d` defaults to form-urlencoded), else 415 — and a JSON object (else 400).
 """
 
 from __future__ import annotations
@@ -21,6 +22,9 @@ from gateway.middleware import PRINCIPAL
 from gateway.version import version_info
 
 _JSON_TYPES = ("application/json", "text/json")
+# Legacy clients were written against a server that read any body as JSON; `curl -d '{...}'` labels it
+# form-urlencoded. Accept these when the body parses as JSON; refuse types that are clearly something else.
+_TOLERATED_TYPES = ("text/plain", "application/x-www-form-urlencoded", "application/octet-stream")
 _PING_TIMEOUT_SECONDS = 3.0
 
 
@@ -35,14 +39,15 @@ def _path(request: web.Request) -> dict[str, str]:
 
 async def read_json_object(request: web.Request) -> dict[str, Any]:
     """The request body as a JSON object, enforcing content type and size."""
-    content_type = request.headers.get("Content-Type")
-    if content_type is not None:
-        mime = content_type.split(";", 1)[0].strip().lower()
-        if mime not in _JSON_TYPES and not (mime.startswith("application/") and mime.endswith("+json")):
-            raise UnsupportedMediaType(f"send the job as JSON (Content-Type: application/json), not {mime!r}")
     limit = request.app[appkeys.SETTINGS].limits.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(f"request body larger than {limit} bytes")
+    content_type = request.headers.get("Content-Type")
+    if content_type is not None:
+        mime = content_type.split(";", 1)[0].strip().lower()
+        is_json = mime in _JSON_TYPES or (mime.startswith("application/") and mime.endswith("+json"))
+        if not is_json and mime not in _TOLERATED_TYPES:
+            raise UnsupportedMediaType(f"send the job as JSON (Content-Type: application/json), not {mime!r}")
     raw = await request.content.read(limit + 1)
     if len(raw) > limit:
         raise PayloadTooLarge(f"request body larger than {limit} bytes")

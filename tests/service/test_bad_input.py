@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -63,7 +64,9 @@ async def test_bad_body_is_400_with_field_paths(gateway: Gateway, case: str, bod
     ("non-object-json", b'["a", "b"]', "application/json", 400),
     ("json-string", b'"hello"', "application/json", 400),
     ("empty-body", b"", "application/json", 400),
-    ("wrong-content-type", b"name=x", "application/x-www-form-urlencoded", 415),
+    ("form-encoded-not-json", b"name=x", "application/x-www-form-urlencoded", 400),
+    ("multipart", b"--b\r\n\r\nx\r\n--b--", "multipart/form-data; boundary=b", 415),
+    ("xml", b"<job/>", "application/xml", 415),
     ("not-utf8", b'{"name": "\xff"}', "application/json", 400),
 ])
 async def test_unreadable_bodies(gateway: Gateway, case: str, data: bytes, content_type: str, status: int) -> None:
@@ -72,6 +75,25 @@ async def test_unreadable_bodies(gateway: Gateway, case: str, data: bytes, conte
     assert response.status == status, await response.text()
     assert (await response.json())["code"] == status
     await _assert_nothing_new(gateway, before)
+
+
+async def test_json_body_under_curl_default_content_type_is_accepted(gateway: Gateway) -> None:
+    """`curl -d '{...}'` sends form-urlencoded; legacy scripts do exactly that and must keep working."""
+    body = json.dumps(minimal("curl-default")).encode()
+    response = await gateway.client.post(gateway.jobs_url(), data=body,
+                                         headers={**USER, "Content-Type": "application/x-www-form-urlencoded"})
+    assert response.status == 200, await response.text()
+    assert (await response.json())["metadata"]["name"] == "curl-default"
+
+
+async def test_huge_body_is_413_whatever_its_content_type(make_gateway: Any) -> None:
+    gw = await make_gateway(limits={"maxBodyBytes": 4096})
+    before = await gw.keys()
+    for content_type in ("application/x-www-form-urlencoded", "application/xml"):
+        response = await gw.client.post(gw.jobs_url(), data=b"a" * 10_000,
+                                        headers={**USER, "Content-Type": content_type})
+        assert response.status == 413, await response.text()
+    await _assert_nothing_new(gw, before)
 
 
 async def test_huge_body_is_413(make_gateway: Any) -> None:
