@@ -455,7 +455,8 @@ class ClusterClient:
             while True:
                 try:
                     line = await response.content.readline()
-                except (aiohttp.ClientError, OSError, ValueError) as e:
+                except (aiohttp.ClientError, OSError, ValueError, RuntimeError) as e:
+                    # RuntimeError("Connection closed."): aiohttp's answer when the session closes mid-read.
                     raise ClusterUnavailable(f"cluster {self.id}: watch stream broke") from e
                 except TimeoutError as e:
                     raise ClusterTimeout(f"cluster {self.id}: watch stream went silent") from e

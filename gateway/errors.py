@@ -1,4 +1,4 @@
-"""One exception hierarchy for the gateway, mapped to HTTP in exactly one place (`gateway.http_errors`).
+"""One exception hierarchy for the gateway, mapped to HTTP in exactly one place (`gateway.middleware`).
 
 Every error carries the legacy body fields: `code` (HTTP status), `reason` (a stable word such as
 `BadRequest`), `message` (for humans) and `details` (field paths, the cluster's answer, ...).

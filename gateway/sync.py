@@ -43,6 +43,11 @@ _BEAT_MIN_INTERVAL = 1.0
 _CANCEL_WAIT_SECONDS = 0.5
 
 
+def _discard_outcome(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
 class ClusterSync:
     """The watch of one cluster (see module docstring)."""
 
@@ -192,6 +197,10 @@ class ClusterSync:
                 # Bounded: a cancelled read on a silent stream may only end when the stream does (its
                 # next event, the server's timeoutSeconds, or the session closing at shutdown).
                 await asyncio.wait({watch}, timeout=_CANCEL_WAIT_SECONDS)
+                if not watch.done():
+                    # Left behind: whatever it ends with later is expected and must not surface as
+                    # "Task exception was never retrieved".
+                    watch.add_done_callback(_discard_outcome)
         if not watch.done() or watch.cancelled():
             return None
         return watch.result()
