@@ -517,7 +517,8 @@ class ClusterClient:
 
         def wait(state: RetryCallState) -> float:
             error = state.outcome.exception() if state.outcome else None
-            delay = min(retry.initial_delay_seconds * (2 ** (state.attempt_number - 1)), retry.max_delay_seconds)
+            delay: float = min(retry.initial_delay_seconds * (2 ** (state.attempt_number - 1)),
+                               retry.max_delay_seconds)
             after = error.headers.get("Retry-After") if isinstance(error, GatewayError) else None
             if after and after.isdigit():
                 delay = min(max(delay, float(after)), retry.max_delay_seconds)

@@ -208,7 +208,8 @@ class JobStore:
 
     async def name_holder(self, cluster: str, partition: str, name: str) -> str | None:
         """The id holding a name, if any."""
-        return await self._call("name", lambda: self.redis.get(self._name(cluster, partition, name)))
+        holder: str | None = await self._call("name", lambda: self.redis.get(self._name(cluster, partition, name)))
+        return holder
 
     async def release_name(self, cluster: str, partition: str, name: str, job_id: str) -> None:
         """Drop the claim if (and only if) `job_id` holds it."""
@@ -363,7 +364,8 @@ class JobStore:
 
     async def get_resource_version(self, cluster: str, what: str) -> str | None:
         """Last resourceVersion the watch of `what` saw on `cluster`."""
-        return await self._call("rv", lambda: self.redis.get(self._rv(cluster, what)))
+        rv: str | None = await self._call("rv", lambda: self.redis.get(self._rv(cluster, what)))
+        return rv
 
     async def set_resource_version(self, cluster: str, what: str, rv: str) -> None:
         """Remember where the watch of `what` got to."""
