@@ -357,17 +357,20 @@ class ClusterClient:
     # ----- verbs
 
     async def create(self, ref: ObjectRef, body: dict[str, Any], *, same_if_label: tuple[str, str] | None = None,
-                     impersonate: Principal | None = None) -> dict[str, Any]:
+                     dry_run: bool = False, impersonate: Principal | None = None) -> dict[str, Any]:
         """POST `body` into the collection of `ref`; retried on transient failures.
 
         `same_if_label=(key, value)`: an AlreadyExists whose object carries that label is the same
         create landing twice (a retry, the outbox) and returns the existing object.
+        `dry_run`: the server validates and admits the body (schema, webhooks) but stores nothing.
         """
         collection = ref.collection()
+        query = {"dryRun": "All"} if dry_run else None
 
         async def attempt() -> dict[str, Any]:
             try:
-                return await self._json("POST", collection, verb="create", body=body, impersonate=impersonate)
+                return await self._json("POST", collection, verb="create", query=query, body=body,
+                                        impersonate=impersonate)
             except ClusterAlreadyExists:
                 if same_if_label is None or ref.name is None:
                     raise

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import time
 import uuid
 from collections.abc import Callable
@@ -32,7 +33,15 @@ import structlog
 from gateway.auth import Principal
 from gateway.auth.policy import PartitionAccess, can_access_job, list_owner_filter
 from gateway.auth.settings import AuthSettings
-from gateway.clusters import PODS, ClusterClient, ClusterNotFound, ClusterRegistry, ObjectRef, is_transient
+from gateway.clusters import (
+    PODS,
+    ClusterAlreadyExists,
+    ClusterClient,
+    ClusterNotFound,
+    ClusterRegistry,
+    ObjectRef,
+    is_transient,
+)
 from gateway.config import Settings
 from gateway.errors import Conflict, Forbidden, GatewayError, NotFound
 from gateway.outbox import Outbox
@@ -207,6 +216,11 @@ class JobService:
                 details={"phase": status.phase})
         new_body = to_cluster_object(new_spec, identity, profile)
         if current is not None:
+            # Let the cluster judge the new object before the old one is gone: a dry-run create runs schema
+            # validation and admission, then finds the name taken (AlreadyExists = everything else passed).
+            # Any other refusal leaves the job exactly as it was.
+            with contextlib.suppress(ClusterAlreadyExists):
+                await cluster.create(ref, new_body, dry_run=True, impersonate=principal)
             await cluster.delete(ref, impersonate=principal)
             await self._wait_gone(cluster, ref)
         updated = replace(record, spec=new_spec, identity=identity)

@@ -121,3 +121,34 @@ async def test_status_without_watch_comes_from_the_cluster(make_gateway: Any) ->
     gw = await make_gateway(sync={"watch": False})
     created = await (await gw.client.post(gw.jobs_url(), json=minimal("nowatch"), headers=ALICE)).json()
     await _phase_becomes(gw, created["metadata"]["id"], "succeeded")
+
+
+async def test_recreate_refused_by_the_cluster_keeps_the_old_job(gateway: Gateway) -> None:
+    """A shape change the cluster would refuse must not cost the user the job it replaces."""
+    from kubesim.store import TFJOBS
+
+    gw = gateway
+    gw.sim.controllers.set_default_scenario("succeed:after=0.5")
+    created = await (await gw.client.post(gw.jobs_url(), json=minimal("keep"), headers=ALICE)).json()
+    job_id = created["metadata"]["id"]
+    await _phase_becomes(gw, job_id, "succeeded")
+    name = object_name("keep", job_id)
+    uid_before = gw.sim.store.get(TFJOBS, PARTITION, name)["metadata"]["uid"]
+
+    # The cluster refuses the new object (a quota or webhook would): the dry-run create is the POST refused.
+    gw.sim.faults.fail_next(1, 403, method="POST", path="/tfjobs", reason="Forbidden",
+                            message='admission webhook "quota.example" denied the request: over quota')
+    refused = await gw.client.patch(f"{gw.jobs_url()}/{job_id}", json={"count": "3"}, headers=ALICE)
+    assert refused.status == 403, await refused.text()
+    assert "over quota" in (await refused.json())["message"]
+
+    tfjob = gw.sim.store.get(TFJOBS, PARTITION, name)
+    assert tfjob["metadata"]["uid"] == uid_before
+    job = await _get(gw, job_id)
+    assert job["spec"]["replicas"][0]["count"] == "1"
+    assert job["status"]["phase"] == "succeeded"
+
+    # Accepted afterwards: the dry run passes (AlreadyExists only) and the job is recreated.
+    accepted = await gw.client.patch(f"{gw.jobs_url()}/{job_id}", json={"count": "3"}, headers=ALICE)
+    assert accepted.status == 200, await accepted.text()
+    assert gw.sim.store.get(TFJOBS, PARTITION, name)["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 3
