@@ -287,7 +287,7 @@ class JobService:
         namespace = namespace_for(partition, cluster.profile)
         await self._check_partition(principal, cluster, partition, namespace, verb=verb)
         record = await self._store.get(cluster.id, job_id)
-        if record is None:
+        if record is None and not await self._store_is_current(cluster):
             record = await self._rebuild_from_cluster(cluster, namespace, job_id)
         if record is None or record.identity.partition != partition or not can_access_job(
                 principal, owner=record.identity.owner, cluster=cluster.id, partition=partition, write=False,
@@ -303,6 +303,14 @@ class JobService:
                               write=True, settings=self._auth):
             raise Forbidden(f"job {job_id} belongs to another user; you may only read it")
         return record
+
+    async def _store_is_current(self, cluster: ClusterClient) -> bool:
+        """Redis mirrors the cluster: a live watch is feeding it and its resume point survived (a flushed
+        or replaced Redis loses both). Then a missing record is a missing job, and an unknown id costs
+        no cluster call, so guessing ids cannot be turned into load on the cluster."""
+        if not await self._watch_live(cluster):
+            return False
+        return await self._store.get_resource_version(cluster.id, "jobs") is not None
 
     async def _rebuild_from_cluster(self, cluster: ClusterClient, namespace: str, job_id: str) -> JobRecord | None:
         """Redis lost this job? Look for it on the cluster by its id label and restore the record."""

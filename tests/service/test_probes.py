@@ -92,3 +92,21 @@ async def test_get_rebuilds_a_lost_record_without_the_watch(make_gateway: Any) -
     response = await gw.client.get(f"{gw.jobs_url()}/{created['metadata']['id']}", headers=USER)
     assert response.status == 200
     assert (await response.json())["spec"] == created["spec"]
+
+
+async def test_unknown_ids_cost_no_cluster_call_while_the_watch_is_live(gateway: Gateway) -> None:
+    """With a live watch Redis mirrors the cluster: guessing ids must not turn into cluster traffic."""
+    gw = gateway
+    await (await gw.client.post(gw.jobs_url(), json=minimal("real"), headers=USER)).json()
+
+    async def watch_current() -> bool:
+        store = gw.app[appkeys.STORE]
+        return (await store.watch_heartbeat("c1") is not None
+                and await store.get_resource_version("c1", "jobs") is not None)
+
+    await wait_until(watch_current)
+    before = gw.sim.server.requests
+    for guess in ("0123456789ab", "ffffffffffff", "not-a-job"):
+        response = await gw.client.get(f"{gw.jobs_url()}/{guess}", headers=USER)
+        assert response.status == 404
+    assert gw.sim.server.requests == before
