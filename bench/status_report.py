@@ -44,12 +44,6 @@ def _shorten_names(text: str, job: dict[str, Any]) -> str:
 async def _cluster_rows(mc: MultiCluster, cid: str) -> list[Row]:
     rows: list[Row] = []
     for case in FAILURE_CASES:
-        backend = BACKENDS[cid][0]
-        if cid not in case.expected:
-            why = case.unsupported.get(cid, "not applicable")
-            rows.append((cid, case.key, (f"| {backend} | {case.key} | n/a | - | not reproducible in kubesim: "
-                                         f"{_cell(why)} | - | - |")))
-            continue
         rows.append((cid, case.key, await _case_row(mc, cid, case)))
     return rows
 

@@ -7,6 +7,9 @@ Contract:
   then watches each from the list's resourceVersion with bookmarks, resuming from the last
   resourceVersion when a stream ends and relisting on 410 Gone (or after an error, with backoff).
 - Every job/pod event recomputes that job's status with `translators.backends.job_status` and stores it.
+  The last failure seen in a job's pods is kept (in memory, until the job object is deleted) and
+  passed along, so a verdict that comes after the pods are gone (Volcano restarts the whole gang;
+  cleanPodPolicy) still says which pod failed and how.
 - A managed job on the cluster with no record in Redis is rebuilt from its labels/annotations
   (`from_cluster_object`): Redis lost → nothing lost. Records are never removed here (a delete through
   the API removes its record; a recreate briefly has no object).
@@ -33,8 +36,9 @@ from gateway.errors import GatewayError, StoreUnavailable
 from gateway.metrics import Metrics
 from gateway.service import record_from_object
 from gateway.store import JobStore
-from translators.backends import MANAGED_SELECTOR, job_status
+from translators.backends import MANAGED_SELECTOR, failure_of, job_status
 from translators.labels import job_id_of
+from translators.status import PodProblem
 
 log = structlog.get_logger(__name__)
 
@@ -61,6 +65,7 @@ class ClusterSync:
         self._clock = clock
         self._jobs: dict[str, dict[str, Any]] = {}
         self._pods: dict[str, dict[str, dict[str, Any]]] = {}
+        self._last_failure: dict[str, PodProblem] = {}
         self._streaming = {JOBS: False, POD_KIND: False}
         self._relist = {JOBS: asyncio.Event(), POD_KIND: asyncio.Event()}
         self._last_beat = 0.0
@@ -172,6 +177,7 @@ class ClusterSync:
                 job_id = job_id_of(obj)
                 if job_id:
                     self._jobs[job_id] = obj
+            self._last_failure = {k: v for k, v in self._last_failure.items() if k in self._jobs}
         else:
             self._pods = {}
             for pod in result.items:
@@ -231,6 +237,7 @@ class ClusterSync:
         if kind == JOBS:
             if event.type == "DELETED":
                 self._jobs.pop(job_id, None)
+                self._last_failure.pop(job_id, None)
             else:
                 self._jobs[job_id] = obj
                 await self._ensure_record(obj)
@@ -248,6 +255,9 @@ class ClusterSync:
         name = (pod.get("metadata") or {}).get("name")
         if job_id and isinstance(name, str):
             self._pods.setdefault(job_id, {})[name] = pod
+            failure = failure_of(pod)
+            if failure is not None:
+                self._last_failure[job_id] = failure
 
     async def _ensure_record(self, obj: dict[str, Any]) -> None:
         job_id = job_id_of(obj)
@@ -261,7 +271,8 @@ class ClusterSync:
 
     def _status_of(self, job_id: str) -> Any:
         pods = list(self._pods.get(job_id, {}).values())
-        return job_status(self._jobs.get(job_id), pods, profile=self.cluster.profile)
+        return job_status(self._jobs.get(job_id), pods, profile=self.cluster.profile,
+                          last_failure=self._last_failure.get(job_id))
 
     async def _write_status(self, job_id: str) -> None:
         record = await self._store.get(self.cluster.id, job_id)

@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from translators import labels
+from translators import labels, status
 from translators.errors import NotTranslatable
 from translators.spec import ClusterProfile, JobIdentity, JobSpec, JobStatus
-from translators.status import tfjob_status, vcjob_status
+from translators.status import PodProblem, tfjob_status, vcjob_status
 from translators.tfjob import tfjob_from_cluster_object, tfjob_in_place_patch, to_tfjob
 from translators.volcano import to_vcjob, vcjob_from_cluster_object, vcjob_in_place_patch
 
@@ -71,13 +71,19 @@ def from_cluster_object(obj: dict[str, Any]) -> tuple[JobSpec, JobIdentity]:
     raise NotTranslatable(f"not a job kind the gateway makes: {obj.get('apiVersion')}/{obj.get('kind')}")
 
 
-def job_status(obj: dict[str, Any] | None, pods: list[dict[str, Any]], *, profile: ClusterProfile) -> JobStatus:
-    """Legacy status of a job object (None: not on the cluster) and its pods."""
+def job_status(obj: dict[str, Any] | None, pods: list[dict[str, Any]], *, profile: ClusterProfile,
+               last_failure: PodProblem | None = None) -> JobStatus:
+    """Legacy status of a job object (None: not on the cluster) and its pods (+ the last pod failure seen)."""
     if obj is not None:
         is_volcano = obj.get("apiVersion") == VOLCANO_JOB_RESOURCE.api_version
     else:
         is_volcano = profile.backend == "volcano"
-    return vcjob_status(obj, pods) if is_volcano else tfjob_status(obj, pods)
+    return vcjob_status(obj, pods, last_failure) if is_volcano else tfjob_status(obj, pods, last_failure)
+
+
+def failure_of(pod: dict[str, Any]) -> PodProblem | None:
+    """What went wrong in a pod when it is a failure worth remembering for `job_status(last_failure=)`."""
+    return status.failure_of(pod)
 
 
 def job_id_of(obj: dict[str, Any]) -> str | None:

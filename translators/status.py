@@ -20,6 +20,12 @@ now running container. A failed job's reason is `BackoffLimitExceeded` / `Deadli
 the operator says so (or Volcano's retryCount reached maxRetry), else the worst pod problem, else the
 condition's reason; the message is the operator's message followed by the pod's story.
 
+The pods that tell the story are often gone by the time the verdict comes (Volcano deletes the whole
+gang on every restart; cleanPodPolicy deletes them at the end), so the caller may pass the
+`last_failure` it saw earlier (`failure_of` on each pod as it changes): a restarting or failed job
+with no problem in its current pods tells it as "last failure: ...". A Volcano job that ran out of
+retries because its pods kept hitting their `activeDeadlineSeconds` is `DeadlineExceeded`.
+
 Replicas come from the pods, sorted (chief, worker, ps, evaluator, others; index; name); type and
 index from either dialect's labels (`training.kubeflow.org/replica-type|index`, the older
 `replica-type|index`, Volcano's `volcano.sh/task-spec|task-index` labels or annotations), else
@@ -56,6 +62,7 @@ IMAGE_AND_CONFIG_REASONS = frozenset({
     "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
 })
 _PROBLEM_PHASES = frozenset({"pending", "running", "restarting", "failed"})
+FAILURE_RANK = 5  # PodProblem ranks from here up are failures: a non-zero exit, OOMKilled, a failed pod
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +233,12 @@ def pod_problem(pod: dict[str, Any]) -> PodProblem | None:
     return None
 
 
+def failure_of(pod: dict[str, Any]) -> PodProblem | None:
+    """The pod's problem when it is a failure (non-zero exit, OOMKilled, a failed pod), else None."""
+    problem = pod_problem(pod)
+    return problem if problem is not None and problem.rank >= FAILURE_RANK else None
+
+
 def worst_problem(pods: list[dict[str, Any]]) -> PodProblem | None:
     """The worst problem over all pods (first pod in replica order wins ties)."""
     ordered = sorted(pods, key=lambda p: _sort_key(p))
@@ -244,8 +257,11 @@ def _join(*parts: str | None) -> str | None:
 
 
 def _honest(phase: Phase, reason: str | None, message: str | None, pods: list[dict[str, Any]],
-            *, failed_reason: str | None = None) -> tuple[str | None, str | None]:
+            *, failed_reason: str | None = None,
+            last_failure: PodProblem | None = None) -> tuple[str | None, str | None]:
     problem = worst_problem(pods) if phase in _PROBLEM_PHASES else None
+    if problem is None and last_failure is not None and phase in ("restarting", "failed"):
+        problem = PodProblem(last_failure.rank, last_failure.reason, f"last failure: {last_failure.message}")
     if phase == "failed" and failed_reason:
         return failed_reason, _join(message, problem.message if problem else None)
     if problem is not None:
@@ -261,7 +277,8 @@ def _no_object(pods: list[dict[str, Any]]) -> JobStatus:
     return JobStatus(phase="pending", reason="NotFound", message="the job object is not on the cluster")
 
 
-def tfjob_status(obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobStatus:
+def tfjob_status(obj: dict[str, Any] | None, pods: list[dict[str, Any]],
+                 last_failure: PodProblem | None = None) -> JobStatus:
     """Legacy status of a TFJob (either dialect) and its pods."""
     if obj is None:
         return _no_object(pods)
@@ -284,12 +301,13 @@ def tfjob_status(obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobS
         failed_reason = "BackoffLimitExceeded"
     elif "longer than specified deadline" in lowered or "deadline exceeded" in lowered:
         failed_reason = "DeadlineExceeded"
-    reason, message = _honest(phase, reason, message, pods, failed_reason=failed_reason)
+    reason, message = _honest(phase, reason, message, pods, failed_reason=failed_reason, last_failure=last_failure)
     return JobStatus(phase=phase, reason=reason, message=message, start_time=_s(status.get("startTime")),
                      completion_time=_s(status.get("completionTime")), replicas=replicas_from_pods(pods))
 
 
-def vcjob_status(obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobStatus:
+def vcjob_status(obj: dict[str, Any] | None, pods: list[dict[str, Any]],
+                 last_failure: PodProblem | None = None) -> JobStatus:
     """Legacy status of a Volcano Job and its pods."""
     if obj is None:
         return _no_object(pods)
@@ -311,8 +329,10 @@ def vcjob_status(obj: dict[str, Any] | None, pods: list[dict[str, Any]]) -> JobS
     max_retry = _int(_d(obj.get("spec")).get("maxRetry", 3))
     retries = _int(status.get("retryCount"))
     if phase == "failed" and volcano_phase == "Failed" and retries >= max_retry and retries > 0:
-        failed_reason = "BackoffLimitExceeded"
+        # Volcano has no job deadline: the translator puts it on the pods, whose kills use up the retries.
+        failed_reason = "DeadlineExceeded" if last_failure and last_failure.reason == "DeadlineExceeded" \
+            else "BackoffLimitExceeded"
         message = message or f"the job was restarted {retries} times (maxRetry {max_retry})"
-    reason, message = _honest(phase, reason, message, pods, failed_reason=failed_reason)
+    reason, message = _honest(phase, reason, message, pods, failed_reason=failed_reason, last_failure=last_failure)
     return JobStatus(phase=phase, reason=reason, message=message, start_time=start_time,
                      completion_time=completion_time, replicas=replicas_from_pods(pods))

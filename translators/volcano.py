@@ -15,7 +15,8 @@
 - run policy: `backoffLimit` -> `maxRetry` (3 when unset, Volcano's default),
   `ttlSecondsAfterFinished` as is. `activeDeadlineSeconds` has no job-level field in Volcano: it
   becomes the pods' `activeDeadlineSeconds` (each pod is killed that long after it starts; a
-  restarted gang starts a new clock -- documented approximation). `cleanPodPolicy` and
+  restarted gang starts a new clock, so a job gets up to maxRetry + 1 deadlines before it fails --
+  documented approximation; the status then says `DeadlineExceeded`). `cleanPodPolicy` and
   `successPolicy` have no Volcano equivalent (Volcano keeps finished pods; the job completes when
   the chief task, or every worker, completes); they are kept in the spec annotation only.
 - updates: Volcano's admission webhook only lets `minAvailable`, `tasks[*].replicas` and

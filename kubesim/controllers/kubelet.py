@@ -13,7 +13,10 @@ BackOff, Created, Started) and a few log lines per container.
 Pods with `schedulerName: volcano` and a `scheduling.k8s.io/group-name` annotation are bound only
 once their PodGroup is `Running` (gang scheduling, decided by the Volcano controller).
 Container restarts happen here (in place, restartCount++) when the pod restartPolicy is
-OnFailure/Always, like a real kubelet; with Never the pod ends Failed.
+OnFailure/Always, like a real kubelet; with Never the pod ends Failed. A pod's
+`spec.activeDeadlineSeconds` counts from its binding (`status.startTime`): when it passes, the pod
+is Failed with reason `DeadlineExceeded` and its containers killed (exit 137), whatever its
+restartPolicy, as the kubelet's active-deadline handler does.
 """
 
 from __future__ import annotations
@@ -55,6 +58,7 @@ class PodRun:
     scenario: Scenario
     crashes: int = 0
     notes: set[str] = field(default_factory=set)  # one-shot events already recorded
+    deadline: float | None = None  # simulated time at which spec.activeDeadlineSeconds runs out
 
 
 ScenarioResolver = Callable[[dict[str, Any]], Scenario]
@@ -111,10 +115,20 @@ class Kubelet:
         if scenario != run.scenario:
             self._replan(pod, run, scenario, now)
         for _ in range(8):  # several transitions may be due at once after a long pause
-            if run.stage == "done" or run.due is None or run.due > now:
+            if run.stage == "done":
+                break
+            if run.deadline is not None and run.deadline <= now and (run.due is None or run.deadline <= run.due):
+                self._deadline_exceeded(self._store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"]),
+                                        run)
+                break
+            if run.due is None or run.due > now:
                 break
             pod = self._store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
             self._advance(pod, run, now)
+        if run.stage == "done":
+            return None
+        if run.deadline is not None and (run.due is None or run.deadline < run.due):
+            return run.deadline
         return run.due
 
     def _replan(self, pod: dict[str, Any], run: PodRun, scenario: Scenario, now: float) -> None:
@@ -181,6 +195,9 @@ class Kubelet:
             ],
         })
         self._write_status(pod, status)
+        deadline = pod.get("spec", {}).get("activeDeadlineSeconds")
+        if isinstance(deadline, int) and not isinstance(deadline, bool) and deadline > 0:
+            run.deadline = now + deadline
         ns, name = pod["metadata"]["namespace"], pod["metadata"]["name"]
         self._event(pod, "Scheduled", f"Successfully assigned {ns}/{name} to {node}", source=scheduler)
         run.stage = "creating"
@@ -322,6 +339,30 @@ class Kubelet:
         for name in names:
             self._event(pod, "Killing", f"Stopping container {name}", container={"name": name})
         run.stage, run.due = "done", None
+
+    def _deadline_exceeded(self, pod: dict[str, Any], run: PodRun) -> None:
+        """The active-deadline kill: pod Failed/DeadlineExceeded, containers terminated, never restarted."""
+        ts = self._clock.timestamp()
+        message = "Pod was active on the node longer than the specified deadline"
+        status = dict(pod.get("status", {}))
+        status["containerStatuses"] = [dict(cs) for cs in status.get("containerStatuses", [])]
+        for c in _containers(pod):
+            current: dict[str, Any] = next(
+                (cs for cs in status["containerStatuses"] if cs.get("name") == c["name"]), {})
+            started = current.get("state", {}).get("running", {}).get("startedAt", ts)
+            _set_container(status, c["name"], ready=False, started=False, state={"terminated": {
+                "exitCode": 137, "reason": "Error", "startedAt": started, "finishedAt": ts,
+                "containerID": current.get("containerID", _container_id(pod, c, run.crashes))}})
+        conditions = [dict(c) for c in status.get("conditions", [])]
+        for cond in conditions:
+            if cond.get("type") in ("Ready", "ContainersReady"):
+                cond.update(status="False", reason="PodFailed", lastTransitionTime=ts)
+        status.update(phase="Failed", reason="DeadlineExceeded", message=message, conditions=conditions)
+        self._write_status(pod, status)
+        self._event(pod, "DeadlineExceeded", message, type="Warning")
+        for c in _containers(pod):
+            self._event(pod, "Killing", f"Stopping container {c['name']}", container=c)
+        run.stage, run.due, run.deadline = "done", None, None
 
     # -- store helpers -----------------------------------------------------------------------------
 

@@ -74,13 +74,17 @@ async def wait_for(predicate: Callable[[], Any], what: str, *, attempts: int = 4
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def create_job(sim: Sim, scenario: str, *, restart: str = "Never", gpus: bool = False) -> None:
+def create_job(sim: Sim, scenario: str, *, restart: str = "Never", gpus: bool = False,
+               pod_deadline: int | None = None) -> None:
     container: dict[str, Any] = {"name": "tensorflow", "image": "registry.example/tf:2.15"}
     if gpus:
         container["resources"] = {"limits": {"nvidia.com/gpu": "8"}}
     annotations = {"kubesim.clever.dev/scenario": scenario}
+    pod_spec: dict[str, Any] = {"containers": [container]}
+    if pod_deadline is not None:
+        pod_spec["activeDeadlineSeconds"] = pod_deadline
     if sim.kind == "volcano":
-        template = {"spec": {"containers": [container], "restartPolicy": restart}}
+        template = {"spec": {**pod_spec, "restartPolicy": restart}}
         sim.store.create(VCJOBS, {
             "apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job",
             "metadata": {"name": "job", "namespace": NS, "annotations": annotations},
@@ -91,7 +95,7 @@ def create_job(sim: Sim, scenario: str, *, restart: str = "Never", gpus: bool = 
             "apiVersion": "kubeflow.org/v1", "kind": "TFJob",
             "metadata": {"name": "job", "namespace": NS, "annotations": annotations},
             "spec": {"tfReplicaSpecs": {"Worker": {"replicas": 1, "restartPolicy": restart,
-                                                   "template": {"spec": {"containers": [container]}}}}}})
+                                                   "template": {"spec": pod_spec}}}}})
 
 
 def pod_condition(pod: dict[str, Any] | None, ctype: str) -> dict[str, Any] | None:
@@ -239,6 +243,28 @@ async def test_set_job_scenario_beats_the_annotation(sim: Sim) -> None:
     sim.controllers.set_job_scenario(NS, "job", "succeed:after=1")  # before the job exists
     create_job(sim, "fail:after=1")
     await wait_for(lambda: sim.job_state() == "Succeeded", "job succeeded")
+
+
+async def test_a_pod_past_its_active_deadline_is_failed_by_the_kubelet(sim: Sim) -> None:
+    create_job(sim, "hold", restart="OnFailure", pod_deadline=3)
+
+    def killed() -> dict[str, Any] | None:  # one read: a TFJob operator replaces the failed pod soon after
+        pod = sim.pod()
+        return pod if pod and pod.get("status", {}).get("reason") == "DeadlineExceeded" else None
+
+    pod = await wait_for(killed, "deadline kill")
+    assert pod["status"]["phase"] == "Failed"  # OnFailure does not bring it back: the pod itself failed
+    assert pod["status"]["message"] == "Pod was active on the node longer than the specified deadline"
+    assert pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"] == 137
+    # (a TFJob operator may already have replaced the pod under the same name, to be killed again)
+    kills = [e["type"] for e in sim.events(sim.pod_name) if e["reason"] == "DeadlineExceeded"]
+    assert kills and set(kills) == {"Warning"}
+
+
+async def test_no_deadline_no_kill(sim: Sim) -> None:
+    create_job(sim, "succeed:after=5", pod_deadline=60)
+    await wait_for(lambda: sim.job_state() == "Succeeded", "job succeeded")
+    assert (sim.pod() or {})["status"]["phase"] == "Succeeded"
 
 
 async def test_evicted_is_a_pod_level_failure(sim: Sim) -> None:

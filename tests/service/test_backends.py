@@ -27,6 +27,15 @@ def key_shape(value: Any) -> Any:
     return None
 
 
+def same_shape(a: Any, b: Any) -> bool:
+    """Key shapes match; an empty list matches any list (pods may or may not exist yet at that moment)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(same_shape(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return not a or not b or same_shape(a[0], b[0])
+    return a == b
+
+
 def cluster_object(mc: MultiCluster, cid: str, name: str) -> dict[str, Any] | None:
     """The job's object on its cluster (TFJob or Volcano Job), or None."""
     resource = VCJOBS if BACKENDS[cid][0] == "volcano" else TFJOBS
@@ -112,4 +121,5 @@ async def test_one_lifecycle_on_every_backend() -> None:
     assert set(reference) == {"create", "list", "running", "error", "succeeded", "delete", "not-found"}
     for cid, shapes in by_cluster.items():
         for step, shape in shapes.items():
-            assert shape == reference[step], f"{cid} {step} differs from training-operator"
+            assert same_shape(shape, reference[step]), f"{cid} {step} differs from training-operator: " \
+                f"{shape} != {reference[step]}"

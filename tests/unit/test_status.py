@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from translators.backends import job_status
+from translators.backends import failure_of, job_status
 from translators.clever import render_job
 from translators.spec import (
     ClusterProfile,
@@ -360,6 +360,41 @@ def test_volcano_retries_exhausted_is_backoff_limit() -> None:
     told = vcjob("Failed", retryCount=3)
     told["status"]["state"]["message"] = "job restarted 3 times, maxRetry 3"
     assert job_status(told, [], profile=VOLCANO_PROFILE).message == "job restarted 3 times, maxRetry 3"
+
+
+def test_the_last_failure_tells_the_story_once_the_pods_are_gone() -> None:
+    crashed = pod("j-worker-0", labels={"volcano.sh/task-spec": "worker", "volcano.sh/task-index": "0"},
+                  phase="Failed", state={"terminated": {"exitCode": 3, "reason": "Error"}})
+    healthy = pod("j-worker-0", labels={"volcano.sh/task-spec": "worker"})
+    last = failure_of(crashed)
+    assert last is not None and failure_of(healthy) is None
+    told = vcjob("Failed", retryCount=3)
+    told["status"]["state"]["message"] = "job restarted 3 times, maxRetry 3"
+    result = job_status(told, [], profile=VOLCANO_PROFILE, last_failure=last)
+    assert result.reason == "BackoffLimitExceeded"
+    assert result.message == ("job restarted 3 times, maxRetry 3; "
+                              "last failure: j-worker-0: container tensorflow exited with code 3 (Error)")
+    restarting = job_status(vcjob("Restarting", retryCount=1), [], profile=VOLCANO_PROFILE, last_failure=last)
+    assert (restarting.phase, restarting.reason) == ("restarting", "Error")
+    # What the current pods show wins; a running or finished job does not dwell on the past.
+    evicted = pod("j-worker-0", labels={"volcano.sh/task-spec": "worker"}, phase="Failed", reason="Evicted",
+                  message="The node was low on resource: memory.")
+    now = job_status(told, [evicted], profile=VOLCANO_PROFILE, last_failure=last)
+    assert "Evicted" in (now.message or "") and "last failure" not in (now.message or "")
+    assert job_status(vcjob("Running"), [healthy], profile=VOLCANO_PROFILE, last_failure=last).reason == "Running"
+    assert job_status(vcjob("Completed"), [], profile=VOLCANO_PROFILE, last_failure=last).message is None
+    tf = job_status(tfjob({"conditions": [cond("Created"), cond("Failed", reason="BackoffLimitExceeded")]}), [],
+                    profile=TFJOB_PROFILE, last_failure=last)
+    assert tf.reason == "BackoffLimitExceeded" and "last failure: j-worker-0" in (tf.message or "")
+
+
+def test_volcano_pods_killed_at_their_deadline_are_deadline_exceeded() -> None:
+    killed = pod("j-worker-0", labels={"volcano.sh/task-spec": "worker"}, phase="Failed",
+                 state={"terminated": {"exitCode": 137, "reason": "Error"}}, reason="DeadlineExceeded",
+                 message="Pod was active on the node longer than the specified deadline")
+    result = job_status(vcjob("Failed", retryCount=3), [], profile=VOLCANO_PROFILE, last_failure=failure_of(killed))
+    assert result.reason == "DeadlineExceeded"
+    assert "last failure: j-worker-0: DeadlineExceeded: Pod was active" in (result.message or "")
 
 
 def test_volcano_pending_unschedulable_and_state_reason() -> None:
