@@ -15,7 +15,7 @@ import structlog
 from aiohttp import web
 
 from gateway import appkeys
-from gateway.auth import auth_warning, build_authenticator
+from gateway.auth import build_authenticator
 from gateway.auth.policy import PartitionAccess, impersonates
 from gateway.clusters import ClusterClient, ClusterRegistry
 from gateway.config import Settings
@@ -63,11 +63,8 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
 
     async def auth_ctx(app: web.Application) -> AsyncIterator[None]:
         authenticator = build_authenticator(settings.auth)
-        await authenticator.start()
+        await authenticator.start()  # auth.mode none logs its loud warning here
         app[appkeys.AUTHENTICATOR] = authenticator
-        warning = auth_warning(settings.auth)
-        if warning:
-            log.warning("AUTHENTICATION IS OFF", warning=warning)
         yield
         await authenticator.close()
 

@@ -7,7 +7,7 @@ Contract used by the rest of the gateway (the auth package owns the implementati
   or `gateway.errors.Forbidden` (403) — or `IssuerUnavailable` (503) while the identity provider's keys
   were never fetched; never returns a half-checked identity. `start()`/`close()` own its HTTP session.
 - `build_authenticator(settings)`: from the `auth` config section (`gateway.auth.settings.AuthSettings`).
-- `auth_warning(settings)`: the loud warning for `auth.mode: none`, for the start log and /api/ping.
+- `auth_warning(settings)`: the loud warning for `auth.mode: none`, for /api/ping (the authenticator logs it at start).
 - `policy` (module): object-level and partition-level decisions.
 """
 
@@ -65,7 +65,7 @@ class NoAuthAuthenticator:
 
     async def start(self) -> None:
         """Log the warning once at start."""
-        _log.warning("authentication disabled", warning=NO_AUTH_WARNING)
+        _log.warning("AUTHENTICATION IS OFF", warning=NO_AUTH_WARNING)
 
     async def close(self) -> None:
         """Nothing to release."""
@@ -89,5 +89,5 @@ def auth_warning(settings: AuthSettings) -> str | None:
 
 __all__ = [
     "Authenticator", "IssuerUnavailable", "NoAuthAuthenticator", "OIDCAuthenticator", "Principal",
-    "auth_warning", "build_authenticator",
+    "NO_AUTH_WARNING", "auth_warning", "build_authenticator",
 ]

@@ -6,8 +6,16 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from structlog.testing import capture_logs
 
-from gateway.auth import NoAuthAuthenticator, OIDCAuthenticator, Principal, auth_warning, build_authenticator
+from gateway.auth import (
+    NO_AUTH_WARNING,
+    NoAuthAuthenticator,
+    OIDCAuthenticator,
+    Principal,
+    auth_warning,
+    build_authenticator,
+)
 from gateway.auth.settings import AuthSettings
 from gateway.errors import Unauthenticated
 
@@ -79,7 +87,9 @@ def test_build_authenticator_and_warning() -> None:
 
 async def test_no_auth_trusts_x_user_and_refuses_anonymous() -> None:
     authenticator = NoAuthAuthenticator(AuthSettings(mode="none", adminUsers=["root"]))
-    await authenticator.start()
+    with capture_logs() as logs:
+        await authenticator.start()
+    assert [(entry["log_level"], entry["warning"]) for entry in logs] == [("warning", NO_AUTH_WARNING)]
     assert await authenticator.authenticate({"X-User": "alice"}) == Principal(user="alice")
     assert await authenticator.authenticate({"x-user": "root"}) == Principal(user="root", is_admin=True)
     for headers in ({}, {"X-User": "  "}, {"X-User": "a\x00b"}, {"Authorization": "Bearer whatever"}):
