@@ -54,7 +54,14 @@ from translators.backends import (
     pod_selector,
     to_cluster_object,
 )
-from translators.clever import classify_update, parse_create, parse_update, render_job, render_list
+from translators.clever import (
+    changed_fields,
+    classify_update,
+    parse_create,
+    parse_update,
+    render_job,
+    render_list,
+)
 from translators.errors import NotTranslatable
 from translators.labels import LABEL_JOB_ID, job_id_of, label_value
 from translators.naming import namespace_for, object_name
@@ -209,11 +216,12 @@ class JobService:
         running_pod = any((p.get("status") or {}).get("phase") == "Running" for p in pods)
         inactive = status.phase in FINISHED_PHASES or (status.phase == "pending" and not running_pod)
         if not inactive:
+            changed = changed_fields(record.spec, new_spec)
             raise Conflict(
-                f"job {record.identity.id} is {status.phase}: changing its runtime, command, environment, "
-                "directories or replicas needs a new job object, which is allowed only while the job is not "
-                "active (pending with no running pod, succeeded or failed); wait for it to finish or delete it",
-                details={"phase": status.phase})
+                f"job {record.identity.id} is {status.phase}: changing {', '.join(changed)} needs a new job object "
+                "on the cluster, which is allowed only while the job is not active (pending with no running pod, "
+                "succeeded or failed); wait for it to finish or delete it",
+                details={"phase": status.phase, "fields": changed})
         new_body = to_cluster_object(new_spec, identity, profile)
         if current is not None:
             # Let the cluster judge the new object before the old one is gone: a dry-run create runs schema

@@ -714,6 +714,23 @@ def classify_update(old: JobSpec, new: JobSpec, *, profile: ClusterProfile | Non
     return "recreate" if changed_policy - allowed else "in-place"
 
 
+# JobSpec / RunPolicy field -> the legacy field a user would recognise in a message.
+LEGACY_FIELD_NAMES: dict[str, str] = {
+    "checkpoint_dir": "checkpointDir", "event_dir": "eventDir", "model_dir": "modelDir", "log_dir": "logDir",
+    "active_deadline_seconds": "activeDeadlineSeconds", "ttl_seconds_after_finished": "ttlSecondsAfterFinished",
+    "clean_pod_policy": "cleanPodPolicy", "backoff_limit": "backoffLimit", "success_policy": "successPolicy",
+}
+
+
+def changed_fields(old: JobSpec, new: JobSpec) -> list[str]:
+    """The legacy names of the fields that differ between `old` and `new`, in spec order."""
+    changed = [f.name for f in fields(JobSpec)
+               if f.name != "run_policy" and getattr(old, f.name) != getattr(new, f.name)]
+    changed += [f.name for f in fields(RunPolicy)
+                if getattr(old.run_policy, f.name) != getattr(new.run_policy, f.name)]
+    return [LEGACY_FIELD_NAMES.get(name, name) for name in changed]
+
+
 def environment_string(environment: tuple[tuple[str, str], ...]) -> str:
     """The legacy environment string, `K=V,K2=V2`."""
     return ",".join(f"{key}={value}" for key, value in environment)

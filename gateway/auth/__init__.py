@@ -88,6 +88,12 @@ def auth_warning(settings: AuthSettings) -> str | None:
 
 
 __all__ = [
-    "Authenticator", "IssuerUnavailable", "NoAuthAuthenticator", "OIDCAuthenticator", "Principal",
-    "NO_AUTH_WARNING", "auth_warning", "build_authenticator",
+    "NO_AUTH_WARNING",
+    "Authenticator",
+    "IssuerUnavailable",
+    "NoAuthAuthenticator",
+    "OIDCAuthenticator",
+    "Principal",
+    "auth_warning",
+    "build_authenticator",
 ]

@@ -83,7 +83,8 @@ async def lifecycle(mc: MultiCluster, cid: str) -> dict[str, Any]:
 
     # Shape change while running: 409, nothing changed.
     _, refused = await mc.call("PATCH", f"{mc.jobs_url(cid)}/{job_id}", json={"args": "--epochs 2"}, expect=409)
-    assert "running" in refused["message"]
+    assert "running" in refused["message"] and "changing args" in refused["message"]
+    assert refused["details"]["fields"] == ["args"]
     shapes["error"] = key_shape(refused)
     assert cluster_object(mc, cid, name)["metadata"]["uid"] == uid_before  # type: ignore[index]
 

@@ -25,7 +25,7 @@ from translators.backends import (
     job_resource,
     to_cluster_object,
 )
-from translators.clever import classify_update, parse_create, parse_update
+from translators.clever import changed_fields, classify_update, parse_create, parse_update
 from translators.errors import NotTranslatable, SpecError
 from translators.labels import ANNOTATION_DESCRIPTION, ANNOTATION_SPEC, ANNOTATION_UPDATED, LABEL_JOB_ID
 from translators.spec import BACKENDS, ClusterProfile, JobIdentity, JobSpec, Volume
@@ -275,6 +275,13 @@ def patched(body: dict[str, Any]) -> JobSpec:
 ])
 def test_classify_update(body: dict[str, Any], kind: str) -> None:
     assert classify_update(BASE, patched(body)) == kind
+
+
+def test_changed_fields_name_what_the_user_changed_in_legacy_words() -> None:
+    assert changed_fields(BASE, patched({})) == []
+    assert changed_fields(BASE, patched({"args": "--epochs 4", "logDir": "/elsewhere", "backoffLimit": 9})) == [
+        "args", "logDir", "backoffLimit"]
+    assert changed_fields(BASE, patched({"memory": "2Gi", "description": "x"})) == ["replicas", "description"]
 
 
 def test_classify_update_on_volcano_allows_only_annotation_changes_in_place() -> None:
