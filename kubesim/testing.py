@@ -1,7 +1,9 @@
 """`KubeSim`: an in-process Kubernetes API server (plus simulated controllers) for tests and the demo.
 
 Contract (common brief): `KubeSim(namespaces=("default",), token=..., tfjob_operator=..., volcano=...,
-time_scale=0.01, default_scenario="succeed", tls=True, host="127.0.0.1", port=0, history_limit=1000)`;
+time_scale=0.01, default_scenario="succeed", tls=True, host="127.0.0.1", port=0, history_limit=1000,
+gang_scheduler=None)` (`gang_scheduler="volcano"`: training-operator gang-schedules TFJobs through Volcano
+PodGroups, see kubesim.controllers);
 `await start()` / `await stop()` or `async with KubeSim() as sim:`. After start: `url`, `ca_file`, `token`,
 `store`, `controllers` (None when both operators are off or kubesim.controllers provides no `Controllers`),
 `faults`, `policy`, `impersonations`, `write_kubeconfig(path)`.
@@ -43,11 +45,12 @@ class KubeSim:
     def __init__(self, *, namespaces: Iterable[str] = ("default",), token: str = "kubesim-token",
                  tfjob_operator: str | None = "training-operator", volcano: bool = True, time_scale: float = 0.01,
                  default_scenario: str = "succeed", tls: bool = True, host: str = "127.0.0.1", port: int = 0,
-                 history_limit: int = 1000, bookmark_interval: float = 1.0) -> None:
+                 history_limit: int = 1000, bookmark_interval: float = 1.0, gang_scheduler: str | None = None) -> None:
         self.namespaces = list(namespaces)
         self.token = token
         self.tfjob_operator = tfjob_operator
         self.volcano = volcano
+        self.gang_scheduler = gang_scheduler
         self.time_scale = time_scale
         self.default_scenario = default_scenario
         self.tls = tls
@@ -158,7 +161,8 @@ class KubeSim:
             log.warning("kubesim.controllers provides no Controllers; running without controllers")
             return
         self.controllers = factory(self.store, tfjob_operator=self.tfjob_operator, volcano=self.volcano,
-                                   time_scale=self.time_scale, default_scenario=self.default_scenario)
+                                   time_scale=self.time_scale, default_scenario=self.default_scenario,
+                                   gang_scheduler=self.gang_scheduler)
         await self.controllers.start()
 
     async def _serve(self, sock: socket.socket) -> None:

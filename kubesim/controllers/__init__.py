@@ -2,7 +2,7 @@
 
 Contract (fixed in the common brief):
     Controllers(store, *, tfjob_operator="training-operator"|"tf-operator"|None, volcano=True,
-                time_scale=1.0, default_scenario="succeed")
+                time_scale=1.0, default_scenario="succeed", gang_scheduler=None|"volcano")
     await start() / await stop(); set_default_scenario(s); set_job_scenario(ns, name, s)
 
 One asyncio task runs every reconciler in turn: it wakes on a store event (of the kinds the
@@ -12,6 +12,9 @@ often than `max(MIN_PAUSE, 0.05 * time_scale)` real seconds apart and at least e
 simulated seconds. `set_*_scenario` raise `ScenarioError` (a ValueError) on a malformed string. All
 reconcilers read the current state from the store and write through it, so a reconcile that finds
 nothing to do writes nothing. Scenario strings are documented in `kubesim.controllers.scenarios`.
+`gang_scheduler="volcano"` makes the training-operator dialect gang-schedule TFJobs through Volcano
+PodGroups (ignored by tf-operator; ValueError for another name); without `volcano=True` nobody admits those
+PodGroups and the jobs stay without pods, as in a cluster without Volcano.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from typing import Any, Literal
 from kubesim.controllers.clock import SimClock
 from kubesim.controllers.kubelet import Kubelet
 from kubesim.controllers.scenarios import SCENARIO_ANNOTATION, Scenario, ScenarioError, parse_scenario
-from kubesim.controllers.training import TFJobController
+from kubesim.controllers.training import GANG_SCHEDULERS, TFJobController
 from kubesim.controllers.volcano import VolcanoController
 from kubesim.store import COMMANDS, PODGROUPS, PODS, TFJOBS, VCJOBS, Store, WatchEvent
 
@@ -42,17 +45,22 @@ class Controllers:
 
     def __init__(self, store: Store, *, tfjob_operator: Literal["training-operator", "tf-operator"] | None
                  = "training-operator", volcano: bool = True, time_scale: float = 1.0,
-                 default_scenario: str = "succeed") -> None:
+                 default_scenario: str = "succeed", gang_scheduler: str | None = None) -> None:
         if tfjob_operator not in ("training-operator", "tf-operator", None):
             raise ValueError(f"tfjob_operator must be 'training-operator', 'tf-operator' or None, "
                              f"not {tfjob_operator!r}")
+        if gang_scheduler not in (None, *GANG_SCHEDULERS):
+            raise ValueError(f"gang_scheduler must be one of {', '.join(GANG_SCHEDULERS)} or None, "
+                             f"not {gang_scheduler!r}")
         self._store = store
         self.clock = SimClock(time_scale)
         self._default = parse_scenario(default_scenario)
         self._per_job: dict[tuple[str, str], Scenario] = {}
         self.kubelet = Kubelet(store, self.clock, self._scenario_for_pod)
-        self.tfjobs = TFJobController(store, self.clock, dialect=tfjob_operator) if tfjob_operator else None
-        self.volcano = VolcanoController(store, self.clock, self.scenario_for_job) if volcano else None
+        self.tfjobs = TFJobController(store, self.clock, dialect=tfjob_operator, gang_scheduler=gang_scheduler) \
+            if tfjob_operator else None
+        self.volcano = VolcanoController(store, self.clock, self.scenario_for_job, self._scenario_for_pod) \
+            if volcano else None
         # at time_scale 1 a 50 ms window coalesces a burst of writes into one pass
         self._min_pause = max(MIN_PAUSE, 0.05 * time_scale)
         self._wake = asyncio.Event()

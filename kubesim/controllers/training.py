@@ -13,6 +13,17 @@ container `tensorflow` when distributed), one headless Service per replica, `/st
 replicaStatuses, startTime, completionTime, lastReconcileTime) and events. Defaults are applied in
 memory only, never persisted. It returns the next simulated time at which a time-based rule
 (activeDeadlineSeconds, ttlSecondsAfterFinished) becomes due.
+
+Gang scheduling (`gang_scheduler="volcano"`, the operator's `--gang-scheduler-name=volcano`; training-operator
+dialect only, the old tf-operator's kube-batch mode is not simulated and the option is ignored there): before
+any pod the operator keeps a `scheduling.volcano.sh/v1beta1` PodGroup named after the job (controller
+ownerReference, the job's annotations; spec minMember = runPolicy.schedulingPolicy.minAvailable or the total
+replicas, queue = schedulingPolicy.queue or `default`, priorityClassName / minResources when set; minResources
+is not computed from the pods' requests as the operator does when it is unset) and creates
+neither pods nor services while its phase is unset or `Pending`. Pods get `schedulerName: volcano` when their
+template names none (a Warning event when it names another) and the annotations
+`scheduling.k8s.io/group-name=<job>` and `volcano.sh/task-spec=<lowercase replica type>`. The PodGroup is left
+to the garbage collector when the job goes; Volcano (kubesim.controllers.volcano) admits it.
 """
 
 from __future__ import annotations
@@ -24,8 +35,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kubesim.controllers.clock import SimClock
+from kubesim.controllers.volcano import GROUP_NAME, TASK_SPEC
 from kubesim.errors import ApiError
-from kubesim.store import EVENTS, PODS, SERVICES, TFJOBS, Store
+from kubesim.store import EVENTS, PODGROUPS, PODS, SERVICES, TFJOBS, Store
 
 log = logging.getLogger(__name__)
 
@@ -35,6 +47,8 @@ CONTAINER_NAME = "tensorflow"
 PORT_NAME = "tfjob-port"
 DEFAULT_PORT = 2222
 RESTARTING_POLICIES = ("OnFailure", "Always", "ExitCode")
+GANG_SCHEDULERS = ("volcano",)
+DEFAULT_QUEUE = "default"
 
 
 @dataclass(frozen=True)
@@ -102,6 +116,21 @@ def run_policy(spec: dict[str, Any], dialect: Dialect) -> RunPolicy:
         ttl_seconds_after_finished=number("ttlSecondsAfterFinished"),
         suspend=dialect == "training-operator" and bool(source.get("suspend")),
     )
+
+
+def podgroup_spec(spec: dict[str, Any], replicas: dict[str, ReplicaSpec]) -> dict[str, Any]:
+    """The PodGroup spec training-operator derives from `runPolicy.schedulingPolicy`."""
+    scheduling = (spec.get("runPolicy") or {}).get("schedulingPolicy") or {}
+    min_available = scheduling.get("minAvailable")
+    explicit = isinstance(min_available, int) and not isinstance(min_available, bool)
+    # the operator leaves an unset queue empty and Volcano's PodGroup webhook defaults it
+    result: dict[str, Any] = {"minMember": min_available if explicit else sum(r.replicas for r in replicas.values()),
+                              "queue": scheduling.get("queue") or DEFAULT_QUEUE}
+    if scheduling.get("priorityClass"):
+        result["priorityClassName"] = scheduling["priorityClass"]
+    if scheduling.get("minResources"):
+        result["minResources"] = copy.deepcopy(scheduling["minResources"])
+    return result
 
 
 def is_distributed(replicas: dict[str, ReplicaSpec]) -> bool:
@@ -182,10 +211,13 @@ def _port(template: dict[str, Any]) -> int:
 class TFJobController:
     """Reconciles every TFJob in the store; one instance per dialect."""
 
-    def __init__(self, store: Store, clock: SimClock, *, dialect: Dialect = "training-operator") -> None:
+    def __init__(self, store: Store, clock: SimClock, *, dialect: Dialect = "training-operator",
+                 gang_scheduler: str | None = None) -> None:
         self._store = store
         self._clock = clock
         self.dialect = dialect
+        # tf-operator's gang mode (kube-batch PodGroups of another API group) is not simulated
+        self.gang_scheduler = gang_scheduler if dialect == "training-operator" else None
         # simulated times keyed by job uid: wall-clock second-precision stamps are too coarse when
         # 1 simulated second is 10 ms
         self._started: dict[str, float] = {}
@@ -291,9 +323,14 @@ class TFJobController:
             self._write(job, status, old_status, now_ts)
             return self._ttl_due(uid, policy)
 
+        # the operator touches no pods or services until the gang scheduler has admitted the PodGroup
+        admitted = self.gang_scheduler is None or self._sync_podgroup(job, podgroup_spec(spec, replicas))
         replica_statuses: dict[str, dict[str, int]] = {}
         for rtype, rspec in replicas.items():
             counts = {"active": 0, "succeeded": 0, "failed": 0}
+            replica_statuses[rtype] = counts
+            if not admitted:
+                continue
             by_index = self._pods_by_index(pods, rtype)
             for index in [i for i in by_index if i >= rspec.replicas]:  # scaled down: the operator removes them
                 self._delete(PODS, job, by_index[index]["metadata"]["name"])
@@ -320,7 +357,6 @@ class TFJobController:
                             self._event(job, "TFJobRestarting", message, type="Warning")
                             set_condition(status, "Restarting", "True", "TFJobRestarting", message, now_ts)
                 self._ensure_service(job, rspec, index)
-            replica_statuses[rtype] = counts
         self._update_job_status(job, status, replicas, replica_statuses, pods, policy, now_ts, ref)
         if has_condition(status, "Succeeded") or has_condition(status, "Failed"):
             return self._finished_job(job, status, old_status, policy, self._pods(job), now)
@@ -455,6 +491,26 @@ class TFJobController:
         return {"apiVersion": TFJOBS.api_version, "kind": "TFJob", "name": job["metadata"]["name"],
                 "uid": job["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
 
+    def _sync_podgroup(self, job: dict[str, Any], wanted: dict[str, Any]) -> bool:
+        """Create the job's PodGroup or bring its spec up to date; True once it is past `Pending`."""
+        meta = job["metadata"]
+        podgroup = self._store.try_get(PODGROUPS, meta["namespace"], meta["name"])
+        try:
+            if podgroup is None:
+                group_meta: dict[str, Any] = {"name": meta["name"], "namespace": meta["namespace"],
+                                              "ownerReferences": [self._owner_ref(job)]}
+                if meta.get("annotations"):
+                    group_meta["annotations"] = dict(meta["annotations"])
+                self._store.create(PODGROUPS, {"apiVersion": PODGROUPS.api_version, "kind": "PodGroup",
+                                               "metadata": group_meta, "spec": wanted})
+                return False  # nobody has given it a phase yet
+            if podgroup.get("spec") != wanted:
+                self._store.update(PODGROUPS, {**podgroup, "spec": wanted})
+        except ApiError as e:  # AlreadyExists / Conflict with a concurrent writer: next pass
+            log.debug("tfjob %s: sync podgroup: %s", meta["name"], e)
+            return False
+        return (podgroup.get("status") or {}).get("phase") not in (None, "", "Pending")
+
     def _create_pod(self, job: dict[str, Any], replicas: dict[str, ReplicaSpec], rspec: ReplicaSpec,
                     index: int) -> None:
         meta = job["metadata"]
@@ -479,10 +535,18 @@ class TFJobController:
                                                                         and e.get("name") == "TF_CONFIG")]
                     env.append({"name": "TF_CONFIG", "value": config})
                     container["env"] = env
+        annotations = dict(tmeta.get("annotations") or {})
+        if self.gang_scheduler is not None:
+            if not pod_spec.get("schedulerName"):
+                pod_spec["schedulerName"] = self.gang_scheduler
+            elif pod_spec["schedulerName"] != self.gang_scheduler:
+                self._event(job, "SettedPodTemplateSchedulerName", "Another scheduler is specified when "
+                            "gang-scheduling is enabled and it will not be overwritten", type="Warning")
+            annotations.update({GROUP_NAME: meta["name"], TASK_SPEC: rspec.rtype.lower()})
         pod_meta: dict[str, Any] = {"name": name, "namespace": meta["namespace"], "labels": labels,
                                     "ownerReferences": [self._owner_ref(job)]}
-        if tmeta.get("annotations"):
-            pod_meta["annotations"] = dict(tmeta["annotations"])
+        if annotations:
+            pod_meta["annotations"] = annotations
         body = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": pod_spec}
         try:
             self._store.create(PODS, body)

@@ -17,6 +17,14 @@ bus.volcano.sh Commands, and writes what Volcano's controller would:
 - lifecycle policies (task-level before job-level) on PodFailed, PodEvicted, TaskCompleted and
   exit codes; `ttlSecondsAfterFinished` deletes the Job.
 Commands are deleted once handled. `reconcile()` returns the next simulated deadline (ttl), if any.
+
+It also plays the Volcano scheduler for PodGroups no Volcano Job controls (those training-operator makes
+for gang-scheduled TFJobs): an unset or `Pending` phase becomes `Inqueue` at once (enqueue; queues have no
+capacity limit here); `Inqueue` becomes `Running` once at least minMember live pods with
+`schedulerName: volcano` and the annotation `scheduling.k8s.io/group-name=<PodGroup>` exist and none is
+unschedulable by its scenario; while one is, the PodGroup stays `Inqueue` with the same `Unschedulable`
+condition and Warning event as a Volcano Job's. `Running` becomes `Completed` once no member is live and
+at least minMember succeeded. The scheduler+kubelet binds the members once the PodGroup is `Running`.
 """
 
 from __future__ import annotations
@@ -48,6 +56,7 @@ RETRY_COUNT = "volcano.sh/job-retry-count"
 TF_ROLES = ("ps", "worker", "chief", "evaluator")
 
 JobScenario = Callable[[str, str], Scenario]
+PodScenario = Callable[[dict[str, Any]], Scenario]
 
 
 def task_names(spec: dict[str, Any]) -> list[str]:
@@ -135,10 +144,12 @@ def _exit_code(pod: dict[str, Any]) -> int | None:
 class VolcanoController:
     """Reconciles every batch.volcano.sh Job in the store."""
 
-    def __init__(self, store: Store, clock: SimClock, scenario_for_job: JobScenario) -> None:
+    def __init__(self, store: Store, clock: SimClock, scenario_for_job: JobScenario,
+                 scenario_for_pod: PodScenario) -> None:
         self._store = store
         self._clock = clock
         self._scenario_for_job = scenario_for_job
+        self._scenario_for_pod = scenario_for_pod
         self._handled: dict[str, set[str]] = {}  # job uid -> policy triggers already acted on
         self._running_since: dict[str, float] = {}
         self._finished: dict[str, float] = {}
@@ -164,7 +175,42 @@ class VolcanoController:
         for table in (self._handled, self._running_since, self._finished):
             for uid in [u for u in table if u not in live]:
                 del table[uid]
+        self._schedule_foreign_podgroups()
         return next_due
+
+    # -- PodGroups of other controllers ---------------------------------------------------------
+
+    def _schedule_foreign_podgroups(self) -> None:
+        """The Volcano scheduler's enqueue and gang admission for PodGroups no Volcano Job controls."""
+        podgroups, _ = self._store.list(PODGROUPS)
+        for podgroup in podgroups:
+            if podgroup["metadata"].get("deletionTimestamp") or _controlled_by_volcano_job(podgroup):
+                continue
+            try:
+                self._schedule_podgroup(podgroup)
+            except ApiError as e:  # deleted or changed meanwhile: next pass
+                log.debug("podgroup %s: %s", podgroup["metadata"].get("name"), e)
+
+    def _schedule_podgroup(self, podgroup: dict[str, Any]) -> None:
+        meta = podgroup["metadata"]
+        phase = (podgroup.get("status") or {}).get("phase") or "Pending"
+        min_member = int((podgroup.get("spec") or {}).get("minMember") or 0)
+        pods, _ = self._store.list(PODS, meta["namespace"])
+        members = [p for p in pods if (p["metadata"].get("annotations") or {}).get(GROUP_NAME) == meta["name"]
+                   and (p.get("spec") or {}).get("schedulerName") == "volcano"
+                   and not p["metadata"].get("deletionTimestamp")]
+        live = [p for p in members if _alive(p)]
+        if phase == "Running":
+            succeeded = _phase_counts(members)["Succeeded"]
+            if not live and succeeded >= min_member > 0:
+                self._set_podgroup_status(podgroup, "Completed")
+        elif phase in ("Pending", "Inqueue"):
+            if any(self._scenario_for_pod(p).name == "unschedulable" for p in live):
+                self._set_podgroup_status(podgroup, "Inqueue", unschedulable=len(live), transition_id=meta["uid"])
+            elif live and len(live) >= min_member:
+                self._set_podgroup_status(podgroup, "Running")
+            else:
+                self._set_podgroup_status(podgroup, "Inqueue")
 
     # -- one job ------------------------------------------------------------------------------
 
@@ -510,11 +556,15 @@ class VolcanoController:
             log.debug("vcjob %s: create podgroup: %s", meta["name"], e)
 
     def _podgroup_phase(self, job: dict[str, Any], phase: str, *, unschedulable: int = 0) -> None:
-        meta = job["metadata"]
-        name = self.podgroup_name(job)
-        podgroup = self._store.try_get(PODGROUPS, meta["namespace"], name)
-        if podgroup is None:
-            return
+        podgroup = self._store.try_get(PODGROUPS, job["metadata"]["namespace"], self.podgroup_name(job))
+        if podgroup is not None:
+            self._set_podgroup_status(podgroup, phase, unschedulable=unschedulable,
+                                      transition_id=job["metadata"]["uid"])
+
+    def _set_podgroup_status(self, podgroup: dict[str, Any], phase: str, *, unschedulable: int = 0,
+                             transition_id: str = "") -> None:
+        """Write the phase; `unschedulable` pods add the gang's Unschedulable condition (event once)."""
+        meta = podgroup["metadata"]
         old = podgroup.get("status") or {}
         status = dict(old, phase=phase)
         if unschedulable:
@@ -522,7 +572,7 @@ class VolcanoController:
             message = (f"{unschedulable}/{unschedulable} tasks in gang unschedulable: pod group is not ready, "
                        f"{unschedulable} Pending, {min_member} minAvailable; Pending: {unschedulable} Unschedulable")
             status["conditions"] = [{"type": "Unschedulable", "status": "True", "reason": "NotEnoughResources",
-                                     "message": message, "transitionID": meta["uid"],
+                                     "message": message, "transitionID": transition_id,
                                      "lastTransitionTime": (old.get("conditions") or [{}])[0].get(
                                          "lastTransitionTime") or self._clock.timestamp()}]
             if not old.get("conditions"):
@@ -530,7 +580,7 @@ class VolcanoController:
         elif phase == "Running":
             status.pop("conditions", None)
         if status != old:
-            self._store.update_status(PODGROUPS, meta["namespace"], name, status)
+            self._store.update_status(PODGROUPS, meta["namespace"], meta["name"], status)
 
     def _kill(self, job: dict[str, Any], pods: list[dict[str, Any]], *, soft: bool) -> list[dict[str, Any]]:
         """Delete the job's pods; soft keeps Succeeded/Failed ones (PodRetainPhaseSoft)."""
@@ -597,6 +647,11 @@ class VolcanoController:
             self._store.record_event(obj, reason=reason, message=message, type=type)
         except ApiError as e:
             log.debug("vcjob: event %s: %s", reason, e)
+
+
+def _controlled_by_volcano_job(obj: dict[str, Any]) -> bool:
+    return any(o.get("controller") and o.get("kind") == "Job" and o.get("apiVersion") == VCJOBS.api_version
+               for o in obj["metadata"].get("ownerReferences") or [])
 
 
 def _alive(pod: dict[str, Any]) -> bool:
