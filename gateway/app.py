@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -30,6 +31,19 @@ from gateway.sync import ClusterSync
 log = structlog.get_logger(__name__)
 
 _STOP_GRACE_SECONDS = 3.0
+
+
+# aiohttp refuses header fields over 8190 bytes with a bare text 400 before any of our code runs; big
+# OIDC tokens (many groups) pass that easily, so fields may be this large and the auth layer's own
+# limit (auth.oidc.maxTokenBytes) answers an oversized token with the legacy 401 instead.
+MIN_HEADER_FIELD_BYTES = 64 * 1024
+
+
+def server_options(settings: Settings) -> dict[str, Any]:
+    """aiohttp server (AppRunner / run_app) options that go with `settings`."""
+    token_limit = settings.auth.oidc.maxTokenBytes if settings.auth.oidc is not None else 0
+    # "Authorization: Bearer " plus the token must fit in one field
+    return {"max_field_size": max(MIN_HEADER_FIELD_BYTES, token_limit + 1024)}
 
 
 def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Application:

@@ -55,10 +55,10 @@ def main(argv: list[str] | None = None) -> int:
               f"{', '.join(c.id for c in settings.clusters)}")
         return 0
     configure_logging(level=settings.logging.level, fmt=settings.logging.format)
-    from gateway.app import create_app
+    from gateway.app import create_app, server_options
 
     web.run_app(create_app(settings), host=settings.listen.host, port=settings.listen.port,
-                access_log=None, print=None)
+                access_log=None, print=None, **server_options(settings))
     return 0
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from redis import asyncio as redis_asyncio
 
 from gateway.config import Settings, load_settings
@@ -151,12 +151,14 @@ def make_gateway(kubesim: Any, redis_prefix: str, redis_client: redis_asyncio.Re
 
     `aiohttp_client` comes last so that the gateway stops before KubeSim and the Redis cleanup.
     """
-    from gateway.app import create_app
+    from gateway.app import create_app, server_options
 
     async def start(**overrides: Any) -> Gateway:
         settings = gateway_settings_factory(**overrides)
         app = create_app(settings)
-        client = await aiohttp_client(app)
+        server = TestServer(app)
+        await server.start_server(**server_options(settings))  # the HTTP limits production runs with
+        client = await aiohttp_client(server)
         return Gateway(client=client, app=app, sim=kubesim, prefix=redis_prefix, redis=redis_client)
 
     return start
