@@ -469,6 +469,8 @@ class ApiServer:
                 now = loop.time()
                 if deadline is not None and now >= deadline:
                     break
+                if queue.empty() and not self.store.is_subscribed(queue):
+                    break  # dropped for being too slow: end the stream, the client resumes from its last event
                 if request.transport is None or request.transport.is_closing():
                     break  # the client went away (aiohttp does not cancel handlers on disconnect)
                 wake = min(t for t in (deadline, next_bookmark, now + _DISCONNECT_POLL) if t is not None)

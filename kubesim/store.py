@@ -10,8 +10,11 @@ Contract (shared with kubesim.controllers and the HTTP server, see the common br
   garbage-collects dependents through `metadata.ownerReferences[].uid`: Background deletes them right
   after the owner, Foreground keeps the owner (with the `foregroundDeletion` finalizer) until they are
   gone, Orphan strips the owner reference.
-- Watchers `subscribe()` to an unbounded queue of `WatchEvent`s; a bounded history ring (`history_limit`)
-  lets the server replay events after a resourceVersion or answer 410 Expired when it is too old.
+- Watchers `subscribe()` to a queue of `WatchEvent`s bounded by `watch_buffer`; a watcher that falls that
+  far behind is dropped (`is_subscribed` turns False) and the server ends its stream, as the API server's
+  watch cache closes an unresponsive watcher: the client resumes from its last resourceVersion, or relists
+  on 410. A bounded history ring (`history_limit`) lets the server replay events after a resourceVersion
+  or answer 410 Expired when it is too old.
 - All methods are synchronous and must be called from the event loop thread (no locking).
 """
 
@@ -124,13 +127,14 @@ _Refs = list[tuple[Resource, _Key]]
 class Store:
     """In-memory Kubernetes object store with watch fan-out, history, logs and garbage collection."""
 
-    def __init__(self, *, history_limit: int = 1000, namespaces: Iterable[str] = ()) -> None:
+    def __init__(self, *, history_limit: int = 1000, watch_buffer: int = 1000, namespaces: Iterable[str] = ()) -> None:
         self._objects: dict[Resource, dict[_Key, dict[str, Any]]] = {res: {} for res in ALL_RESOURCES}
         self._rv = 0
         self._history_limit = history_limit
         self._history: deque[WatchEvent] = deque()
         # Watches from an RV below this floor would miss evicted events → 410 Expired.
         self._history_floor = 0
+        self._watch_buffer = watch_buffer
         self._subscribers: list[asyncio.Queue[WatchEvent]] = []
         self._logs: dict[tuple[str, str, str], list[LogLine]] = {}
         self._log_signal: dict[tuple[str, str], asyncio.Event] = {}
@@ -334,10 +338,14 @@ class Store:
     # ----- watch -------------------------------------------------------------------------------------------
 
     def subscribe(self) -> asyncio.Queue[WatchEvent]:
-        """A queue receiving every future WatchEvent (all resources)."""
-        queue: asyncio.Queue[WatchEvent] = asyncio.Queue()
+        """A queue receiving every future WatchEvent (all resources) until it overflows or is unsubscribed."""
+        queue: asyncio.Queue[WatchEvent] = asyncio.Queue(maxsize=self._watch_buffer)
         self._subscribers.append(queue)
         return queue
+
+    def is_subscribed(self, queue: asyncio.Queue[WatchEvent]) -> bool:
+        """False once `queue` was dropped for falling `watch_buffer` events behind (or unsubscribed)."""
+        return queue in self._subscribers
 
     def unsubscribe(self, queue: asyncio.Queue[WatchEvent]) -> None:
         """Stop delivering events to `queue`."""
@@ -438,7 +446,11 @@ class Store:
         self._history.append(event)
         self._trim_history()
         for queue in list(self._subscribers):
-            queue.put_nowait(event)
+            try:
+                queue.put_nowait(event)
+            except asyncio.QueueFull:
+                # What it holds is still in order; its stream ends after that and the client resumes.
+                self._subscribers.remove(queue)
 
     def _trim_history(self) -> None:
         while len(self._history) > self._history_limit:

@@ -2,7 +2,8 @@
 
 Contract (common brief): `KubeSim(namespaces=("default",), token=..., tfjob_operator=..., volcano=...,
 time_scale=0.01, default_scenario="succeed", tls=True, host="127.0.0.1", port=0, history_limit=1000,
-gang_scheduler=None)` (`gang_scheduler="volcano"`: training-operator gang-schedules TFJobs through Volcano
+watch_buffer=1000, gang_scheduler=None)` (`watch_buffer`: events a watcher may fall behind before its stream is
+closed) (`gang_scheduler="volcano"`: training-operator gang-schedules TFJobs through Volcano
 PodGroups, see kubesim.controllers);
 `await start()` / `await stop()` or `async with KubeSim() as sim:`. After start: `url`, `ca_file`, `token`,
 `store`, `controllers` (None when both operators are off or kubesim.controllers provides no `Controllers`),
@@ -45,7 +46,8 @@ class KubeSim:
     def __init__(self, *, namespaces: Iterable[str] = ("default",), token: str = "kubesim-token",
                  tfjob_operator: str | None = "training-operator", volcano: bool = True, time_scale: float = 0.01,
                  default_scenario: str = "succeed", tls: bool = True, host: str = "127.0.0.1", port: int = 0,
-                 history_limit: int = 1000, bookmark_interval: float = 1.0, gang_scheduler: str | None = None) -> None:
+                 history_limit: int = 1000, watch_buffer: int = 1000, bookmark_interval: float = 1.0,
+                 gang_scheduler: str | None = None) -> None:
         self.namespaces = list(namespaces)
         self.token = token
         self.tfjob_operator = tfjob_operator
@@ -56,7 +58,7 @@ class KubeSim:
         self.tls = tls
         self.host = host
         self.port = port
-        self.store = Store(history_limit=history_limit, namespaces=self.namespaces)
+        self.store = Store(history_limit=history_limit, watch_buffer=watch_buffer, namespaces=self.namespaces)
         self.policy = AccessPolicy()
         self.impersonations: list[dict[str, Any]] = []
         self.faults = Faults(self.store, on_down=self._stop_listening, on_up=self._listen_again)

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from kubesim.errors import ApiError
-from kubesim.store import CONFIGMAPS, PODS, Store
+from kubesim.store import CONFIGMAPS, PODS, TFJOBS, Store
 
 TF = "/apis/kubeflow.org/v1/namespaces/default/tfjobs"
 
@@ -112,6 +112,25 @@ async def test_watch_too_old_rv_gets_410_error_event(api: Any, sim: Any) -> None
         assert status["kind"] == "Status" and status["code"] == 410 and status["reason"] == "Expired"
         assert status["message"].startswith(f"too old resource version: {old_rv} (")
         assert await next_event(queue) is None  # the stream ends after the error
+
+
+async def test_a_watcher_too_far_behind_is_closed_and_resumes(api: Any) -> None:
+    """Like the API server's watch cache: a watcher that cannot keep up is closed, not buffered without end."""
+    store = api.sim.store
+    rv = (await api.get(TF)).body["metadata"]["resourceVersion"]
+    async with watching(api, f"{TF}?watch=1&resourceVersion={rv}") as (_, queue):
+        await asyncio.sleep(0.05)  # the server has subscribed
+        first = store.create(TFJOBS, {**api.tfjob("first"), "metadata": {"name": "first", "namespace": "default"}})
+        for index in range(1100):  # one burst, no await: more than the watcher's buffer (1000 events)
+            store.create(CONFIGMAPS, {"metadata": {"name": f"burst-{index}", "namespace": "default"}})
+        store.create(TFJOBS, {**api.tfjob("second"), "metadata": {"name": "second", "namespace": "default"}})
+        seen = await next_event(queue)
+        assert seen["type"] == "ADDED" and seen["object"]["metadata"]["name"] == "first"
+        assert await next_event(queue) is None  # closed: "second" was past the buffer
+    # The client resumes from the last event it saw; here that is older than the history -> 410, relist.
+    async with watching(api, f"{TF}?watch=1&resourceVersion={first['metadata']['resourceVersion']}") as (_, queue):
+        expired = await next_event(queue)
+        assert expired["type"] == "ERROR" and expired["object"]["code"] == 410
 
 
 async def test_history_limit_evicts_old_events() -> None:
