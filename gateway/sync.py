@@ -6,15 +6,19 @@ Contract:
   the lease lapses). The leader lists jobs and pods selected by `MANAGED_SELECTOR` (all namespaces),
   then watches each from the list's resourceVersion with bookmarks, resuming from the last
   resourceVersion when a stream ends and relisting on 410 Gone (or after an error, with backoff).
-- Every job/pod event recomputes that job's status with `translators.backends.job_status` and stores it.
+- Every job/pod event updates the in-memory objects and marks its job dirty; one writer task recomputes
+  the status of each dirty job (`translators.backends.job_status`) and stores it. A job that changes
+  many times while the writer is busy is written once, so the watch keeps up with bursts (a crash-looping
+  gang emits an event every few milliseconds in kubesim) at a cost bounded by the jobs, not the events.
   The last failure seen in a job's pods is kept (in memory, until the job object is deleted) and
   passed along, so a verdict that comes after the pods are gone (Volcano restarts the whole gang;
   cleanPodPolicy) still says which pod failed and how.
 - A managed job on the cluster with no record in Redis is rebuilt from its labels/annotations
   (`from_cluster_object`): Redis lost → nothing lost. Records are never removed here (a delete through
   the API removes its record; a recreate briefly has no object).
-- While both streams are connected the leader writes a heartbeat (`JobStore.set_watch_heartbeat`);
-  every replica reads its age (`/api/ping` lastWatchEventAgeSeconds; reads fall back to the API
+- While both streams are connected the leader writes a heartbeat (`JobStore.set_watch_heartbeat`): the
+  time up to which Redis holds everything received (now, or when the writer last had nothing left to
+  write); every replica reads its age (`/api/ping` lastWatchEventAgeSeconds; reads fall back to the API
   server when it is older than `sync.fallbackAfterSeconds`).
 - `request_relist()` makes the leader relist at once (used after Redis loss and by tests).
 """
@@ -66,6 +70,9 @@ class ClusterSync:
         self._jobs: dict[str, dict[str, Any]] = {}
         self._pods: dict[str, dict[str, dict[str, Any]]] = {}
         self._last_failure: dict[str, PodProblem] = {}
+        self._dirty: set[str] = set()
+        self._dirty_event = asyncio.Event()
+        self._caught_up_at = 0.0
         self._streaming = {JOBS: False, POD_KIND: False}
         self._relist = {JOBS: asyncio.Event(), POD_KIND: asyncio.Event()}
         self._last_beat = 0.0
@@ -110,9 +117,11 @@ class ClusterSync:
 
     async def _lead(self, *, ttl_ms: int, tick: float) -> None:
         self.leading = True
+        self._dirty.clear()  # both loops relist first, which marks every job again
         log.info("watching cluster", cluster=self.cluster.id, holder=self._holder)
         tasks = [asyncio.create_task(self._kind_loop(JOBS), name=f"watch-{self.cluster.id}-jobs"),
-                 asyncio.create_task(self._kind_loop(POD_KIND), name=f"watch-{self.cluster.id}-pods")]
+                 asyncio.create_task(self._kind_loop(POD_KIND), name=f"watch-{self.cluster.id}-pods"),
+                 asyncio.create_task(self._write_loop(), name=f"watch-{self.cluster.id}-writer")]
         try:
             while not self._stopping.is_set():
                 await self._pause(tick)
@@ -183,9 +192,8 @@ class ClusterSync:
             for pod in result.items:
                 self._remember_pod(pod)
         await self._store.set_resource_version(self.cluster.id, kind, result.resource_version)
-        for job_id, obj in list(self._jobs.items()):
-            await self._ensure_record(obj)
-            await self._write_status(job_id)
+        for job_id in self._jobs:
+            self._mark(job_id)
         log.info("listed", cluster=self.cluster.id, kind=kind, count=len(result.items),
                  resourceVersion=result.resource_version)
         return result.resource_version
@@ -222,14 +230,14 @@ class ClusterSync:
                 self.last_event_at = self._clock()
                 await self._beat()
                 if event.type != "BOOKMARK":
-                    await self._apply(kind, event)
+                    self._apply(kind, event)
         finally:
             self._streaming[kind] = False
             await stream.aclose()
         await self._store.set_resource_version(self.cluster.id, kind, rv)
         return rv
 
-    async def _apply(self, kind: str, event: WatchEvent) -> None:
+    def _apply(self, kind: str, event: WatchEvent) -> None:
         obj = event.object
         job_id = job_id_of(obj)
         if not job_id:
@@ -240,7 +248,6 @@ class ClusterSync:
                 self._last_failure.pop(job_id, None)
             else:
                 self._jobs[job_id] = obj
-                await self._ensure_record(obj)
         else:
             name = (obj.get("metadata") or {}).get("name")
             if event.type == "DELETED":
@@ -248,7 +255,11 @@ class ClusterSync:
                     self._pods.get(job_id, {}).pop(name, None)
             else:
                 self._remember_pod(obj)
-        await self._write_status(job_id)
+        self._mark(job_id)
+
+    def _mark(self, job_id: str) -> None:
+        self._dirty.add(job_id)
+        self._dirty_event.set()
 
     def _remember_pod(self, pod: dict[str, Any]) -> None:
         job_id = job_id_of(pod)
@@ -259,29 +270,43 @@ class ClusterSync:
             if failure is not None:
                 self._last_failure[job_id] = failure
 
-    async def _ensure_record(self, obj: dict[str, Any]) -> None:
-        job_id = job_id_of(obj)
-        if not job_id or await self._store.get(self.cluster.id, job_id) is not None:
-            return
-        record = record_from_object(obj, self.cluster.id)
-        if record is None:
-            return
-        if await self._store.put_if_absent(record, status=self._status_of(job_id), observed_at=self._clock()):
-            log.info("job record rebuilt from the cluster", cluster=self.cluster.id, job=job_id)
+    async def _write_loop(self) -> None:
+        """Write the status of every dirty job, each once however many events it had meanwhile."""
+        while True:
+            await self._dirty_event.wait()
+            self._dirty_event.clear()
+            while self._dirty:
+                job_id = self._dirty.pop()
+                try:
+                    await self._write(job_id)
+                except StoreUnavailable:
+                    self._mark(job_id)
+                    await self._pause(self._settings.relist_backoff_seconds)
+                except Exception:  # one odd object must not stop every other job's status
+                    log.exception("status write failed", cluster=self.cluster.id, job=job_id)
+            self._caught_up_at = self._clock()
 
-    def _status_of(self, job_id: str) -> Any:
-        pods = list(self._pods.get(job_id, {}).values())
-        return job_status(self._jobs.get(job_id), pods, profile=self.cluster.profile,
-                          last_failure=self._last_failure.get(job_id))
-
-    async def _write_status(self, job_id: str) -> None:
+    async def _write(self, job_id: str) -> None:
+        """Store the job's status; rebuild its record from the object when Redis has none."""
         record = await self._store.get(self.cluster.id, job_id)
-        if record is None or record.pending is not None:
+        if record is None:
+            obj = self._jobs.get(job_id)
+            rebuilt = record_from_object(obj, self.cluster.id) if obj is not None else None
+            if rebuilt is not None and await self._store.put_if_absent(
+                    rebuilt, status=self._status_of(job_id), observed_at=self._clock()):
+                log.info("job record rebuilt from the cluster", cluster=self.cluster.id, job=job_id)
+            return
+        if record.pending is not None:
             return
         if job_id not in self._jobs and not self._pods.get(job_id):
             # Neither object nor pods seen (e.g. a recreate between delete and create): keep the last status.
             return
         await self._store.set_status(self.cluster.id, job_id, self._status_of(job_id))
+
+    def _status_of(self, job_id: str) -> Any:
+        pods = list(self._pods.get(job_id, {}).values())
+        return job_status(self._jobs.get(job_id), pods, profile=self.cluster.profile,
+                          last_failure=self._last_failure.get(job_id))
 
     async def _beat(self, *, force: bool = False) -> None:
         now = self._clock()
@@ -290,7 +315,8 @@ class ClusterSync:
         if not force and now - self._last_beat < _BEAT_MIN_INTERVAL:
             return
         self._last_beat = now
+        in_redis_up_to = self._caught_up_at if self._dirty else now
         with contextlib.suppress(StoreUnavailable):
-            await self._store.set_watch_heartbeat(self.cluster.id, now)
+            await self._store.set_watch_heartbeat(self.cluster.id, in_redis_up_to)
         if self._metrics is not None:
             self._metrics.watch_age.labels(self.cluster.id).set(0)

@@ -10,6 +10,7 @@ from typing import Any
 import aiohttp
 
 from gateway import appkeys
+from kubesim.store import PODS
 from tests.conftest import PARTITION, Gateway, wait_until
 from tests.service.seed_bodies import minimal
 from translators.naming import object_name
@@ -35,6 +36,38 @@ async def test_watch_relists_after_410_and_cut_streams(gateway: Gateway) -> None
     gw.sim.faults.cut_watches()
     gw.sim.controllers.set_job_scenario(PARTITION, object_name("relist", job_id), "succeed:after=1")
     await wait_until(lambda: _equals(_phase(gw, job_id), "succeeded"))
+
+
+async def test_a_burst_of_events_for_one_job_costs_a_few_status_writes(gateway: Gateway) -> None:
+    """A slow Redis does not hold the watch up: 300 changes of one job while writes are slow cost a few writes."""
+    gw = gateway
+    gw.sim.controllers.set_default_scenario("hold")
+    created = await (await gw.client.post(gw.jobs_url(), json=minimal("burst"), headers=USER)).json()
+    job_id = created["metadata"]["id"]
+    await wait_until(lambda: _equals(_phase(gw, job_id), "running"))
+    store = gw.app[appkeys.STORE]
+    writes: list[str] = []
+    real_set_status = store.set_status
+
+    async def counted(cluster: str, job: str, status: Any) -> None:
+        writes.append(job)
+        await asyncio.sleep(0.02)  # a slow Redis: 300 writes one after another would take 6 s
+        await real_set_status(cluster, job, status)
+
+    store.set_status = counted  # type: ignore[method-assign]
+    pod_name = f"{object_name('burst', job_id)}-worker-0"
+    pod = gw.sim.store.get(PODS, PARTITION, pod_name)
+    for restarts in range(1, 301):  # one synchronous burst: 300 MODIFIED events queued at once
+        status = {**pod["status"], "containerStatuses": [
+            {**pod["status"]["containerStatuses"][0], "restartCount": restarts}]}
+        gw.sim.store.update_status(PODS, PARTITION, pod_name, status)
+
+    async def restarts_seen() -> bool:
+        job = await (await gw.client.get(f"{gw.jobs_url()}/{job_id}", headers=USER)).json()
+        return bool(job["status"]["replicas"] and job["status"]["replicas"][0]["restartCount"] == 300)
+
+    await wait_until(restarts_seen)
+    assert 1 <= len(writes) < 60, len(writes)  # one write per event would be 300
 
 
 async def _true(value: Any) -> Any:
