@@ -45,7 +45,15 @@ async def _cluster_rows(mc: MultiCluster, cid: str) -> list[Row]:
     rows: list[Row] = []
     for case in FAILURE_CASES:
         rows.append((cid, case.key, await _case_row(mc, cid, case)))
+        await _delete_all(mc, cid)
     return rows
+
+
+async def _delete_all(mc: MultiCluster, cid: str) -> None:
+    """Delete the cluster's jobs, so the next case does not share the cluster with a crash loop left running."""
+    _, listing = await mc.call("GET", mc.jobs_url(cid))
+    for item in listing["items"]:
+        await mc.call("DELETE", f"{mc.jobs_url(cid)}/{item['metadata']['id']}")
 
 
 async def _case_row(mc: MultiCluster, cid: str, case: FailureCase) -> str:
@@ -76,7 +84,8 @@ async def report() -> str:
               "`reason`/`message` and the replica columns are additive fields legacy clients ignore. "
               "`<job>` stands for the generated object name. Transient states (TFJob OOM/eviction restarts) "
               "are shown as observed while the operator replaces the pod; Volcano restarts the whole gang on "
-              "any pod failure, so its lasting verdict is `BackoffLimitExceeded` after `maxRetry`."),
+              "any pod failure, so its lasting verdict is `BackoffLimitExceeded` after `maxRetry` (`DeadlineExceeded` "
+              "when the pods kept hitting their deadline), with the last failure the gateway saw."),
               "",
               "| backend | case | phase | reason | message | replica reason | replica exitCode |",
               "|---|---|---|---|---|---|---|"]
