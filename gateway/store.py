@@ -11,6 +11,8 @@ labels and annotations by `gateway.sync`. Keys (all under `redis.keyPrefix`, def
     gone:{cluster}:{id}                    tombstone of a job deleted through the API (TTL): the watch
                                            must not rebuild it from a late event
     watchbeat:{cluster}                    when the cluster's watch was last known healthy
+    lastfail:{cluster}                     hash id → JSON of the last pod failure the watch saw (its pods
+                                           may be gone: Volcano restarts, cleanPodPolicy), kept across restarts
     rv:{cluster}:{what}                    last resourceVersion seen by the watch
     lease:{name}                           lease holder (SET NX PX; renewed by compare-and-expire)
     outbox                                 stream of create/delete operations not yet accepted; group `workers`
@@ -40,6 +42,7 @@ from gateway.errors import Conflict, StoreUnavailable
 from translators.errors import NotTranslatable
 from translators.labels import spec_from_json, spec_to_json
 from translators.spec import JobIdentity, JobSpec, JobStatus, ReplicaStatus
+from translators.status import PodProblem
 
 log = structlog.get_logger(__name__)
 
@@ -161,6 +164,9 @@ class JobStore:
 
     def _beat(self, cluster: str) -> str:
         return f"{self.prefix}watchbeat:{cluster}"
+
+    def _last_failures(self, cluster: str) -> str:
+        return f"{self.prefix}lastfail:{cluster}"
 
     def _lease(self, name: str) -> str:
         return f"{self.prefix}lease:{name}"
@@ -370,6 +376,28 @@ class JobStore:
     async def set_resource_version(self, cluster: str, what: str, rv: str) -> None:
         """Remember where the watch of `what` got to."""
         await self._call("rv", lambda: self.redis.set(self._rv(cluster, what), rv))
+
+    async def last_failures(self, cluster: str) -> dict[str, PodProblem]:
+        """The last pod failure seen per job of `cluster` (unreadable entries are skipped)."""
+        raw: dict[str, str] = await self._call("lastfail", lambda: self.redis.hgetall(self._last_failures(cluster)))
+        failures: dict[str, PodProblem] = {}
+        for job_id, text in raw.items():
+            try:
+                data = json.loads(text)
+                failures[job_id] = PodProblem(int(data["rank"]), str(data["reason"]), str(data["message"]))
+            except (ValueError, KeyError, TypeError):
+                log.warning("unreadable last failure skipped", cluster=cluster, job=job_id)
+        return failures
+
+    async def set_last_failure(self, cluster: str, job_id: str, failure: PodProblem) -> None:
+        """Remember the last pod failure seen for a job."""
+        text = json.dumps(asdict(failure), separators=(",", ":"))
+        await self._call("lastfail", lambda: self.redis.hset(self._last_failures(cluster), job_id, text))
+
+    async def forget_last_failures(self, cluster: str, job_ids: builtins.list[str]) -> None:
+        """Drop the failures of jobs that are gone."""
+        if job_ids:
+            await self._call("lastfail", lambda: self.redis.hdel(self._last_failures(cluster), *job_ids))
 
     async def set_watch_heartbeat(self, cluster: str, at: float | None = None) -> None:
         """Record that the watch of `cluster` is healthy now (read by every replica)."""

@@ -10,9 +10,9 @@ Contract:
   the status of each dirty job (`translators.backends.job_status`) and stores it. A job that changes
   many times while the writer is busy is written once, so the watch keeps up with bursts (a crash-looping
   gang emits an event every few milliseconds in kubesim) at a cost bounded by the jobs, not the events.
-  The last failure seen in a job's pods is kept (in memory, until the job object is deleted) and
-  passed along, so a verdict that comes after the pods are gone (Volcano restarts the whole gang;
-  cleanPodPolicy) still says which pod failed and how.
+  The last failure seen in a job's pods is kept (in memory and in Redis, so a new leader has it too,
+  until the job object is deleted) and passed along, so a verdict that comes after the pods are gone
+  (Volcano restarts the whole gang; cleanPodPolicy) still says which pod failed and how.
 - A managed job on the cluster with no record in Redis is rebuilt from its labels/annotations
   (`from_cluster_object`): Redis lost → nothing lost. Records are never removed here (a delete through
   the API removes its record; a recreate briefly has no object).
@@ -70,6 +70,8 @@ class ClusterSync:
         self._jobs: dict[str, dict[str, Any]] = {}
         self._pods: dict[str, dict[str, dict[str, Any]]] = {}
         self._last_failure: dict[str, PodProblem] = {}
+        self._saved_failure: dict[str, PodProblem] = {}  # what Redis holds of _last_failure
+        self._gone: set[str] = set()  # jobs whose saved failure is to be dropped
         self._dirty: set[str] = set()
         self._dirty_event = asyncio.Event()
         self._caught_up_at = 0.0
@@ -118,6 +120,9 @@ class ClusterSync:
     async def _lead(self, *, ttl_ms: int, tick: float) -> None:
         self.leading = True
         self._dirty.clear()  # both loops relist first, which marks every job again
+        with contextlib.suppress(StoreUnavailable):
+            self._saved_failure = await self._store.last_failures(self.cluster.id)
+            self._last_failure = {**self._saved_failure, **self._last_failure}
         log.info("watching cluster", cluster=self.cluster.id, holder=self._holder)
         tasks = [asyncio.create_task(self._kind_loop(JOBS), name=f"watch-{self.cluster.id}-jobs"),
                  asyncio.create_task(self._kind_loop(POD_KIND), name=f"watch-{self.cluster.id}-pods"),
@@ -186,6 +191,7 @@ class ClusterSync:
                 job_id = job_id_of(obj)
                 if job_id:
                     self._jobs[job_id] = obj
+            self._gone |= {k for k in self._last_failure.keys() | self._saved_failure.keys() if k not in self._jobs}
             self._last_failure = {k: v for k, v in self._last_failure.items() if k in self._jobs}
         else:
             self._pods = {}
@@ -194,6 +200,8 @@ class ClusterSync:
         await self._store.set_resource_version(self.cluster.id, kind, result.resource_version)
         for job_id in self._jobs:
             self._mark(job_id)
+        if self._gone:
+            self._dirty_event.set()
         log.info("listed", cluster=self.cluster.id, kind=kind, count=len(result.items),
                  resourceVersion=result.resource_version)
         return result.resource_version
@@ -246,6 +254,7 @@ class ClusterSync:
             if event.type == "DELETED":
                 self._jobs.pop(job_id, None)
                 self._last_failure.pop(job_id, None)
+                self._gone.add(job_id)
             else:
                 self._jobs[job_id] = obj
         else:
@@ -275,19 +284,37 @@ class ClusterSync:
         while True:
             await self._dirty_event.wait()
             self._dirty_event.clear()
-            while self._dirty:
-                job_id = self._dirty.pop()
+            while self._dirty or self._gone:
+                job_id = None if self._gone else self._dirty.pop()
                 try:
-                    await self._write(job_id)
+                    if job_id is None:
+                        await self._forget_failures()
+                    else:
+                        await self._write(job_id)
                 except StoreUnavailable:
-                    self._mark(job_id)
+                    if job_id is not None:
+                        self._mark(job_id)
                     await self._pause(self._settings.relist_backoff_seconds)
                 except Exception:  # one odd object must not stop every other job's status
                     log.exception("status write failed", cluster=self.cluster.id, job=job_id)
             self._caught_up_at = self._clock()
 
+    async def _forget_failures(self) -> None:
+        gone, self._gone = sorted(self._gone), set()
+        try:
+            await self._store.forget_last_failures(self.cluster.id, gone)
+        except StoreUnavailable:
+            self._gone.update(gone)
+            raise
+        for job_id in gone:
+            self._saved_failure.pop(job_id, None)
+
     async def _write(self, job_id: str) -> None:
         """Store the job's status; rebuild its record from the object when Redis has none."""
+        failure = self._last_failure.get(job_id)
+        if failure is not None and self._saved_failure.get(job_id) != failure:
+            await self._store.set_last_failure(self.cluster.id, job_id, failure)
+            self._saved_failure[job_id] = failure
         record = await self._store.get(self.cluster.id, job_id)
         if record is None:
             obj = self._jobs.get(job_id)

@@ -9,12 +9,16 @@ table of `bench/status_report.py`.
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any
 
 import pytest
 
-from tests.service.backends_harness import FAILURE_CASES, FailureCase, MultiCluster, run_case
+from gateway import appkeys
+from gateway.sync import ClusterSync
+from tests.service.backends_harness import FAILURE_CASES, FailureCase, MultiCluster, run_case, wait_for
+from translators.spec import JobStatus
 
 SUPPORTED = [pytest.param(cid, case, id=f"{cid}-{case.key}") for case in FAILURE_CASES for cid in case.expected]
 
@@ -51,3 +55,36 @@ async def test_failure_status_tells_the_truth(cid: str, case: FailureCase) -> No
         assert replica["id"] in status["message"]
     if status["phase"] == "failed":
         assert status["completionTime"], status
+
+
+async def test_a_new_watcher_still_knows_the_last_failure() -> None:
+    """The pods that failed are gone; a replica taking the watch over reads the last failure from Redis."""
+    case = next(c for c in FAILURE_CASES if c.key == "fail:exit=3")
+    async with MultiCluster(f"test:{uuid.uuid4().hex}:", cluster_ids=("vc",)) as mc:
+        job = await run_case(mc, "vc", case)
+        told = job["status"]["message"]
+        assert "last failure: " in told
+        old = mc.app[appkeys.SYNCS]["vc"]
+        old.stop()
+        await wait_for(lambda: _not(old.leading), what="old watcher stopped")
+        store = mc.app[appkeys.STORE]
+        await store.set_status("vc", job["metadata"]["id"], JobStatus(phase="pending"))  # forget it was told
+        fresh = ClusterSync(old.cluster, store, settings=mc.app[appkeys.SETTINGS].sync, holder="gw-new")
+        task = asyncio.create_task(fresh.run())
+        try:
+            again = await mc.wait_phase("vc", job["metadata"]["id"], "failed")
+            assert again["status"]["message"] == told
+            # Deleting the job drops what was remembered about it.
+            await mc.call("DELETE", f"{mc.jobs_url('vc')}/{job['metadata']['id']}")
+
+            async def forgotten() -> bool:
+                return job["metadata"]["id"] not in await store.last_failures("vc")
+
+            await wait_for(forgotten, what="last failure forgotten")
+        finally:
+            fresh.stop()
+            await task
+
+
+async def _not(value: bool) -> bool:
+    return not value
