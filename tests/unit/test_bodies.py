@@ -16,6 +16,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from kubesim import schema
 from tests.unit.test_clever_reader import MINIMAL, PROFILE, SEED_FLAT_CREATE, SEED_LIST_ITEM, SEED_OBJECT
 from translators.backends import (
     TFJOB_RESOURCE,
@@ -69,7 +70,6 @@ def profile_for(backend: str, base: ClusterProfile = PROFILE) -> ClusterProfile:
 
 def crd_problems(body: dict[str, Any]) -> tuple[list[str], list[str]]:
     """(validation errors, pruned field paths) from kubesim's CRD validator."""
-    schema = pytest.importorskip("kubesim.schema", reason="kubesim/schema.py (kubesim-server) not in the tree yet")
     return schema.validate(body), schema.pruned_fields(body)
 
 

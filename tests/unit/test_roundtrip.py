@@ -10,6 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from kubesim import schema
 from tests.unit.test_clever_reader import PROFILE
 from translators.backends import from_cluster_object, to_cluster_object
 from translators.clever import (
@@ -121,7 +122,6 @@ def test_cluster_object_round_trip(backend: str, spec: JobSpec, identity: JobIde
 def test_generated_bodies_validate_against_the_crds(backend: str, spec: JobSpec, identity: JobIdentity,
                                                     profile: Any) -> None:
     """Nothing pruned for training-operator and Volcano; tf-operator loses only its four spec-level fields."""
-    schema = pytest.importorskip("kubesim.schema", reason="kubesim/schema.py (kubesim-server) not in the tree yet")
     body = wire(to_cluster_object(spec, identity, replace(profile, backend=backend)))
     assert schema.validate(body) == []
     pruned = schema.pruned_fields(body)
