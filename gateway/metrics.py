@@ -33,6 +33,9 @@ class Metrics:
                                       ["cluster", "verb", "kind"], registry=self.registry)
         self.outbox_depth = Gauge("clever_gateway_outbox_depth", "Operations waiting for a cluster",
                                   registry=self.registry)
+        self.sync_backlog = Gauge("clever_gateway_sync_backlog_jobs",
+                                  "Jobs whose latest cluster state is not in Redis yet (watching replica only)",
+                                  ["cluster"], registry=self.registry)
         self.watch_age = Gauge("clever_gateway_watch_last_event_age_seconds",
                                "Seconds since the last watch event of a cluster (-1: no watch here)",
                                ["cluster"], registry=self.registry)

@@ -297,7 +297,13 @@ class ClusterSync:
                     await self._pause(self._settings.relist_backoff_seconds)
                 except Exception:  # one odd object must not stop every other job's status
                     log.exception("status write failed", cluster=self.cluster.id, job=job_id)
+                self._report_backlog()
             self._caught_up_at = self._clock()
+            self._report_backlog()
+
+    def _report_backlog(self) -> None:
+        if self._metrics is not None:
+            self._metrics.sync_backlog.labels(self.cluster.id).set(len(self._dirty))
 
     async def _forget_failures(self) -> None:
         gone, self._gone = sorted(self._gone), set()

@@ -55,6 +55,12 @@ async def test_metrics_count_requests_and_cluster_calls(gateway: Gateway) -> Non
     assert 'clever_gateway_cluster_requests_total{cluster="c1",code="201",verb="create"}' in text
     assert "clever_gateway_outbox_depth" in text
 
+    async def backlog_reported() -> bool:
+        text = await (await gateway.client.get("/metrics")).text()
+        return 'clever_gateway_sync_backlog_jobs{cluster="c1"} 0.0' in text
+
+    await wait_until(backlog_reported)  # the watch wrote the new job's status: nothing left behind
+
 
 async def test_redis_loss_is_rebuilt_from_the_cluster(gateway: Gateway) -> None:
     gw = gateway
