@@ -352,4 +352,4 @@ class ClusterSync:
         with contextlib.suppress(StoreUnavailable):
             await self._store.set_watch_heartbeat(self.cluster.id, in_redis_up_to)
         if self._metrics is not None:
-            self._metrics.watch_age.labels(self.cluster.id).set(0)
+            self._metrics.watch_age.labels(self.cluster.id).set(now - in_redis_up_to)
