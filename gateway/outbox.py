@@ -9,7 +9,9 @@ Contract:
   = success); delete → delete (already gone = success) and drop the record. A transient failure leaves
   the entry pending and retries it after `sync.outboxRetrySeconds`; a cluster 4xx ends the entry
   (a refused create is recorded as phase `failed` with the cluster's message, so the user sees why).
-- An entry whose record is gone or no longer pending is obsolete and acknowledged.
+- An entry whose record is gone or no longer pending is obsolete and acknowledged. A create that lands
+  after its job was deleted (the record is cleared only if still pending, `JobStore.settle`) is deleted
+  from the cluster again, so a job deleted while queued never runs.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from typing import Any
 import structlog
 
 from gateway.auth import Principal
-from gateway.clusters import ClusterRegistry, is_transient
+from gateway.clusters import ClusterClient, ClusterNotFound, ClusterRegistry, ObjectRef, is_transient
 from gateway.config import SyncSettings
 from gateway.errors import GatewayError, NotFound, StoreUnavailable
 from gateway.metrics import Metrics
@@ -136,10 +138,11 @@ class Outbox:
                 body = to_cluster_object(record.spec, record.identity, cluster.profile)
                 created = await cluster.create(ref, body, same_if_label=(LABEL_JOB_ID, label_value(job_id)),
                                                impersonate=principal)
-                await self._store.put(record.with_pending(None),
-                                      status=job_status(created, [], profile=cluster.profile),
-                                      observed_at=self._clock())
-                log.info("queued create landed", cluster=cluster_id, job=job_id)
+                if await self._store.settle(record, status=job_status(created, [], profile=cluster.profile),
+                                            observed_at=self._clock()):
+                    log.info("queued create landed", cluster=cluster_id, job=job_id)
+                else:
+                    await self._take_back(cluster, ref, principal, job_id)
             else:
                 await cluster.delete(ref, impersonate=principal)
                 await self._store.remove(record)
@@ -155,6 +158,19 @@ class Outbox:
                 return False
             await self._refuse(record, reason=e.reason, message=e.message)
             return True
+
+    async def _take_back(self, cluster: ClusterClient, ref: ObjectRef, principal: Principal | None,
+                         job_id: str) -> None:
+        """The job was deleted while its create was on the way: remove what just landed."""
+        log.info("queued create landed after its job was deleted; deleting it", cluster=cluster.id, job=job_id)
+        try:
+            await cluster.delete(ref, impersonate=principal)
+        except ClusterNotFound:
+            pass
+        except GatewayError as e:
+            # The record is gone and its tombstone expires: the watch then shows the job again, deletable.
+            log.error("a deleted job's late create could not be taken back", cluster=cluster.id, job=job_id,
+                      reason=e.reason, message=e.message)
 
     async def _refuse(self, record: JobRecord, *, reason: str, message: str) -> None:
         ident = record.identity

@@ -290,6 +290,31 @@ class JobStore:
                     continue
         return False
 
+    async def settle(self, record: JobRecord, *, status: JobStatus, observed_at: float) -> bool:
+        """Clear the record's pending operation, only if it is still the one `record` carries (False when the
+        job was deleted or changed meanwhile: then nothing is written)."""
+        ident = record.identity
+        job_key = self._job(ident.cluster, ident.id)
+        async with self._guard("settle"):
+            for _ in range(_CAS_ATTEMPTS):
+                try:
+                    async with self.redis.pipeline(transaction=True) as pipe:
+                        await pipe.watch(job_key)
+                        text = await pipe.get(job_key)
+                        current = _record_from_json(str(text)) if text is not None else None
+                        if current is None or current.pending != record.pending:
+                            await pipe.unwatch()
+                            return False
+                        pipe.multi()
+                        pipe.set(job_key, _record_to_json(replace(current, pending=None)))
+                        pipe.set(self._status(ident.cluster, ident.id), json.dumps(
+                            {"status": status_to_dict(status), "observedAt": observed_at}))
+                        await pipe.execute()
+                        return True
+                except WatchError:
+                    continue
+        return False
+
     async def get(self, cluster: str, job_id: str) -> JobRecord | None:
         """The record, or None (a record that cannot be decoded counts as absent, and is logged)."""
         text = await self._call("get", lambda: self.redis.get(self._job(cluster, job_id)))

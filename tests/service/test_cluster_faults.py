@@ -134,3 +134,36 @@ async def test_a_cluster_that_stays_down_does_not_hold_up_another(make_gateway: 
     finally:
         gw.sim.faults.up()
     await _lands(gw, created["metadata"]["id"])
+
+
+async def test_a_job_deleted_while_its_queued_create_lands_never_runs(gateway: Gateway) -> None:
+    from kubesim.store import TFJOBS
+
+    gw = gateway
+    gw.sim.faults.down()
+    try:
+        created = await (await gw.client.post(gw.jobs_url(), json=minimal("late"), headers=USER)).json()
+        assert created["status"]["phase"] == "queued"
+    finally:
+        gw.sim.faults.latency(0.6)  # the outbox's create will be on its way for a while
+        gw.sim.faults.up()
+    job_id = created["metadata"]["id"]
+    name = object_name("late", job_id)
+    before = gw.sim.server.requests
+    await wait_until(lambda: _true(gw.sim.server.requests > before))  # the create is in flight
+    deleted = await gw.client.delete(f"{gw.jobs_url()}/{job_id}", headers=USER)
+    assert deleted.status == 200
+
+    async def landed_and_taken_back() -> bool:
+        text = await (await gw.client.get("/metrics")).text()
+        return ('verb="create"' in text and 'code="201"' in text
+                and gw.sim.store.try_get(TFJOBS, PARTITION, name) is None and 'verb="delete"' in text)
+
+    await wait_until(landed_and_taken_back)
+    gw.sim.faults.clear()
+    assert (await gw.client.get(f"{gw.jobs_url()}/{job_id}", headers=USER)).status == 404
+    assert (await (await gw.client.get(gw.jobs_url(), headers=USER)).json())["metadata"]["total"] == 0
+
+
+async def _true(value: bool) -> bool:
+    return value
