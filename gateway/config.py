@@ -228,6 +228,9 @@ class LimitsSettings(_Section):
     """A job's cached status older than this (and no live watch) is refreshed from the cluster on read."""
     list_page_size: int = Field(default=500, ge=1)
     """`limit` of each LIST page sent to a cluster."""
+    writes_per_user_per_minute: int = Field(default=600, ge=0)
+    """Creates, updates and deletes one user may make per minute, counted across replicas in Redis
+    (more: 429 with Retry-After); 0 = no limit."""
 
 
 class SyncSettings(_Section):

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import math
 import time
 import uuid
 from collections.abc import Callable
@@ -43,7 +44,7 @@ from gateway.clusters import (
     is_transient,
 )
 from gateway.config import Settings
-from gateway.errors import Conflict, Forbidden, GatewayError, NotFound
+from gateway.errors import Conflict, Forbidden, GatewayError, NotFound, TooManyRequests
 from gateway.outbox import Outbox
 from gateway.store import JobRecord, JobStore, ObservedStatus
 from translators.backends import (
@@ -112,6 +113,7 @@ class JobService:
 
     async def create(self, principal: Principal, *, cluster_id: str, partition: str, body: object) -> dict[str, Any]:
         """Create a job; returns the legacy object (phase `pending`, or `queued` when the cluster is away)."""
+        await self._admit_write(principal)
         cluster = self._clusters.get(cluster_id)
         profile = cluster.profile
         spec = parse_create(body, partition=partition, profile=profile)
@@ -185,6 +187,7 @@ class JobService:
     async def update(self, principal: Principal, *, cluster_id: str, partition: str, job_id: str,
                      body: object) -> dict[str, Any]:
         """Apply a PATCH body (DESIGN §4)."""
+        await self._admit_write(principal)
         cluster = self._clusters.get(cluster_id)
         profile = cluster.profile
         record = await self._writable(principal, cluster, partition, job_id, verb="update")
@@ -258,6 +261,7 @@ class JobService:
 
     async def delete(self, principal: Principal, *, cluster_id: str, partition: str, job_id: str) -> dict[str, Any]:
         """Delete a job; returns the last known object with phase `terminating`."""
+        await self._admit_write(principal)
         cluster = self._clusters.get(cluster_id)
         record = await self._writable(principal, cluster, partition, job_id, verb="delete")
         gone = JobStatus(phase="terminating", reason="Deleted", message="the job was deleted")
@@ -280,6 +284,18 @@ class JobService:
         return render_job(record.spec, record.identity, gone)
 
     # ----- helpers
+
+    async def _admit_write(self, principal: Principal) -> None:
+        """429 once the user made `limits.writesPerUserPerMinute` changes this minute (on every replica)."""
+        limit = self._settings.limits.writes_per_user_per_minute
+        if limit <= 0:
+            return
+        count, window_left = await self._store.count_write(principal.user)
+        if count > limit:
+            retry_after = max(1, math.ceil(window_left))
+            raise TooManyRequests(
+                f"user {principal.user!r} made more than {limit} changes in one minute; retry in {retry_after} s",
+                details={"limit": limit, "retryAfterSeconds": retry_after}, headers={"Retry-After": str(retry_after)})
 
     def _job_ref(self, cluster: ClusterClient, record: JobRecord) -> ObjectRef:
         return cluster.ref(cluster.jobs, record.namespace, record.object_name)

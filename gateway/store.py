@@ -15,6 +15,7 @@ labels and annotations by `gateway.sync`. Keys (all under `redis.keyPrefix`, def
                                            may be gone: Volcano restarts, cleanPodPolicy), kept across restarts
     rv:{cluster}:{what}                    last resourceVersion seen by the watch
     lease:{name}                           lease holder (SET NX PX; renewed by compare-and-expire)
+    writes:{user}:{minute}                 the user's writes in that minute (INCR, expires after 2 minutes)
     outbox                                 stream of create/delete operations not yet accepted; group `workers`
 
 Contract: every Redis failure surfaces as `gateway.errors.StoreUnavailable` (503), chained. Multi-key
@@ -423,6 +424,17 @@ class JobStore:
         """Drop the failures of jobs that are gone."""
         if job_ids:
             await self._call("lastfail", lambda: self.redis.hdel(self._last_failures(cluster), *job_ids))
+
+    async def count_write(self, user: str) -> tuple[int, float]:
+        """Count one write of `user` in the current minute: (writes so far this minute, seconds it has left)."""
+        now = self._clock()
+        minute = int(now // 60)
+        key = f"{self.prefix}writes:{user}:{minute}"
+        async with self._guard("count-write"), self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            pipe.expire(key, 120)
+            count, _ = await pipe.execute()
+        return int(count), (minute + 1) * 60 - now
 
     async def set_watch_heartbeat(self, cluster: str, at: float | None = None) -> None:
         """Record that the watch of `cluster` is healthy now (read by every replica)."""
