@@ -252,9 +252,7 @@ class JobStore:
             pipe.zadd(self._owner(ident.cluster, ident.partition, ident.owner), {ident.id: score})
             pipe.set(self._name(ident.cluster, ident.partition, record.spec.name), ident.id)
             if status is not None:
-                pipe.set(self._status(ident.cluster, ident.id), json.dumps(
-                    {"status": status_to_dict(status),
-                     "observedAt": observed_at if observed_at is not None else self._clock()}))
+                pipe.set(self._status(ident.cluster, ident.id), self._observed_json(status, observed_at))
             await pipe.execute()
 
     async def put_if_absent(self, record: JobRecord, *, status: JobStatus, observed_at: float) -> bool:
@@ -283,8 +281,7 @@ class JobStore:
                         pipe.zadd(self._index(ident.cluster, ident.partition), {ident.id: score})
                         pipe.zadd(self._owner(ident.cluster, ident.partition, ident.owner), {ident.id: score})
                         pipe.set(name_key, ident.id)
-                        pipe.set(self._status(ident.cluster, ident.id), json.dumps(
-                            {"status": status_to_dict(status), "observedAt": observed_at}))
+                        pipe.set(self._status(ident.cluster, ident.id), self._observed_json(status, observed_at))
                         await pipe.execute()
                         return True
                 except WatchError:
@@ -308,8 +305,7 @@ class JobStore:
                             return False
                         pipe.multi()
                         pipe.set(job_key, _record_to_json(replace(current, pending=None)))
-                        pipe.set(self._status(ident.cluster, ident.id), json.dumps(
-                            {"status": status_to_dict(status), "observedAt": observed_at}))
+                        pipe.set(self._status(ident.cluster, ident.id), self._observed_json(status, observed_at))
                         await pipe.execute()
                         return True
                 except WatchError:
@@ -367,11 +363,14 @@ class JobStore:
 
     # ----- status
 
+    def _observed_json(self, status: JobStatus, observed_at: float | None) -> str:
+        return json.dumps({"status": status_to_dict(status),
+                           "observedAt": observed_at if observed_at is not None else self._clock()})
+
     async def set_status(self, cluster: str, job_id: str, status: JobStatus, *,
                          observed_at: float | None = None) -> None:
         """Store the last observed status of a job."""
-        value = json.dumps({"status": status_to_dict(status),
-                            "observedAt": observed_at if observed_at is not None else self._clock()})
+        value = self._observed_json(status, observed_at)
         await self._call("set-status", lambda: self.redis.set(self._status(cluster, job_id), value))
 
     async def get_status(self, cluster: str, job_id: str) -> ObservedStatus | None:

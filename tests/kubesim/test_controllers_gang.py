@@ -4,7 +4,7 @@ simulated Volcano scheduler admitting them. time_scale 0.01; bounded polls, no t
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -13,6 +13,7 @@ from kubesim.__main__ import parse_args
 from kubesim.controllers import Controllers
 from kubesim.store import EVENTS, PODGROUPS, PODS, TFJOBS, Store, WatchEvent
 from kubesim.testing import KubeSim
+from tests.kubesim.polling import wait_for
 
 NS = "default"
 GROUP_NAME = "scheduling.k8s.io/group-name"
@@ -26,15 +27,6 @@ async def sim(request: pytest.FixtureRequest) -> AsyncIterator[KubeSim]:
                        time_scale=0.01, tls=False) as running:
         yield running
 
-
-async def wait_for(predicate: Callable[[], Any], what: str, *, attempts: int = 400) -> Any:
-    """Poll `predicate` every 10 ms until truthy; fail after `attempts` tries."""
-    for _ in range(attempts):
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def tfjob(name: str, replicas: dict[str, int], *, scheduling: dict[str, Any] | None = None,

@@ -4,7 +4,7 @@ the job's status, and the events. time_scale 0.01; bounded polls, no timing asse
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,6 +13,7 @@ import pytest
 from kubesim.controllers import Controllers
 from kubesim.store import EVENTS, PODGROUPS, PODS, TFJOBS, VCJOBS, Store
 from kubesim.testing import KubeSim
+from tests.kubesim.polling import wait_for
 
 NS = "default"
 KINDS = ("training-operator", "tf-operator", "volcano")
@@ -63,15 +64,6 @@ async def sim(request: pytest.FixtureRequest) -> AsyncIterator[Sim]:
         assert running.controllers is not None
         yield Sim(running.store, running.controllers, kind)
 
-
-async def wait_for(predicate: Callable[[], Any], what: str, *, attempts: int = 400) -> Any:
-    """Poll `predicate` every 10 ms until truthy; fail after `attempts` tries."""
-    for _ in range(attempts):
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def create_job(sim: Sim, scenario: str, *, restart: str = "Never", gpus: bool = False,

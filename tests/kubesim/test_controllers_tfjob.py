@@ -11,7 +11,7 @@ import copy
 import json
 import re
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ import yaml
 from kubesim.controllers import Controllers, ScenarioError
 from kubesim.store import EVENTS, PODS, SERVICES, TFJOBS, Store
 from kubesim.testing import KubeSim
+from tests.kubesim.polling import wait_for
 
 SHARED = Path(__file__).parents[2].parent / "shared"
 NS = "default"
@@ -40,15 +41,6 @@ async def sim(request: pytest.FixtureRequest) -> AsyncIterator[KubeSim]:
 
 both_dialects = pytest.mark.parametrize("sim", ["training-operator", "tf-operator"], indirect=True)
 
-
-async def wait_for(predicate: Callable[[], Any], what: str, *, attempts: int = 400) -> Any:
-    """Poll `predicate` every 10 ms until it returns something truthy; fail after `attempts` tries."""
-    for _ in range(attempts):
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def shared_file(relative: str) -> Path:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +14,7 @@ import yaml
 
 from kubesim.store import COMMANDS, CONFIGMAPS, EVENTS, PODGROUPS, PODS, SERVICES, VCJOBS
 from kubesim.testing import KubeSim
+from tests.kubesim.polling import wait_for
 
 SHARED = Path(__file__).parents[2].parent / "shared"
 NS = "default"
@@ -24,15 +25,6 @@ async def sim() -> AsyncIterator[KubeSim]:
     async with KubeSim(namespaces=(NS,), tfjob_operator=None, volcano=True, time_scale=0.01, tls=False) as running:
         yield running
 
-
-async def wait_for(predicate: Callable[[], Any], what: str, *, attempts: int = 400) -> Any:
-    """Poll `predicate` every 10 ms until truthy; fail after `attempts` tries."""
-    for _ in range(attempts):
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.01)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def example() -> dict[str, Any]:
