@@ -23,7 +23,8 @@ is not computed from the pods' requests as the operator does when it is unset) a
 neither pods nor services while its phase is unset or `Pending`. Pods get `schedulerName: volcano` when their
 template names none (a Warning event when it names another) and the annotations
 `scheduling.k8s.io/group-name=<job>` and `volcano.sh/task-spec=<lowercase replica type>`. The PodGroup is left
-to the garbage collector when the job goes; Volcano (kubesim.controllers.volcano) admits it.
+deleted when the job finishes (events JobTerminated, SuccessfulDeletePodGroup), like the operator does, and
+garbage-collected with the job otherwise; Volcano (kubesim.controllers.volcano) admits it.
 """
 
 from __future__ import annotations
@@ -449,6 +450,7 @@ class TFJobController:
         uid = job["metadata"]["uid"]
         self._finished.setdefault(uid, now)
         self._delete_pods_and_services(job, pods, policy=policy.clean_pod_policy)
+        self._delete_podgroup(job)
         if has_condition(status, "Succeeded"):
             for rs in (status.get("replicaStatuses") or {}).values():
                 active = rs.pop("active", 0)
@@ -460,6 +462,15 @@ class TFJobController:
             self._delete(TFJOBS, job, job["metadata"]["name"])
             return None
         return due
+
+    def _delete_podgroup(self, job: dict[str, Any]) -> None:
+        """A finished gang job gives its PodGroup back, with the operator's events."""
+        meta = job["metadata"]
+        if self.gang_scheduler is None or self._store.try_get(PODGROUPS, meta["namespace"], meta["name"]) is None:
+            return
+        self._event(job, "JobTerminated", "Job has been terminated. Deleting PodGroup")
+        if self._delete(PODGROUPS, job, meta["name"]):
+            self._event(job, "SuccessfulDeletePodGroup", f"Deleted PodGroup: {meta['name']}")
 
     def _ttl_due(self, uid: str, policy: RunPolicy) -> float | None:
         if policy.ttl_seconds_after_finished is None:

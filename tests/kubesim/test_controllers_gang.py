@@ -91,8 +91,10 @@ async def test_podgroup_and_pods_of_a_gang_job(sim: KubeSim) -> None:
     for name, pod in found.items():
         assert pod["spec"]["schedulerName"] == "volcano"
         assert pod["metadata"]["annotations"] == {GROUP_NAME: "gang", TASK_SPEC: name.split("-")[1]}
-    assert podgroup_phase(sim, "gang") == "Running"  # the parameter server still runs (cleanPodPolicy None)
-    assert not (podgroup(sim, "gang") or {})["status"].get("conditions")
+    # Finished: the operator gives the PodGroup back (the parameter server still runs, cleanPodPolicy None).
+    await wait_for(lambda: podgroup(sim, "gang") is None, "PodGroup deleted")
+    reasons = [e["reason"] for e in sim.store.list(EVENTS, NS)[0] if e["involvedObject"]["name"] == "gang"]
+    assert "JobTerminated" in reasons and "SuccessfulDeletePodGroup" in reasons
 
 
 async def test_scheduling_policy_shapes_the_podgroup(sim: KubeSim) -> None:
@@ -156,9 +158,7 @@ async def test_unschedulable_gang_stays_pending_until_it_fits(sim: KubeSim) -> N
 
     sim.controllers.set_job_scenario(NS, "tight", "succeed:after=1")
     await wait_for(lambda: condition(sim, "tight", "Succeeded"), "Succeeded once the gang fits")
-    # every member succeeded: Volcano completes the PodGroup, without the stale condition
-    await wait_for(lambda: podgroup_phase(sim, "tight") == "Completed", "PodGroup Completed")
-    assert not (podgroup(sim, "tight") or {})["status"].get("conditions")
+    await wait_for(lambda: podgroup(sim, "tight") is None, "PodGroup given back by the finished job")
 
 
 async def test_a_template_scheduler_is_kept_with_a_warning(sim: KubeSim) -> None:
