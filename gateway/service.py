@@ -134,6 +134,10 @@ class JobService:
             if is_transient(e):
                 return await self._queue_create(record, principal, error=e)
             await self._store.release_name(cluster.id, partition, spec.name, identity.id)
+            if isinstance(e, ClusterNotFound):  # a create finds nothing only when the namespace is missing
+                raise NotFound(f"partition {partition!r} does not exist on cluster {cluster.id!r} (the cluster has "
+                               f"no namespace {namespace!r})",
+                               details={**e.details, "partition": partition, "namespace": namespace}) from e
             raise
         except BaseException:
             await self._store.release_name(cluster.id, partition, spec.name, identity.id)

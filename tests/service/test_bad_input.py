@@ -140,3 +140,14 @@ async def test_unknown_cluster_job_and_method(gateway: Gateway) -> None:
     assert error["reason"] == "MethodNotAllowed" and "PATCH" in wrong.headers["Allow"]
     nowhere = await gateway.client.get("/api/v1alpha1/nothing/here", headers=USER)
     assert nowhere.status == 404 and (await nowhere.json())["code"] == 404
+
+
+async def test_a_partition_without_its_namespace_is_a_clear_404(gateway: Gateway) -> None:
+    before = await gateway.keys()
+    response = await gateway.client.post(gateway.jobs_url("nosuchns"), json=minimal("lost"), headers=USER)
+    assert response.status == 404
+    error = await response.json()
+    assert error["message"] == ("partition 'nosuchns' does not exist on cluster 'c1' "
+                                "(the cluster has no namespace 'nosuchns')")
+    assert error["details"]["clusterStatus"]["reason"] == "NotFound"
+    await _assert_nothing_new(gateway, before)
