@@ -45,11 +45,17 @@ REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 _AUTHENTICATED_PREFIXES = ("/api/v1alpha1/", "/api/v1alpha2/")
 
 
+# A 503 is always "come back later" here (Redis, a cluster or the identity provider is away): say when.
+UNAVAILABLE_RETRY_AFTER_SECONDS = 5
+
+
 def error_response(error: GatewayError, *, request_id: str | None) -> web.Response:
     """The legacy error answer for `error`."""
     response = web.json_response(error.body(request_id=request_id), status=error.status)
     for name, value in error.headers.items():
         response.headers[name] = value
+    if error.status == 503 and "Retry-After" not in response.headers:
+        response.headers["Retry-After"] = str(UNAVAILABLE_RETRY_AFTER_SECONDS)
     return response
 
 

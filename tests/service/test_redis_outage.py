@@ -92,6 +92,7 @@ async def test_redis_outage_is_503_and_an_empty_redis_is_rebuilt(make_gateway: A
                                ("DELETE", f"{gw.jobs_url()}/{ids[0]}", None)):
         answer = await gw.client.request(method, path, json=body, headers=USER)
         assert answer.status == 503, (method, path, await answer.text())
+        assert int(answer.headers["Retry-After"]) > 0
         error = await answer.json()
         assert error["code"] == 503 and error["reason"] == "ServiceUnavailable" and error["message"]
     ping = await gw.client.get("/api/ping")
