@@ -337,9 +337,12 @@ class Store:
 
     # ----- watch -------------------------------------------------------------------------------------------
 
-    def subscribe(self) -> asyncio.Queue[WatchEvent]:
-        """A queue receiving every future WatchEvent (all resources) until it overflows or is unsubscribed."""
-        queue: asyncio.Queue[WatchEvent] = asyncio.Queue(maxsize=self._watch_buffer)
+    def subscribe(self, *, bounded: bool = True) -> asyncio.Queue[WatchEvent]:
+        """A queue receiving every future WatchEvent (all resources) until it overflows or is unsubscribed.
+
+        API watchers are `bounded` by `watch_buffer`; the in-process controllers, which drain everything
+        on each pass and must never be dropped, subscribe unbounded."""
+        queue: asyncio.Queue[WatchEvent] = asyncio.Queue(maxsize=self._watch_buffer if bounded else 0)
         self._subscribers.append(queue)
         return queue
 

@@ -112,7 +112,7 @@ class Controllers:
         """Subscribe to the store and start the reconcile loop."""
         if self._task is not None:
             return
-        self._queue = self._store.subscribe()
+        self._queue = self._store.subscribe(bounded=False)
         self._task = asyncio.create_task(self._loop(), name="kubesim-controllers")
 
     async def stop(self) -> None:

@@ -133,6 +133,15 @@ async def test_a_watcher_too_far_behind_is_closed_and_resumes(api: Any) -> None:
         assert expired["type"] == "ERROR" and expired["object"]["code"] == 410
 
 
+async def test_only_bounded_subscribers_are_dropped() -> None:
+    store = Store(watch_buffer=3, namespaces=["x"])
+    watcher, controllers = store.subscribe(), store.subscribe(bounded=False)
+    for index in range(10):
+        store.create(CONFIGMAPS, {"metadata": {"name": f"c{index}", "namespace": "x"}})
+    assert not store.is_subscribed(watcher) and watcher.qsize() == 3  # it keeps what it had, in order
+    assert store.is_subscribed(controllers) and controllers.qsize() >= 10
+
+
 async def test_history_limit_evicts_old_events() -> None:
     store = Store(history_limit=2, namespaces=["x"])
     for index in range(4):
