@@ -20,7 +20,8 @@ Contract:
   time up to which Redis holds everything received (now, or when the writer last had nothing left to
   write); every replica reads its age (`/api/ping` lastWatchEventAgeSeconds; reads fall back to the API
   server when it is older than `sync.fallbackAfterSeconds`).
-- `request_relist()` makes the leader relist at once (used after Redis loss and by tests).
+- `request_relist()` makes the leader relist at once (tests use it). After a Redis that lost its data the
+  relist needs no call: the lease is gone too, so the leader steps down, takes it again and relists.
 """
 
 from __future__ import annotations
