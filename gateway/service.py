@@ -207,7 +207,7 @@ class JobService:
             patch = in_place_patch(record.spec, new_spec, identity, profile)
             patched = await cluster.merge_patch(self._job_ref(cluster, record), patch, impersonate=principal)
             updated = replace(record, spec=new_spec, identity=identity)
-            status = job_status(patched, await self._pods(cluster, record), profile=profile)
+            status = await self._status_from(cluster, job_id, patched, await self._pods(cluster, record))
             await self._store.put(updated, status=status, observed_at=self._clock())
             log.info("job updated in place", cluster=cluster.id, job=job_id)
             return render_job(new_spec, identity, status)
@@ -358,7 +358,7 @@ class JobService:
             if record is None:
                 continue
             pods = await self._pods(cluster, record)
-            await self._store.put_if_absent(record, status=job_status(obj, pods, profile=cluster.profile),
+            await self._store.put_if_absent(record, status=await self._status_from(cluster, job_id, obj, pods),
                                             observed_at=self._clock())
             log.info("job record rebuilt from the cluster", cluster=cluster.id, job=job_id)
             return await self._store.get(cluster.id, job_id) or record
@@ -394,6 +394,7 @@ class JobService:
         observed = await self._store.get_status(cluster.id, record.identity.id)
         if record.pending is not None or not await self._needs_refresh(cluster, [observed]):
             return self._visible_status(record, observed)
+        read_at = self._clock()
         try:
             obj = await cluster.try_get(self._job_ref(cluster, record))
             pods = await self._pods(cluster, record)
@@ -402,9 +403,17 @@ class JobService:
                 raise
             # The cluster is away: the last observation is better than nothing (it carries its age).
             return self._visible_status(record, observed)
-        status = job_status(obj, pods, profile=cluster.profile)
-        await self._store.set_status(cluster.id, record.identity.id, status)
-        return status
+        status = await self._status_from(cluster, record.identity.id, obj, pods)
+        if await self._store.set_status_if_older(cluster.id, record.identity.id, status, read_at=read_at):
+            return status
+        newer = await self._store.get_status(cluster.id, record.identity.id)  # the watch wrote meanwhile
+        return newer.status if newer is not None else status
+
+    async def _status_from(self, cluster: ClusterClient, job_id: str, obj: dict[str, Any] | None,
+                           pods: builtins.list[dict[str, Any]]) -> JobStatus:
+        """A status read straight from the cluster, with the last pod failure the watch kept for the job."""
+        return job_status(obj, pods, profile=cluster.profile,
+                          last_failure=await self._store.last_failure(cluster.id, job_id))
 
     async def _refresh_namespace(self, cluster: ClusterClient, namespace: str,
                                  records: builtins.list[JobRecord]) -> dict[str, ObservedStatus]:
@@ -413,6 +422,7 @@ class JobService:
         if not wanted:
             return {}
         page = self._settings.limits.list_page_size
+        read_at = self._clock()
         try:
             jobs = await cluster.list(cluster.ref(cluster.jobs, namespace), label_selector=MANAGED_SELECTOR,
                                       page_size=page)
@@ -425,12 +435,17 @@ class JobService:
         pods_by_job: dict[str | None, builtins.list[dict[str, Any]]] = {}
         for pod in pods.items:
             pods_by_job.setdefault(job_id_of(pod), []).append(pod)
-        now = self._clock()
+        failures = await self._store.last_failures(cluster.id)
         result = {}
+        overtaken = []
         for job_id in wanted:
-            status = job_status(objects.get(job_id), pods_by_job.get(job_id, []), profile=cluster.profile)
-            await self._store.set_status(cluster.id, job_id, status, observed_at=now)
-            result[job_id] = ObservedStatus(status=status, observed_at=now)
+            status = job_status(objects.get(job_id), pods_by_job.get(job_id, []), profile=cluster.profile,
+                                last_failure=failures.get(job_id))
+            if await self._store.set_status_if_older(cluster.id, job_id, status, read_at=read_at):
+                result[job_id] = ObservedStatus(status=status, observed_at=read_at)
+            else:
+                overtaken.append(job_id)  # the watch wrote a newer one meanwhile
+        result.update(await self._store.get_statuses(cluster.id, overtaken))
         return result
 
 

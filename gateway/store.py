@@ -373,6 +373,28 @@ class JobStore:
         value = self._observed_json(status, observed_at)
         await self._call("set-status", lambda: self.redis.set(self._status(cluster, job_id), value))
 
+    async def set_status_if_older(self, cluster: str, job_id: str, status: JobStatus, *, read_at: float) -> bool:
+        """Store a status read from the cluster at `read_at`, unless a newer observation (the watch's) is
+        already there: an API read must never put an older state over a newer one."""
+        key = self._status(cluster, job_id)
+        async with self._guard("set-status-if-older"):
+            for _ in range(_CAS_ATTEMPTS):
+                try:
+                    async with self.redis.pipeline(transaction=True) as pipe:
+                        await pipe.watch(key)
+                        text = await pipe.get(key)
+                        current = _decode_status(str(text)) if text is not None else None
+                        if current is not None and current.observed_at >= read_at:
+                            await pipe.unwatch()
+                            return False
+                        pipe.multi()
+                        pipe.set(key, self._observed_json(status, read_at))
+                        await pipe.execute()
+                        return True
+                except WatchError:
+                    continue
+        return False
+
     async def get_status(self, cluster: str, job_id: str) -> ObservedStatus | None:
         """The last observed status, or None."""
         text = await self._call("get-status", lambda: self.redis.get(self._status(cluster, job_id)))
@@ -405,14 +427,13 @@ class JobStore:
     async def last_failures(self, cluster: str) -> dict[str, PodProblem]:
         """The last pod failure seen per job of `cluster` (unreadable entries are skipped)."""
         raw: dict[str, str] = await self._call("lastfail", lambda: self.redis.hgetall(self._last_failures(cluster)))
-        failures: dict[str, PodProblem] = {}
-        for job_id, text in raw.items():
-            try:
-                data = json.loads(text)
-                failures[job_id] = PodProblem(int(data["rank"]), str(data["reason"]), str(data["message"]))
-            except (ValueError, KeyError, TypeError):
-                log.warning("unreadable last failure skipped", cluster=cluster, job=job_id)
-        return failures
+        decoded = {job_id: _decode_failure(text) for job_id, text in raw.items()}
+        return {job_id: failure for job_id, failure in decoded.items() if failure is not None}
+
+    async def last_failure(self, cluster: str, job_id: str) -> PodProblem | None:
+        """The last pod failure the watch saw for one job, if any."""
+        text = await self._call("lastfail", lambda: self.redis.hget(self._last_failures(cluster), job_id))
+        return _decode_failure(text) if text is not None else None
 
     async def set_last_failure(self, cluster: str, job_id: str, failure: PodProblem) -> None:
         """Remember the last pod failure seen for a job."""
@@ -524,6 +545,15 @@ class JobStore:
     async def outbox_depth(self) -> int:
         """Entries not yet acknowledged."""
         return int(await self._call("outbox-depth", lambda: self.redis.xlen(self.outbox_key)))
+
+
+def _decode_failure(text: str) -> PodProblem | None:
+    try:
+        data = json.loads(text)
+        return PodProblem(int(data["rank"]), str(data["reason"]), str(data["message"]))
+    except (ValueError, KeyError, TypeError):
+        log.warning("unreadable last failure skipped")
+        return None
 
 
 def _decode_status(text: str | None) -> ObservedStatus | None:

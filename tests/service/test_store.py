@@ -9,6 +9,7 @@ from gateway.errors import Conflict, StoreUnavailable
 from gateway.store import JobRecord, JobStore
 from tests.conftest import prefix_keys
 from translators.spec import JobIdentity, JobSpec, JobStatus, Replica, ReplicaStatus, Resources
+from translators.status import PodProblem
 
 
 def _record(job_id: str = "abc123", *, name: str = "mnist", owner: str = "alice") -> JobRecord:
@@ -96,3 +97,25 @@ async def test_redis_down_is_store_unavailable() -> None:
         await store.get("c1", "a1")
     assert caught.value.__cause__ is not None
     await store.close()
+
+
+async def test_an_api_read_never_puts_an_older_state_over_the_watchs(store: JobStore) -> None:
+    await store.set_status("c1", "j1", JobStatus(phase="failed", reason="Error"), observed_at=100.0)
+    # A read from the cluster that started before the watch's write must not win...
+    assert not await store.set_status_if_older("c1", "j1", JobStatus(phase="running"), read_at=50.0)
+    kept = await store.get_status("c1", "j1")
+    assert kept is not None and (kept.status.phase, kept.observed_at) == ("failed", 100.0)
+    # ...one that started after it does (and so does one for a job with no status yet).
+    assert await store.set_status_if_older("c1", "j1", JobStatus(phase="succeeded"), read_at=150.0)
+    assert await store.set_status_if_older("c1", "j2", JobStatus(phase="pending"), read_at=1.0)
+    newer = await store.get_status("c1", "j1")
+    assert newer is not None and (newer.status.phase, newer.observed_at) == ("succeeded", 150.0)
+
+
+async def test_last_failures_round_trip_and_are_forgotten(store: JobStore) -> None:
+    failure = PodProblem(5, "Error", "j-worker-0: container tensorflow exited with code 3 (Error)")
+    await store.set_last_failure("c1", "j1", failure)
+    assert await store.last_failure("c1", "j1") == failure
+    assert await store.last_failures("c1") == {"j1": failure}
+    await store.forget_last_failures("c1", ["j1", "never-saved"])
+    assert await store.last_failure("c1", "j1") is None and await store.last_failures("c1") == {}
