@@ -233,7 +233,6 @@ class ClusterSync:
         stream = self.cluster.watch(self.cluster.ref(resource), resource_version=rv, label_selector=MANAGED_SELECTOR,
                                     timeout_seconds=self._settings.watch_timeout_seconds)
         self._streaming[kind] = True
-        await self._beat(force=True)  # the second stream to come up makes the watch live at once
         try:
             async for event in stream:
                 rv = event.resource_version or rv
