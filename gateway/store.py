@@ -19,8 +19,9 @@ labels and annotations by `gateway.sync`. Keys (all under `redis.keyPrefix`, def
     outbox                                 stream of create/delete operations not yet accepted; group `workers`
 
 Contract: every Redis failure surfaces as `gateway.errors.StoreUnavailable` (503), chained. Multi-key
-writes run in MULTI/EXEC transactions; compare-and-set steps use WATCH (no Lua, so the embedded
-fakeredis of the demo needs no Lua runtime). `redis.url: embedded` builds an in-process fakeredis.
+writes run in MULTI/EXEC transactions; compare-and-set steps use WATCH through redis-py's
+`transaction()` (no Lua, so the embedded fakeredis of the demo needs no Lua runtime).
+`redis.url: embedded` builds an in-process fakeredis.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ from typing import Any, TypeVar
 
 import structlog
 from redis import asyncio as redis_asyncio
-from redis.exceptions import RedisError, ResponseError, WatchError
+from redis.asyncio.client import Pipeline
+from redis.exceptions import RedisError, ResponseError
 
 from gateway.config import EMBEDDED_REDIS, RedisSettings
 from gateway.errors import Conflict, StoreUnavailable
@@ -49,7 +51,6 @@ log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
 OUTBOX_GROUP = "workers"
-_CAS_ATTEMPTS = 5
 TOMBSTONE_SECONDS = 600
 
 
@@ -184,8 +185,6 @@ class JobStore:
         try:
             yield
         except (RedisError, OSError, TimeoutError) as e:
-            if isinstance(e, WatchError):
-                raise
             log.warning("redis call failed", operation=what, error=type(e).__name__)
             raise StoreUnavailable("the gateway's store (Redis) is unavailable") from e
 
@@ -222,22 +221,24 @@ class JobStore:
         """Drop the claim if (and only if) `job_id` holds it."""
         await self._compare_and_delete(self._name(cluster, partition, name), job_id)
 
+    async def _compare_and_set(self, what: str, keys: tuple[str, ...],
+                               step: Callable[[Pipeline], Awaitable[bool]]) -> bool:
+        """Run `step` as a WATCH/MULTI transaction on `keys`; redis-py reruns it while they change under it.
+        `step` reads first, then either queues its writes after `pipe.multi()` and returns True, or
+        unwatches and returns False (nothing written)."""
+        async with self._guard(what):
+            return bool(await self.redis.transaction(step, *keys, value_from_callable=True))
+
     async def _compare_and_delete(self, key: str, expected: str) -> bool:
-        async with self._guard("compare-and-delete"):
-            for _ in range(_CAS_ATTEMPTS):
-                try:
-                    async with self.redis.pipeline(transaction=True) as pipe:
-                        await pipe.watch(key)
-                        if await pipe.get(key) != expected:
-                            await pipe.unwatch()
-                            return False
-                        pipe.multi()
-                        pipe.delete(key)
-                        await pipe.execute()
-                        return True
-                except WatchError:
-                    continue
-        return False
+        async def step(pipe: Pipeline) -> bool:
+            if await pipe.get(key) != expected:
+                await pipe.unwatch()
+                return False
+            pipe.multi()
+            pipe.delete(key)
+            return True
+
+        return await self._compare_and_set("compare-and-delete", (key,), step)
 
     # ----- records
 
@@ -261,56 +262,46 @@ class JobStore:
         job_key = self._job(ident.cluster, ident.id)
         name_key = self._name(ident.cluster, ident.partition, record.spec.name)
         gone_key = self._gone(ident.cluster, ident.id)
-        async with self._guard("put-if-absent"):
-            for _ in range(_CAS_ATTEMPTS):
-                try:
-                    async with self.redis.pipeline(transaction=True) as pipe:
-                        await pipe.watch(job_key, name_key, gone_key)
-                        if await pipe.exists(job_key) or await pipe.exists(gone_key):
-                            await pipe.unwatch()
-                            return False
-                        holder = await pipe.get(name_key)
-                        if holder not in (None, ident.id):
-                            await pipe.unwatch()
-                            log.warning("rebuild skipped: name held by another job", cluster=ident.cluster,
-                                        job=ident.id, holder=holder)
-                            return False
-                        pipe.multi()
-                        score = creation_score(ident.created)
-                        pipe.set(job_key, _record_to_json(record))
-                        pipe.zadd(self._index(ident.cluster, ident.partition), {ident.id: score})
-                        pipe.zadd(self._owner(ident.cluster, ident.partition, ident.owner), {ident.id: score})
-                        pipe.set(name_key, ident.id)
-                        pipe.set(self._status(ident.cluster, ident.id), self._observed_json(status, observed_at))
-                        await pipe.execute()
-                        return True
-                except WatchError:
-                    continue
-        return False
+
+        async def step(pipe: Pipeline) -> bool:
+            if await pipe.exists(job_key) or await pipe.exists(gone_key):
+                await pipe.unwatch()
+                return False
+            holder = await pipe.get(name_key)
+            if holder not in (None, ident.id):
+                await pipe.unwatch()
+                log.warning("rebuild skipped: name held by another job", cluster=ident.cluster, job=ident.id,
+                            holder=holder)
+                return False
+            pipe.multi()
+            score = creation_score(ident.created)
+            pipe.set(job_key, _record_to_json(record))
+            pipe.zadd(self._index(ident.cluster, ident.partition), {ident.id: score})
+            pipe.zadd(self._owner(ident.cluster, ident.partition, ident.owner), {ident.id: score})
+            pipe.set(name_key, ident.id)
+            pipe.set(self._status(ident.cluster, ident.id), self._observed_json(status, observed_at))
+            return True
+
+        return await self._compare_and_set("put-if-absent", (job_key, name_key, gone_key), step)
 
     async def settle(self, record: JobRecord, *, status: JobStatus, observed_at: float) -> bool:
         """Clear the record's pending operation, only if it is still the one `record` carries (False when the
         job was deleted or changed meanwhile: then nothing is written)."""
         ident = record.identity
         job_key = self._job(ident.cluster, ident.id)
-        async with self._guard("settle"):
-            for _ in range(_CAS_ATTEMPTS):
-                try:
-                    async with self.redis.pipeline(transaction=True) as pipe:
-                        await pipe.watch(job_key)
-                        text = await pipe.get(job_key)
-                        current = _record_from_json(str(text)) if text is not None else None
-                        if current is None or current.pending != record.pending:
-                            await pipe.unwatch()
-                            return False
-                        pipe.multi()
-                        pipe.set(job_key, _record_to_json(replace(current, pending=None)))
-                        pipe.set(self._status(ident.cluster, ident.id), self._observed_json(status, observed_at))
-                        await pipe.execute()
-                        return True
-                except WatchError:
-                    continue
-        return False
+
+        async def step(pipe: Pipeline) -> bool:
+            text = await pipe.get(job_key)
+            current = _record_from_json(str(text)) if text is not None else None
+            if current is None or current.pending != record.pending:
+                await pipe.unwatch()
+                return False
+            pipe.multi()
+            pipe.set(job_key, _record_to_json(replace(current, pending=None)))
+            pipe.set(self._status(ident.cluster, ident.id), self._observed_json(status, observed_at))
+            return True
+
+        return await self._compare_and_set("settle", (job_key,), step)
 
     async def get(self, cluster: str, job_id: str) -> JobRecord | None:
         """The record, or None (a record that cannot be decoded counts as absent, and is logged)."""
@@ -377,23 +368,18 @@ class JobStore:
         """Store a status read from the cluster at `read_at`, unless a newer observation (the watch's) is
         already there: an API read must never put an older state over a newer one."""
         key = self._status(cluster, job_id)
-        async with self._guard("set-status-if-older"):
-            for _ in range(_CAS_ATTEMPTS):
-                try:
-                    async with self.redis.pipeline(transaction=True) as pipe:
-                        await pipe.watch(key)
-                        text = await pipe.get(key)
-                        current = _decode_status(str(text)) if text is not None else None
-                        if current is not None and current.observed_at >= read_at:
-                            await pipe.unwatch()
-                            return False
-                        pipe.multi()
-                        pipe.set(key, self._observed_json(status, read_at))
-                        await pipe.execute()
-                        return True
-                except WatchError:
-                    continue
-        return False
+
+        async def step(pipe: Pipeline) -> bool:
+            text = await pipe.get(key)
+            current = _decode_status(str(text)) if text is not None else None
+            if current is not None and current.observed_at >= read_at:
+                await pipe.unwatch()
+                return False
+            pipe.multi()
+            pipe.set(key, self._observed_json(status, read_at))
+            return True
+
+        return await self._compare_and_set("set-status-if-older", (key,), step)
 
     async def get_status(self, cluster: str, job_id: str) -> ObservedStatus | None:
         """The last observed status, or None."""
@@ -482,21 +468,16 @@ class JobStore:
     async def renew_lease(self, name: str, holder: str, *, ttl_ms: int) -> bool:
         """Extend the lease if `holder` still holds it; False when lost."""
         key = self._lease(name)
-        async with self._guard("lease"):
-            for _ in range(_CAS_ATTEMPTS):
-                try:
-                    async with self.redis.pipeline(transaction=True) as pipe:
-                        await pipe.watch(key)
-                        if await pipe.get(key) != holder:
-                            await pipe.unwatch()
-                            return False
-                        pipe.multi()
-                        pipe.pexpire(key, ttl_ms)
-                        await pipe.execute()
-                        return True
-                except WatchError:
-                    continue
-        return False
+
+        async def step(pipe: Pipeline) -> bool:
+            if await pipe.get(key) != holder:
+                await pipe.unwatch()
+                return False
+            pipe.multi()
+            pipe.pexpire(key, ttl_ms)
+            return True
+
+        return await self._compare_and_set("lease", (key,), step)
 
     async def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up so another replica takes over at once."""
