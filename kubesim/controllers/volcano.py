@@ -182,23 +182,27 @@ class VolcanoController:
 
     def _schedule_foreign_podgroups(self) -> None:
         """The Volcano scheduler's enqueue and gang admission for PodGroups no Volcano Job controls."""
-        podgroups, _ = self._store.list(PODGROUPS)
+        podgroups = [g for g in self._store.list(PODGROUPS)[0]
+                     if not g["metadata"].get("deletionTimestamp") and not _controlled_by_volcano_job(g)]
+        if not podgroups:
+            return
+        members: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (namespace, group) -> its pods, one LIST
+        for pod in self._store.list(PODS)[0]:
+            group = (pod["metadata"].get("annotations") or {}).get(GROUP_NAME)
+            if group and (pod.get("spec") or {}).get("schedulerName") == "volcano" \
+                    and not pod["metadata"].get("deletionTimestamp"):
+                members.setdefault((pod["metadata"]["namespace"], group), []).append(pod)
         for podgroup in podgroups:
-            if podgroup["metadata"].get("deletionTimestamp") or _controlled_by_volcano_job(podgroup):
-                continue
+            meta = podgroup["metadata"]
             try:
-                self._schedule_podgroup(podgroup)
+                self._schedule_podgroup(podgroup, members.get((meta["namespace"], meta["name"]), []))
             except ApiError as e:  # deleted or changed meanwhile: next pass
-                log.debug("podgroup %s: %s", podgroup["metadata"].get("name"), e)
+                log.debug("podgroup %s: %s", meta.get("name"), e)
 
-    def _schedule_podgroup(self, podgroup: dict[str, Any]) -> None:
+    def _schedule_podgroup(self, podgroup: dict[str, Any], members: list[dict[str, Any]]) -> None:
         meta = podgroup["metadata"]
         phase = (podgroup.get("status") or {}).get("phase") or "Pending"
         min_member = int((podgroup.get("spec") or {}).get("minMember") or 0)
-        pods, _ = self._store.list(PODS, meta["namespace"])
-        members = [p for p in pods if (p["metadata"].get("annotations") or {}).get(GROUP_NAME) == meta["name"]
-                   and (p.get("spec") or {}).get("schedulerName") == "volcano"
-                   and not p["metadata"].get("deletionTimestamp")]
         live = [p for p in members if _alive(p)]
         if phase == "Running":
             succeeded = _phase_counts(members)["Succeeded"]
