@@ -21,12 +21,13 @@ from gateway.auth.policy import PartitionAccess, impersonates
 from gateway.clusters import ClusterClient, ClusterRegistry
 from gateway.config import Settings
 from gateway.metrics import Metrics
-from gateway.middleware import build_middlewares
 from gateway.outbox import Outbox
-from gateway.routes import add_routes
 from gateway.service import JobService
 from gateway.store import JobStore
 from gateway.sync import ClusterSync
+from gateway.web.middleware import build_middlewares
+from gateway.web.routes import add_routes
+from gateway.web.server import on_response_prepare
 
 log = structlog.get_logger(__name__)
 
@@ -55,6 +56,7 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
                                       request_timeout=settings.limits.request_timeout_seconds),
         client_max_size=settings.limits.max_body_bytes,
     )
+    app.on_response_prepare.append(on_response_prepare)
     app[appkeys.SETTINGS] = settings
     app[appkeys.METRICS] = metrics
     clients = {c.id: ClusterClient(c, retry=settings.retry, metrics=metrics,

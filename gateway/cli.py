@@ -13,11 +13,12 @@ import argparse
 import asyncio
 import sys
 
-from aiohttp import web
-
 from gateway.config import ConfigError, load_settings
 from gateway.logging import configure_logging
 from gateway.version import VERSION
+
+# In-flight requests get this long to finish at SIGTERM (the Deployment's grace period is longer).
+SHUTDOWN_TIMEOUT_SECONDS = 20.0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -56,9 +57,13 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     configure_logging(level=settings.logging.level, fmt=settings.logging.format)
     from gateway.app import create_app, server_options
+    from gateway.web.server import serve
 
-    web.run_app(create_app(settings), host=settings.listen.host, port=settings.listen.port,
-                access_log=None, print=None, **server_options(settings))
+    try:
+        asyncio.run(serve(create_app(settings), host=settings.listen.host, port=settings.listen.port,
+                          shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, server_options=server_options(settings)))
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

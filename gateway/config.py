@@ -224,6 +224,12 @@ class LimitsSettings(_Section):
     """Largest accepted request body, bytes (larger: 413)."""
     request_timeout_seconds: float = Field(default=30.0, gt=0)
     """A request taking longer is answered 504."""
+    body_read_timeout_seconds: float = Field(default=10.0, gt=0)
+    """A request body not received in full within this is answered 408 (a body shorter than its
+    Content-Length, a stalled upload), seconds."""
+    job_lock_wait_seconds: float = Field(default=10.0, ge=0)
+    """How long a change to a job waits for another change to the same job to finish before it is
+    answered 409, seconds."""
     status_staleness_seconds: float = Field(default=5.0, ge=0)
     """A job's cached status older than this (and no live watch) is refreshed from the cluster on read."""
     list_page_size: int = Field(default=500, ge=1)
@@ -231,6 +237,13 @@ class LimitsSettings(_Section):
     writes_per_user_per_minute: int = Field(default=600, ge=0)
     """Creates, updates and deletes one user may make per minute, counted across replicas in Redis
     (more: 429 with Retry-After); 0 = no limit."""
+
+    @model_validator(mode="after")
+    def _body_before_request(self) -> LimitsSettings:
+        if self.body_read_timeout_seconds >= self.request_timeout_seconds:
+            raise ValueError("bodyReadTimeoutSeconds must be shorter than requestTimeoutSeconds (a slow body is "
+                             "the client's fault: 408, not 504)")
+        return self
 
 
 class SyncSettings(_Section):

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from gateway.app import create_app, server_options
 from gateway.config import EMBEDDED_REDIS, Settings, load_settings
+from gateway.web.server import GatewayRunner
 
 log = structlog.get_logger(__name__)
 
@@ -88,7 +89,7 @@ async def run_demo(*, host: str = "127.0.0.1", port: int = 8080, ready: asyncio.
         async with KubeSim(namespaces=("clever", "default"), time_scale=1.0) as sim:
             kubeconfig = sim.write_kubeconfig(Path(workdir) / "kubeconfig")
             settings = demo_settings(server=sim.url, token=sim.token, ca_file=sim.ca_file, port=port, host=host)
-            runner = web.AppRunner(create_app(settings), access_log=None, **server_options(settings))
+            runner = GatewayRunner(create_app(settings), access_log=None, **server_options(settings))
             await runner.setup()
             try:
                 site = web.TCPSite(runner, host, port)

@@ -1,4 +1,4 @@
-"""One exception hierarchy for the gateway, mapped to HTTP in exactly one place (`gateway.middleware`).
+"""One exception hierarchy for the gateway, mapped to HTTP in exactly one place (`gateway.web.middleware`).
 
 Every error carries the legacy body fields: `code` (HTTP status), `reason` (a stable word such as
 `BadRequest`), `message` (for humans) and `details` (field paths, the cluster's answer, ...).
@@ -63,6 +63,12 @@ class NotFound(GatewayError):
 
 class MethodNotAllowed(GatewayError):
     status, reason = 405, "MethodNotAllowed"
+
+
+class RequestTimeout(GatewayError):
+    """The client did not send its whole request in time (a body shorter than its Content-Length)."""
+
+    status, reason = 408, "RequestTimeout"
 
 
 class Conflict(GatewayError):

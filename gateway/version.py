@@ -1,5 +1,8 @@
 """Build identity of the running gateway, served by `GET /api/version`.
 
+The gateway's own version, commit and build date only: nothing about the runtime (Python, aiohttp),
+which would tell an attacker which known bugs to try.
+
 `gitCommit` and `buildDate` come from the environment (`CLEVER_GATEWAY_GIT_COMMIT`,
 `CLEVER_GATEWAY_BUILD_DATE`, set by the image build); in a source checkout the commit falls back to
 `git rev-parse HEAD`, and to "unknown" when neither is available.
@@ -9,7 +12,6 @@ from __future__ import annotations
 
 import functools
 import os
-import platform
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -40,6 +42,5 @@ def version_info() -> dict[str, Any]:
         "version": VERSION,
         "gitCommit": git_commit(),
         "buildDate": os.environ.get("CLEVER_GATEWAY_BUILD_DATE", "unknown"),
-        "pythonVersion": platform.python_version(),
         "apiVersions": list(API_VERSIONS),
     }

@@ -165,6 +165,10 @@ class ApiServer:
         self.requests += 1
         try:
             admin = request.path.startswith("/kubesim/admin/")
+            if self.faults.mode == "refuse" and not admin and request.transport is not None:
+                # A connection accepted just before the outage began: a dead server answers nothing.
+                request.transport.abort()
+                raise ConnectionResetError("kubesim is down")
             if self.faults.mode == "503" and not admin:
                 raise errors.service_unavailable()
             self._authenticate(request)

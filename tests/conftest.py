@@ -144,6 +144,15 @@ async def wait_until(check: Callable[[], Awaitable[Any]], *, timeout: float = 10
     raise AssertionError(f"condition not reached within {timeout}s (last value: {last!r})")
 
 
+class GatewayTestServer(TestServer):
+    """aiohttp's TestServer with the production runner (protocol errors in the legacy shape)."""
+
+    async def _make_runner(self, **kwargs: Any) -> web.AppRunner:
+        from gateway.web.server import GatewayRunner
+
+        return GatewayRunner(self.app, **kwargs)
+
+
 @pytest.fixture
 def make_gateway(kubesim: Any, redis_prefix: str, redis_client: redis_asyncio.Redis,
                  gateway_settings_factory: Callable[..., Settings], aiohttp_client: Any) -> Callable[..., Awaitable[Gateway]]:
@@ -156,7 +165,7 @@ def make_gateway(kubesim: Any, redis_prefix: str, redis_client: redis_asyncio.Re
     async def start(**overrides: Any) -> Gateway:
         settings = gateway_settings_factory(**overrides)
         app = create_app(settings)
-        server = TestServer(app)
+        server = GatewayTestServer(app)
         await server.start_server(**server_options(settings))  # the HTTP limits production runs with
         client = await aiohttp_client(server)
         return Gateway(client=client, app=app, sim=kubesim, prefix=redis_prefix, redis=redis_client)

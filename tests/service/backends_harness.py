@@ -22,13 +22,13 @@ from types import TracebackType
 from typing import Any, Self, cast
 
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 from redis import asyncio as redis_asyncio
 
 from gateway.app import create_app
 from gateway.config import Settings, load_settings
 from kubesim.testing import KubeSim
-from tests.conftest import REDIS_URL, RUNTIMES
+from tests.conftest import REDIS_URL, RUNTIMES, GatewayTestServer
 from translators.naming import object_name
 
 PARTITION = "clever"
@@ -115,7 +115,7 @@ class MultiCluster:
             if self._settings_hook is not None:
                 settings = self._settings_hook(settings)
             self.app = create_app(settings)
-            self.client = TestClient(TestServer(self.app, host="127.0.0.1"))
+            self.client = TestClient(GatewayTestServer(self.app, host="127.0.0.1"))
             await self.client.start_server()
         except BaseException:
             await self._stop()

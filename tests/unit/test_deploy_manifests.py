@@ -11,7 +11,7 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.metrics import Metrics
-from gateway.routes import add_routes
+from gateway.web.routes import add_routes
 
 KUBERNETES = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
 

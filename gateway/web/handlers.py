@@ -1,15 +1,13 @@
 """HTTP handlers: thin — parse the request, call JobService or a probe, render JSON.
 
 Contract: each handler returns a 200 JSON answer or raises a `gateway.errors` error (mapped to the
-legacy body by `gateway.middleware`). Request bodies: at most `limits.maxBodyBytes` (else 413), sent as
-JSON — `Content-Type` absent, a JSON type, or one of the types scripted legacy clients send a JSON body
-under (`curl -d` defaults to form-urlencoded), else 415 — and a JSON object (else 400).
+legacy body by `gateway.web.middleware`). Request bodies are read whole and parsed strictly by
+`gateway.web.body` before anything else happens (413, 408, 415 and 400 as it says).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from typing import Any
 
@@ -17,14 +15,11 @@ from aiohttp import web
 
 from gateway import appkeys
 from gateway.auth import Principal, auth_warning
-from gateway.errors import BadRequest, GatewayError, PayloadTooLarge, UnsupportedMediaType
-from gateway.middleware import PRINCIPAL
+from gateway.errors import GatewayError
 from gateway.version import version_info
+from gateway.web.body import read_json_object
+from gateway.web.middleware import PRINCIPAL
 
-_JSON_TYPES = ("application/json", "text/json")
-# Legacy clients were written against a server that read any body as JSON; `curl -d '{...}'` labels it
-# form-urlencoded. Accept these when the body parses as JSON; refuse types that are clearly something else.
-_TOLERATED_TYPES = ("text/plain", "application/x-www-form-urlencoded", "application/octet-stream")
 _PING_TIMEOUT_SECONDS = 3.0
 
 
@@ -37,29 +32,8 @@ def _path(request: web.Request) -> dict[str, str]:
     return {"cluster_id": request.match_info["cid"], "partition": request.match_info["partition"]}
 
 
-async def read_json_object(request: web.Request) -> dict[str, Any]:
-    """The request body as a JSON object, enforcing content type and size."""
-    limit = request.app[appkeys.SETTINGS].limits.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"request body larger than {limit} bytes")
-    content_type = request.headers.get("Content-Type")
-    if content_type is not None:
-        mime = content_type.split(";", 1)[0].strip().lower()
-        is_json = mime in _JSON_TYPES or (mime.startswith("application/") and mime.endswith("+json"))
-        if not is_json and mime not in _TOLERATED_TYPES:
-            raise UnsupportedMediaType(f"send the job as JSON (Content-Type: application/json), not {mime!r}")
-    raw = await request.content.read(limit + 1)
-    if len(raw) > limit:
-        raise PayloadTooLarge(f"request body larger than {limit} bytes")
-    if not raw.strip():
-        raise BadRequest("the request body is empty; send a JSON object")
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as e:
-        raise BadRequest(f"the request body is not valid JSON: {e}") from e
-    if not isinstance(data, dict):
-        raise BadRequest(f"the request body must be a JSON object, not {type(data).__name__}")
-    return data
+async def _json_body(request: web.Request) -> dict[str, Any]:
+    return await read_json_object(request, limits=request.app[appkeys.SETTINGS].limits)
 
 
 async def list_jobs(request: web.Request) -> web.Response:
@@ -71,7 +45,7 @@ async def list_jobs(request: web.Request) -> web.Response:
 
 async def create_job(request: web.Request) -> web.Response:
     """POST …/tfjobs"""
-    body = await read_json_object(request)
+    body = await _json_body(request)
     result = await request.app[appkeys.SERVICE].create(_principal(request), **_path(request), body=body)
     return web.json_response(result)
 
@@ -85,7 +59,7 @@ async def get_job(request: web.Request) -> web.Response:
 
 async def update_job(request: web.Request) -> web.Response:
     """PATCH …/tfjobs/{id}"""
-    body = await read_json_object(request)
+    body = await _json_body(request)
     result = await request.app[appkeys.SERVICE].update(_principal(request), **_path(request),
                                                        job_id=request.match_info["id"], body=body)
     return web.json_response(result)
