@@ -34,13 +34,12 @@ tells the gateway whether the change can be merge-patched into the live object.
 
 from __future__ import annotations
 
-import math
 import posixpath
 import re
 import shlex
 from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any, Literal
 
 from translators.errors import FieldError, SpecError
@@ -70,6 +69,10 @@ MAX_INT32 = 2**31 - 1
 MAX_INT64 = 2**63 - 1
 
 ENV_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
+# NUL and the C0/C1-free controls other than tab, newline and carriage return, DEL, and lone surrogates
+# (which no UTF-8 body can carry, but a caller of these pure functions might).
+_FORBIDDEN_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 RESERVED_ENV = frozenset({"TF_CONFIG", "VK_TASK_INDEX", "VC_TASK_INDEX"})
 # Directory field (JobSpec attribute, legacy key) -> environment variable the replicas get.
 DIRECTORY_ENV: tuple[tuple[str, str, str], ...] = (
@@ -100,7 +103,8 @@ class _Errors:
     def raise_if_any(self) -> None:
         if self.fields:
             first = self.fields[0]
-            more = f" (and {len(self.fields) - 1} more)" if len(self.fields) > 1 else ""
+            others = len(self.fields) - 1
+            more = f" (and {others} more problem{'s' if others > 1 else ''}: see details.fields)" if others else ""
             where = f"{first.path}: " if first.path else ""
             raise SpecError(f"invalid job: {where}{first.message}{more}", fields=list(self.fields))
 
@@ -127,30 +131,36 @@ def _pick(body: dict[str, Any], errors: _Errors, *keys: str) -> tuple[str, Any]:
 
 
 def _whole(value: Any, path: str, errors: _Errors, *, minimum: int = 0, maximum: int = MAX_INT32) -> int:
-    number: Decimal | None = None
-    if isinstance(value, bool):
-        number = None
-    elif isinstance(value, int):
-        number = Decimal(value)
-    elif isinstance(value, float) and math.isfinite(value):
-        number = Decimal(repr(value))
-    elif isinstance(value, str):
-        try:
-            number = Decimal(value.strip())
-        except InvalidOperation:
-            number = None
-        if number is not None and not number.is_finite():
-            number = None
+    """A JSON integer or a string of ASCII digits (`"1_0"`, `"２"`, `"1.0"` and `2.0` are not counts)."""
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str) and _ASCII_DIGITS.fullmatch(value.strip(" ")):
+        number = int(value.strip(" "))
     if number is None:
-        errors.add(path, f"must be a whole number, got {value!r}")
+        errors.add(path, f"must be a whole number (a JSON integer or a string of the digits 0-9), "
+                         f"got {_shown(value)}")
         raise _Fail
-    if number != number.to_integral_value():
-        errors.add(path, f"must be a whole number, got {value!r}")
+    if number < minimum or number > maximum:
+        errors.add(path, f"must be between {minimum} and {maximum}, got {_shown(value)}")
         raise _Fail
-    if number < minimum or number > maximum:  # before int(): "1e999999999" must not become an int
-        errors.add(path, f"must be between {minimum} and {maximum}, got {value!r}")
+    return number
+
+
+def _shown(value: Any) -> str:
+    """A client value quoted in a message, cut short: an error must not echo a megabyte back."""
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _free_text(value: Any, path: str, errors: _Errors) -> str:
+    """A string that may hold any text but NUL and control characters (tab and newlines allowed)."""
+    text = _string(value, path, errors)
+    bad = _FORBIDDEN_IN_TEXT.search(text)
+    if bad is not None:
+        errors.add(path, f"must not contain the control character U+{ord(bad.group()):04X}")
         raise _Fail
-    return int(number)
+    return text
 
 
 def _string(value: Any, path: str, errors: _Errors) -> str:
@@ -187,7 +197,7 @@ def _path_value(value: Any, path: str, errors: _Errors, profile: ClusterProfile,
         problems.append("must be an absolute path (start with '/')")
     if ".." in text.split("/"):
         problems.append("must not contain '..' segments")
-    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+    if any(ord(c) < 32 or ord(c) == 127 or 0xD800 <= ord(c) <= 0xDFFF for c in text):
         problems.append("must not contain control characters")
     if len(text) > MAX_PATH_LENGTH:
         problems.append(f"must be at most {MAX_PATH_LENGTH} characters")
@@ -246,7 +256,7 @@ def _read_name(value: Any, errors: _Errors) -> str:
 def _read_description(value: Any, errors: _Errors) -> str:
     if value is None:
         return ""
-    text = _string(value, "description", errors)
+    text = _free_text(value, "description", errors)
     if len(text) > MAX_DESCRIPTION_LENGTH:
         errors.add("description", f"must be at most {MAX_DESCRIPTION_LENGTH} characters")
         raise _Fail
@@ -273,7 +283,7 @@ def _read_runtime(value: Any, errors: _Errors, profile: ClusterProfile) -> str:
     key = resolve_runtime(text, profile)
     if key is None:
         known = ", ".join(sorted(profile.runtimes)) or "none configured"
-        errors.add("runtime", f"unknown runtime {text!r} on cluster {profile.id!r}; known runtimes: {known}")
+        errors.add("runtime", f"unknown runtime {_shown(text)} on cluster {profile.id!r}; known runtimes: {known}")
         raise _Fail
     return key
 
@@ -282,6 +292,7 @@ def _read_args(value: Any, path: str, errors: _Errors) -> tuple[str, ...]:
     if value is None:
         return ()
     if isinstance(value, str):
+        _free_text(value, path, errors)
         try:
             return tuple(shlex.split(value))
         except ValueError as e:
@@ -291,7 +302,7 @@ def _read_args(value: Any, path: str, errors: _Errors) -> tuple[str, ...]:
         result = []
         for i, item in enumerate(value):
             if isinstance(item, str):
-                result.append(item)
+                result.append(_free_text(item, f"{path}[{i}]", errors))
             elif isinstance(item, (int, float)) and not isinstance(item, bool):
                 result.append(str(item))
             else:
@@ -304,7 +315,7 @@ def _read_args(value: Any, path: str, errors: _Errors) -> tuple[str, ...]:
 
 def _env_scalar(value: Any, path: str, errors: _Errors) -> str:
     if isinstance(value, str):
-        return value
+        return _free_text(value, path, errors)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):
@@ -318,12 +329,13 @@ def _read_environment(value: Any, path: str, errors: _Errors) -> tuple[tuple[str
     if value is None:
         return ()
     if isinstance(value, str):
+        _free_text(value, path, errors)
         for piece in re.split(r"[,;\n]", value):
             piece = piece.strip()
             if not piece:
                 continue
             if "=" not in piece:
-                errors.add(path, f"expected KEY=VALUE, got {piece!r}")
+                errors.add(path, f"expected KEY=VALUE, got {_shown(piece)}")
                 raise _Fail
             key, _, val = piece.partition("=")
             pairs.append((key.strip(), val.strip(), path))
@@ -333,9 +345,9 @@ def _read_environment(value: Any, path: str, errors: _Errors) -> tuple[tuple[str
     elif isinstance(value, list):
         for i, item in enumerate(value):
             if not isinstance(item, str) or "=" not in item:
-                errors.add(f"{path}[{i}]", f"expected a \"KEY=VALUE\" string, got {item!r}")
+                errors.add(f"{path}[{i}]", f"expected a \"KEY=VALUE\" string, got {_shown(item)}")
                 raise _Fail
-            key, _, val = item.partition("=")
+            key, _, val = _free_text(item, f"{path}[{i}]", errors).partition("=")
             pairs.append((key.strip(), val, f"{path}[{i}]"))
     else:
         errors.add(path, f"must be a \"K=V,K2=V2\" string, an object or a list, got {_json_type(value)}")
@@ -344,7 +356,7 @@ def _read_environment(value: Any, path: str, errors: _Errors) -> tuple[tuple[str
     result = []
     for key, val, where in pairs:
         if not ENV_NAME_RE.match(key):
-            errors.add(where, f"invalid environment variable name {key!r}: use letters, digits and '_', "
+            errors.add(where, f"invalid environment variable name {_shown(key)}: use letters, digits and '_', "
                               "not starting with a digit")
             raise _Fail
         if key in RESERVED_ENV:
@@ -386,7 +398,7 @@ def _read_run_policy(body: dict[str, Any], errors: _Errors, current: RunPolicy) 
                 if option.casefold() == text.strip().casefold():
                     return option
             shown = ", ".join(repr(o) for o in options)
-            errors.add(key, f"must be one of {shown}, got {text!r}")
+            errors.add(key, f"must be one of {shown}, got {_shown(text)}")
             raise _Fail
         return reader
 
@@ -408,7 +420,7 @@ def _read_type(value: Any, path: str, errors: _Errors) -> ReplicaType:
     text = _string(value, path, errors)
     replica_type = _TYPE_ALIASES.get(text.strip().lower())
     if replica_type is None:
-        errors.add(path, f"unknown replica type {text!r}; use one of {', '.join(REPLICA_TYPES)}")
+        errors.add(path, f"unknown replica type {_shown(text)}; use one of {', '.join(REPLICA_TYPES)}")
         raise _Fail
     return replica_type
 

@@ -48,7 +48,7 @@ class Authenticator(Protocol):
 
 
 # The implementations import Principal from this module, so they are imported after it is defined.
-from gateway.auth.identity import X_USER_HEADER, header_value, trusted_principal
+from gateway.auth.identity import trusted_principal, x_user
 from gateway.auth.oidc import IssuerUnavailable, OIDCAuthenticator
 
 _log = structlog.get_logger(__name__)
@@ -72,7 +72,7 @@ class NoAuthAuthenticator:
 
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         """Trust X-User."""
-        return trusted_principal(header_value(headers, X_USER_HEADER), settings=self._settings)
+        return trusted_principal(x_user(headers), settings=self._settings)
 
 
 def build_authenticator(settings: AuthSettings) -> OIDCAuthenticator | NoAuthAuthenticator:

@@ -49,9 +49,9 @@ from joserfc.jwk import ECKey, Key, OKPKey, RSAKey, import_key
 from joserfc.jwt import JWTClaimsRegistry
 
 from gateway.auth import Principal
-from gateway.auth.identity import X_USER_HEADER, TokenIdentity, header_value, resolve_principal
+from gateway.auth.identity import TokenIdentity, header_value, resolve_principal, user_name, x_user
 from gateway.auth.settings import AuthSettings, OIDCSettings, check_secure_url
-from gateway.errors import GatewayError, Unauthenticated
+from gateway.errors import BadRequest, GatewayError, Unauthenticated
 
 log = structlog.get_logger(__name__)
 
@@ -373,7 +373,7 @@ class OIDCAuthenticator:
     async def authenticate(self, headers: Mapping[str, str]) -> Principal:
         """Verify the bearer token, then apply the X-User rules."""
         identity = await self.verify(_bearer_token(headers))
-        return resolve_principal(identity, x_user=header_value(headers, X_USER_HEADER), settings=self._settings)
+        return resolve_principal(identity, x_user=x_user(headers), settings=self._settings)
 
     async def verify(self, token: str | None) -> TokenIdentity:
         """The identity in a valid token; `Unauthenticated` otherwise (`IssuerUnavailable` on a cold start)."""
@@ -437,6 +437,10 @@ class OIDCAuthenticator:
         user = _claim(claims, self._oidc.usernameClaim)
         if not isinstance(user, str) or not user.strip():
             raise _Rejected("username claim missing or not a string")
+        try:
+            user_name(user.strip(), source="the token's username claim")
+        except BadRequest as e:
+            raise _Rejected(e.message) from e
         raw_groups = _claim(claims, self._oidc.groupsClaim)
         if isinstance(raw_groups, str):
             raw_groups = [raw_groups]

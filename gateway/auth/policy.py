@@ -34,6 +34,7 @@ from multidict import CIMultiDict
 from redis.exceptions import RedisError
 
 from gateway.auth import Principal
+from gateway.auth.identity import user_name
 from gateway.auth.settings import WILDCARD, AuthSettings, PartitionAccessSettings
 from gateway.errors import Forbidden
 
@@ -75,7 +76,9 @@ def list_owner_filter(principal: Principal, *, cluster: str, partition: str, req
     Plain users list their own jobs; partition readers may also ask for another user or `*`; admins get
     all jobs by default (their own when acting on behalf of a user via X-User), or `?user=`.
     """
-    requested = requested_user.strip() if requested_user else None
+    requested = requested_user.strip(" ") if requested_user else None
+    if requested and requested != ALL_OWNERS:
+        requested = user_name(requested, source="?user=")
     if principal.is_admin:
         if requested:
             return None if requested == ALL_OWNERS else requested

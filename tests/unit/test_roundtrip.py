@@ -41,6 +41,9 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 DIRECTORY_VARIABLES = {variable for _, _, variable in DIRECTORY_ENV}
 TF_OPERATOR_SPEC_FIELDS = {"activeDeadlineSeconds", "ttlSecondsAfterFinished", "cleanPodPolicy", "backoffLimit"}
 
+# Free text as the reader accepts it: anything but NUL, the other C0 controls except tab/newlines, DEL.
+texts = st.text(alphabet=st.characters(exclude_categories=("Cs",),
+                                       exclude_characters="".join(map(chr, [*range(9), 11, 12, *range(14, 32), 127]))))
 names = st.text(min_size=1, max_size=63).filter(
     lambda s: s == s.strip() and s.isprintable() and "/" not in s)
 segments = st.text(alphabet="abcXYZ019_.-", min_size=1, max_size=8).filter(lambda s: s not in (".", ".."))
@@ -53,7 +56,7 @@ memories = st.one_of(st.integers(1, 4096).map(lambda n: f"{n}Mi"), st.integers(1
 resources = st.builds(Resources, cpu=cpus, memory=memories, gpu=st.integers(0, 2))
 env_names = st.from_regex(r"\A[A-Za-z_][A-Za-z0-9_]{0,15}\Z").filter(
     lambda n: n not in RESERVED_ENV and n not in DIRECTORY_VARIABLES)
-environments = st.lists(st.tuples(env_names, st.text(max_size=30)), max_size=5, unique_by=lambda kv: kv[0])
+environments = st.lists(st.tuples(env_names, texts.map(lambda t: t[:30])), max_size=5, unique_by=lambda kv: kv[0])
 run_policies = st.builds(
     RunPolicy,
     active_deadline_seconds=st.none() | st.integers(1, 10**7),
@@ -80,9 +83,9 @@ specs = st.builds(
     runtime=st.sampled_from(sorted(PROFILE.runtimes)),
     bootfile=paths,
     replicas=replica_sets(),
-    description=st.text(max_size=80),
+    description=texts.map(lambda t: t[:80]),
     workdir=optional_paths,
-    args=st.lists(st.text(max_size=20), max_size=5).map(tuple),
+    args=st.lists(texts.map(lambda t: t[:20]), max_size=5).map(tuple),
     environment=environments.map(tuple),
     checkpoint_dir=optional_paths,
     event_dir=optional_paths,
