@@ -29,7 +29,7 @@ from gateway.clusters import ClusterClient, ClusterNotFound, ClusterRegistry, Ob
 from gateway.config import SyncSettings
 from gateway.errors import GatewayError, NotFound, StoreUnavailable
 from gateway.metrics import Metrics
-from gateway.store import JobRecord, JobStore
+from gateway.store import JobBusy, JobChanged, JobFence, JobRecord, JobStore
 from translators.backends import job_status, to_cluster_object
 from translators.errors import SpecError
 from translators.labels import LABEL_JOB_ID, label_value
@@ -117,7 +117,8 @@ class Outbox:
             self._metrics.outbox_depth.set(await self._store.outbox_depth())
 
     async def process(self, entry: dict[str, Any]) -> bool:
-        """Apply one entry; True when it is finished (landed, refused, or obsolete)."""
+        """Apply one entry; True when it is finished (landed, refused, or obsolete). The job's lock is held
+        throughout (see `JobStore.job_lock`); a job another request is changing is retried later."""
         op, cluster_id, job_id = entry.get("op"), entry.get("cluster"), entry.get("id")
         if op not in ("create", "delete") or not isinstance(cluster_id, str) or not isinstance(job_id, str):
             log.error("malformed outbox entry dropped", entry=entry)
@@ -127,6 +128,15 @@ class Outbox:
         except NotFound:
             log.error("outbox entry for an unknown cluster dropped", cluster=cluster_id, job=job_id)
             return True
+        try:
+            async with self._store.job_lock(cluster_id, job_id, wait_seconds=0) as fence:
+                return await self._apply(entry, op, cluster, job_id, fence)
+        except JobBusy:
+            return False
+
+    async def _apply(self, entry: dict[str, Any], op: str, cluster: ClusterClient, job_id: str,
+                     fence: JobFence) -> bool:
+        cluster_id = cluster.id
         record = await self._store.get(cluster_id, job_id)
         if record is None or record.pending != op:
             return True
@@ -139,24 +149,26 @@ class Outbox:
                 created = await cluster.create(ref, body, same_if_label=(LABEL_JOB_ID, label_value(job_id)),
                                                impersonate=principal)
                 if await self._store.settle(record, status=job_status(created, [], profile=cluster.profile),
-                                            observed_at=self._clock()):
+                                            observed_at=self._clock(), fence=fence):
                     log.info("queued create landed", cluster=cluster_id, job=job_id)
                 else:
                     await self._take_back(cluster, ref, principal, job_id)
             else:
                 await cluster.delete(ref, impersonate=principal)
-                await self._store.remove(record)
+                await self._store.remove(record, fence=fence)
                 log.info("queued delete landed", cluster=cluster_id, job=job_id)
             return True
         except SpecError as e:
-            await self._refuse(record, reason="Invalid", message=e.message)
+            await self._refuse(record, reason="Invalid", message=e.message, fence=fence)
             return True
+        except JobChanged:
+            return False  # the lock lapsed and someone changed the job: look again next round
         except GatewayError as e:
             if is_transient(e):
                 log.info("cluster still unavailable, outbox entry kept", cluster=cluster_id, job=job_id, op=op,
                          error=type(e).__name__)
                 return False
-            await self._refuse(record, reason=e.reason, message=e.message)
+            await self._refuse(record, reason=e.reason, message=e.message, fence=fence)
             return True
 
     async def _take_back(self, cluster: ClusterClient, ref: ObjectRef, principal: Principal | None,
@@ -172,13 +184,13 @@ class Outbox:
             log.error("a deleted job's late create could not be taken back", cluster=cluster.id, job=job_id,
                       reason=e.reason, message=e.message)
 
-    async def _refuse(self, record: JobRecord, *, reason: str, message: str) -> None:
+    async def _refuse(self, record: JobRecord, *, reason: str, message: str, fence: JobFence) -> None:
         ident = record.identity
         log.warning("cluster refused a queued operation", cluster=ident.cluster, job=ident.id, op=record.pending,
                     reason=reason, message=message)
         if record.pending == "delete":
             # The job is still there; the user sees it again and may retry the delete.
-            await self._store.put(record.with_pending(None))
+            await self._store.put(record.with_pending(None), fence=fence)
             return
         status = JobStatus(phase="failed", reason=reason, message=f"the cluster refused the job: {message}")
-        await self._store.put(record.with_pending(None), status=status, observed_at=self._clock())
+        await self._store.put(record.with_pending(None), status=status, observed_at=self._clock(), fence=fence)

@@ -22,6 +22,7 @@ import asyncio
 import builtins
 import contextlib
 import math
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -46,7 +47,7 @@ from gateway.clusters import (
 from gateway.config import Settings
 from gateway.errors import Conflict, Forbidden, GatewayError, NotFound, TooManyRequests
 from gateway.outbox import Outbox
-from gateway.store import JobRecord, JobStore, ObservedStatus
+from gateway.store import JobChanged, JobFence, JobRecord, JobStore, ObservedStatus
 from translators.backends import (
     MANAGED_SELECTOR,
     from_cluster_object,
@@ -70,6 +71,8 @@ from translators.spec import FINISHED_PHASES, JobIdentity, JobSpec, JobStatus
 
 log = structlog.get_logger(__name__)
 
+# Ids are made by `new_job_id` (and come back from the job-id label): a label-safe token.
+JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _GONE_POLL_SECONDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 _GONE_WAIT_LIMIT_SECONDS = 15.0
 
@@ -148,10 +151,11 @@ class JobService:
                  object=record.object_name)
         return render_job(spec, identity, status)
 
-    async def _queue_create(self, record: JobRecord, principal: Principal, *, error: GatewayError) -> dict[str, Any]:
+    async def _queue_create(self, record: JobRecord, principal: Principal, *, error: GatewayError,
+                            fence: JobFence | None = None) -> dict[str, Any]:
         queued = record.with_pending("create")
         status = queued_status(record.identity.cluster)
-        await self._store.put(queued, status=status, observed_at=self._clock())
+        await self._store.put(queued, status=status, observed_at=self._clock(), fence=fence)
         await self._outbox.enqueue("create", queued.identity, principal=principal)
         log.warning("cluster unavailable, create queued", cluster=record.identity.cluster,
                     job=record.identity.id, error=type(error).__name__)
@@ -190,31 +194,39 @@ class JobService:
 
     async def update(self, principal: Principal, *, cluster_id: str, partition: str, job_id: str,
                      body: object) -> dict[str, Any]:
-        """Apply a PATCH body (DESIGN §4)."""
+        """Apply a PATCH body (DESIGN §4), as the job's one writer (see `_changing`)."""
         await self._admit_write(principal)
         cluster = self._clusters.get(cluster_id)
         profile = cluster.profile
-        record = await self._writable(principal, cluster, partition, job_id, verb="update")
-        if record.pending is not None:
-            raise Conflict(f"job {job_id} is waiting for cluster {cluster.id} ({record.pending} pending); "
-                           "try again once it reached the cluster")
-        new_spec = parse_update(body, current=record.spec, profile=profile)
-        kind = classify_update(record.spec, new_spec, profile=profile)
-        if kind == "unchanged":
-            return render_job(record.spec, record.identity, await self._current_status(cluster, record))
-        identity = replace(record.identity, updated=utc_now())
-        if kind == "in-place":
-            patch = in_place_patch(record.spec, new_spec, identity, profile)
-            patched = await cluster.merge_patch(self._job_ref(cluster, record), patch, impersonate=principal)
-            updated = replace(record, spec=new_spec, identity=identity)
-            status = await self._status_from(cluster, job_id, patched, await self._pods(cluster, record))
-            await self._store.put(updated, status=status, observed_at=self._clock())
-            log.info("job updated in place", cluster=cluster.id, job=job_id)
-            return render_job(new_spec, identity, status)
-        return await self._recreate(principal, cluster, record, new_spec, identity)
+        await self._writable(principal, cluster, partition, job_id, verb="update")
+        async with self._changing(cluster, job_id) as fence:
+            record = await self._writable(principal, cluster, partition, job_id, verb="update")
+            if record.pending is not None:
+                raise Conflict(f"job {job_id} is waiting for cluster {cluster.id} ({record.pending} pending); "
+                               "try again once it reached the cluster")
+            new_spec = parse_update(body, current=record.spec, profile=profile)
+            kind = classify_update(record.spec, new_spec, profile=profile)
+            if kind == "unchanged":
+                return render_job(record.spec, record.identity, await self._current_status(cluster, record))
+            identity = replace(record.identity, updated=utc_now())
+            if kind == "in-place":
+                patch = in_place_patch(record.spec, new_spec, identity, profile)
+                patched = await cluster.merge_patch(self._job_ref(cluster, record), patch, impersonate=principal)
+                updated = replace(record, spec=new_spec, identity=identity)
+                status = await self._status_from(cluster, job_id, patched, await self._pods(cluster, record))
+                await self._store.put(updated, status=status, observed_at=self._clock(), fence=fence)
+                log.info("job updated in place", cluster=cluster.id, job=job_id)
+                return render_job(new_spec, identity, status)
+            return await self._recreate(principal, cluster, record, new_spec, identity, fence=fence)
+
+    def _changing(self, cluster: ClusterClient, job_id: str) -> contextlib.AbstractAsyncContextManager[JobFence]:
+        """Hold the job's lock: PATCH, DELETE and the outbox change a job one at a time, so a DELETE that
+        answered 200 is never undone by a recreate that was under way (it waits for it, then deletes
+        what it made)."""
+        return self._store.job_lock(cluster.id, job_id, wait_seconds=self._settings.limits.job_lock_wait_seconds)
 
     async def _recreate(self, principal: Principal, cluster: ClusterClient, record: JobRecord, new_spec: JobSpec,
-                        identity: JobIdentity) -> dict[str, Any]:
+                        identity: JobIdentity, *, fence: JobFence) -> dict[str, Any]:
         profile = cluster.profile
         ref = self._job_ref(cluster, record)
         current = await cluster.try_get(ref, impersonate=principal)
@@ -244,10 +256,17 @@ class JobService:
                                            impersonate=principal)
         except GatewayError as e:
             if is_transient(e):
-                return await self._queue_create(updated, principal, error=e)
+                return await self._queue_create(updated, principal, error=e, fence=fence)
             raise
         new_status = job_status(created, [], profile=profile)
-        await self._store.put(updated, status=new_status, observed_at=self._clock())
+        try:
+            await self._store.put(updated, status=new_status, observed_at=self._clock(), fence=fence)
+        except JobChanged:
+            # The lock lapsed under us and the job changed meanwhile (a DELETE, most likely): what this
+            # request created must not outlive it.
+            with contextlib.suppress(GatewayError):
+                await cluster.delete(ref, impersonate=principal)
+            raise
         log.info("job recreated with a new shape", cluster=cluster.id, job=identity.id)
         return render_job(new_spec, identity, new_status)
 
@@ -264,28 +283,29 @@ class JobService:
     # ----- delete
 
     async def delete(self, principal: Principal, *, cluster_id: str, partition: str, job_id: str) -> dict[str, Any]:
-        """Delete a job; returns the last known object with phase `terminating`."""
+        """Delete a job, as its one writer; returns the last known object with phase `terminating`.
+
+        A job whose create is still queued is deleted on the cluster too (its create may have landed
+        before the worker that made it could record so): the answer 200 means the job never runs again."""
         await self._admit_write(principal)
         cluster = self._clusters.get(cluster_id)
-        record = await self._writable(principal, cluster, partition, job_id, verb="delete")
-        gone = JobStatus(phase="terminating", reason="Deleted", message="the job was deleted")
-        if record.pending == "create":
-            # Never reached the cluster: forgetting it is enough (the outbox skips a missing record).
-            await self._store.remove(record)
+        await self._writable(principal, cluster, partition, job_id, verb="delete")
+        async with self._changing(cluster, job_id) as fence:
+            record = await self._writable(principal, cluster, partition, job_id, verb="delete")
+            gone = JobStatus(phase="terminating", reason="Deleted", message="the job was deleted")
+            try:
+                await cluster.delete(self._job_ref(cluster, record), impersonate=principal)
+            except GatewayError as e:
+                if not is_transient(e):
+                    raise
+                await self._store.put(record.with_pending("delete"), status=deleting_status(cluster.id),
+                                      observed_at=self._clock(), fence=fence)
+                await self._outbox.enqueue("delete", record.identity, principal=principal)
+                log.warning("cluster unavailable, delete queued", cluster=cluster.id, job=job_id)
+                return render_job(record.spec, record.identity, deleting_status(cluster.id))
+            await self._store.remove(record, fence=fence)
+            log.info("job deleted", cluster=cluster.id, job=job_id)
             return render_job(record.spec, record.identity, gone)
-        try:
-            await cluster.delete(self._job_ref(cluster, record), impersonate=principal)
-        except GatewayError as e:
-            if not is_transient(e):
-                raise
-            await self._store.put(record.with_pending("delete"), status=deleting_status(cluster.id),
-                                  observed_at=self._clock())
-            await self._outbox.enqueue("delete", record.identity, principal=principal)
-            log.warning("cluster unavailable, delete queued", cluster=cluster.id, job=job_id)
-            return render_job(record.spec, record.identity, deleting_status(cluster.id))
-        await self._store.remove(record)
-        log.info("job deleted", cluster=cluster.id, job=job_id)
-        return render_job(record.spec, record.identity, gone)
 
     # ----- helpers
 
@@ -314,6 +334,9 @@ class JobService:
                         verb: str) -> JobRecord:
         namespace = namespace_for(partition, cluster.profile)
         await self._check_partition(principal, cluster, partition, namespace, verb=verb)
+        if not JOB_ID_RE.fullmatch(job_id):  # not an id we make: no Redis key, no cluster call
+            raise NotFound(f"job {job_id[:64]!r} not found in partition {partition} of cluster {cluster.id}",
+                           details={"id": job_id[:64]})
         record = await self._store.get(cluster.id, job_id)
         if record is None and not await self._store_is_current(cluster):
             record = await self._rebuild_from_cluster(cluster, namespace, job_id)

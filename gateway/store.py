@@ -15,8 +15,16 @@ labels and annotations by `gateway.sync`. Keys (all under `redis.keyPrefix`, def
                                            may be gone: Volcano restarts, cleanPodPolicy), kept across restarts
     rv:{cluster}:{what}                    last resourceVersion seen by the watch
     lease:{name}                           lease holder (SET NX PX; renewed by compare-and-expire)
+    lock:{cluster}:{id}                    the one-writer lock of a job: a random token (SET NX PX), held by
+                                           the request or outbox worker changing the job on its cluster
     writes:{user}:{minute}                 the user's writes in that minute (INCR, expires after 2 minutes)
     outbox                                 stream of create/delete operations not yet accepted; group `workers`
+
+One writer per job: PATCH, DELETE and the outbox's operations on a job hold its lock (`try_lock_job`,
+renewed while held) from reading the record to storing the result, and the writes that end them are
+fenced: `put`/`remove`/`settle` with `fence=` check, in the same transaction, that the lock still
+carries their token, and raise `JobChanged` (409, nothing written) when it does not (it lapsed and
+someone else changed the job meanwhile).
 
 Contract: every Redis failure surfaces as `gateway.errors.StoreUnavailable` (503), chained. Multi-key
 writes run in MULTI/EXEC transactions; compare-and-set steps use WATCH through redis-py's
@@ -26,9 +34,12 @@ writes run in MULTI/EXEC transactions; compare-and-set steps use WATCH through r
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import contextlib
 import json
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, replace
@@ -52,6 +63,8 @@ log = structlog.get_logger(__name__)
 T = TypeVar("T")
 OUTBOX_GROUP = "workers"
 TOMBSTONE_SECONDS = 600
+# Long enough for the slowest change (a recreate waits up to 15 s for the old object to go); renewed while held.
+JOB_LOCK_SECONDS = 30.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +80,22 @@ class JobRecord:
     def with_pending(self, pending: str | None) -> JobRecord:
         """The same record with another pending operation."""
         return replace(self, pending=pending)
+
+
+@dataclass(frozen=True, slots=True)
+class JobFence:
+    """Proof of holding a job's lock: its key and the token this holder wrote there."""
+
+    key: str
+    token: str
+
+
+class JobChanged(Conflict):
+    """A fenced write found the job's lock gone or taken by another holder: nothing was written."""
+
+
+class JobBusy(Conflict):
+    """Another request (or the outbox) is changing the job and did not finish in time."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +202,9 @@ class JobStore:
     def _lease(self, name: str) -> str:
         return f"{self.prefix}lease:{name}"
 
+    def _lock(self, cluster: str, job_id: str) -> str:
+        return f"{self.prefix}lock:{cluster}:{job_id}"
+
     @property
     def outbox_key(self) -> str:
         """The outbox stream's key."""
@@ -243,18 +275,43 @@ class JobStore:
     # ----- records
 
     async def put(self, record: JobRecord, *, status: JobStatus | None = None,
-                  observed_at: float | None = None) -> None:
-        """Write the record, its indexes and its name claim (and optionally its status) atomically."""
+                  observed_at: float | None = None, fence: JobFence | None = None) -> None:
+        """Write the record, its indexes and its name claim (and optionally its status) atomically;
+        with `fence`, only while that lock is still held (else `JobChanged`, nothing written)."""
         ident = record.identity
         score = creation_score(ident.created)
-        async with self._guard("put"), self.redis.pipeline(transaction=True) as pipe:
+
+        def queue(pipe: Pipeline) -> None:
             pipe.set(self._job(ident.cluster, ident.id), _record_to_json(record))
             pipe.zadd(self._index(ident.cluster, ident.partition), {ident.id: score})
             pipe.zadd(self._owner(ident.cluster, ident.partition, ident.owner), {ident.id: score})
             pipe.set(self._name(ident.cluster, ident.partition, record.spec.name), ident.id)
             if status is not None:
                 pipe.set(self._status(ident.cluster, ident.id), self._observed_json(status, observed_at))
-            await pipe.execute()
+
+        await self._write(record, queue, fence=fence, what="put")
+
+    async def _write(self, record: JobRecord, queue: Callable[[Pipeline], None], *, fence: JobFence | None,
+                     what: str) -> None:
+        """Run the writes `queue` adds as one transaction; with `fence`, only while the lock is ours."""
+        if fence is None:
+            async with self._guard(what), self.redis.pipeline(transaction=True) as pipe:
+                queue(pipe)
+                await pipe.execute()
+            return
+
+        async def step(pipe: Pipeline) -> bool:
+            if await pipe.get(fence.key) != fence.token:
+                await pipe.unwatch()
+                return False
+            pipe.multi()
+            queue(pipe)
+            return True
+
+        if not await self._compare_and_set(what, (fence.key,), step):
+            raise JobChanged(f"job {record.identity.id} was changed by another request meanwhile; "
+                             "nothing was stored: read it again and retry",
+                             details={"id": record.identity.id})
 
     async def put_if_absent(self, record: JobRecord, *, status: JobStatus, observed_at: float) -> bool:
         """Rebuild path: write the record only when no record (and no other holder of its name) exists."""
@@ -284,16 +341,19 @@ class JobStore:
 
         return await self._compare_and_set("put-if-absent", (job_key, name_key, gone_key), step)
 
-    async def settle(self, record: JobRecord, *, status: JobStatus, observed_at: float) -> bool:
+    async def settle(self, record: JobRecord, *, status: JobStatus, observed_at: float,
+                     fence: JobFence | None = None) -> bool:
         """Clear the record's pending operation, only if it is still the one `record` carries (False when the
         job was deleted or changed meanwhile: then nothing is written)."""
         ident = record.identity
         job_key = self._job(ident.cluster, ident.id)
+        keys = (job_key,) if fence is None else (job_key, fence.key)
 
         async def step(pipe: Pipeline) -> bool:
             text = await pipe.get(job_key)
             current = _record_from_json(str(text)) if text is not None else None
-            if current is None or current.pending != record.pending:
+            held = fence is None or await pipe.get(fence.key) == fence.token
+            if current is None or current.pending != record.pending or not held:
                 await pipe.unwatch()
                 return False
             pipe.multi()
@@ -301,7 +361,7 @@ class JobStore:
             pipe.set(self._status(ident.cluster, ident.id), self._observed_json(status, observed_at))
             return True
 
-        return await self._compare_and_set("settle", (job_key,), step)
+        return await self._compare_and_set("settle", keys, step)
 
     async def get(self, cluster: str, job_id: str) -> JobRecord | None:
         """The record, or None (a record that cannot be decoded counts as absent, and is logged)."""
@@ -331,16 +391,19 @@ class JobStore:
                 log.error("undecodable job record ignored", cluster=cluster, job=job_id, error=str(e))
         return records
 
-    async def remove(self, record: JobRecord) -> None:
+    async def remove(self, record: JobRecord, *, fence: JobFence | None = None) -> None:
         """Delete the record, its status, its index entries and its name claim (when it holds it),
-        leaving a tombstone so that a late watch event does not bring the job back."""
+        leaving a tombstone so that a late watch event does not bring the job back; with `fence`, only
+        while that lock is still held (else `JobChanged`, nothing written)."""
         ident = record.identity
-        async with self._guard("remove"), self.redis.pipeline(transaction=True) as pipe:
+
+        def queue(pipe: Pipeline) -> None:
             pipe.delete(self._job(ident.cluster, ident.id), self._status(ident.cluster, ident.id))
             pipe.set(self._gone(ident.cluster, ident.id), "1", ex=TOMBSTONE_SECONDS)
             pipe.zrem(self._index(ident.cluster, ident.partition), ident.id)
             pipe.zrem(self._owner(ident.cluster, ident.partition, ident.owner), ident.id)
-            await pipe.execute()
+
+        await self._write(record, queue, fence=fence, what="remove")
         await self.release_name(ident.cluster, ident.partition, record.spec.name, ident.id)
 
     async def job_ids(self, cluster: str) -> set[str]:
@@ -482,6 +545,65 @@ class JobStore:
     async def release_lease(self, name: str, holder: str) -> None:
         """Give the lease up so another replica takes over at once."""
         await self._compare_and_delete(self._lease(name), holder)
+
+    # ----- one writer per job
+
+    async def try_lock_job(self, cluster: str, job_id: str, *, ttl_ms: int) -> JobFence | None:
+        """Take the job's lock for `ttl_ms` if nobody holds it; None when somebody does."""
+        fence = JobFence(self._lock(cluster, job_id), uuid.uuid4().hex)
+        async with self._guard("job-lock"):
+            taken = await self.redis.set(fence.key, fence.token, nx=True, px=ttl_ms)
+        return fence if taken else None
+
+    async def renew_job_lock(self, fence: JobFence, *, ttl_ms: int) -> bool:
+        """Extend the lock if it is still ours; False when it was lost."""
+        async def step(pipe: Pipeline) -> bool:
+            if await pipe.get(fence.key) != fence.token:
+                await pipe.unwatch()
+                return False
+            pipe.multi()
+            pipe.pexpire(fence.key, ttl_ms)
+            return True
+
+        return await self._compare_and_set("job-lock", (fence.key,), step)
+
+    async def unlock_job(self, fence: JobFence) -> None:
+        """Give the lock up (only if it is still ours)."""
+        await self._compare_and_delete(fence.key, fence.token)
+
+    @asynccontextmanager
+    async def job_lock(self, cluster: str, job_id: str, *, wait_seconds: float,
+                       ttl_seconds: float = JOB_LOCK_SECONDS) -> AsyncIterator[JobFence]:
+        """Hold the job's lock for the block, renewed every third of `ttl_seconds`; waits up to
+        `wait_seconds` for another holder to finish, then raises `JobBusy` (409). `wait_seconds=0`
+        tries once."""
+        ttl_ms = int(ttl_seconds * 1000)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_seconds
+        pause = 0.01
+        while (fence := await self.try_lock_job(cluster, job_id, ttl_ms=ttl_ms)) is None:
+            if loop.time() + pause > deadline:
+                raise JobBusy(f"another change to job {job_id} is in progress; retry in a moment",
+                              details={"id": job_id}, headers={"Retry-After": "1"})
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 0.2)
+        renewer = asyncio.create_task(self._keep_lock(fence, ttl_ms=ttl_ms), name=f"lock-{job_id}")
+        try:
+            yield fence
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+            with contextlib.suppress(StoreUnavailable):
+                await asyncio.shield(self.unlock_job(fence))
+
+    async def _keep_lock(self, fence: JobFence, *, ttl_ms: int) -> None:
+        # A lost lock is not reported here: the fenced write at the end of the change finds out.
+        while True:
+            await asyncio.sleep(ttl_ms / 3000)
+            with contextlib.suppress(StoreUnavailable):
+                if not await self.renew_job_lock(fence, ttl_ms=ttl_ms):
+                    return
 
     # ----- outbox
 
