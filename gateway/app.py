@@ -8,6 +8,7 @@ tasks (outbox worker, one watch per cluster). Nothing connects at import or fact
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -20,14 +21,16 @@ from gateway.auth import build_authenticator
 from gateway.auth.policy import PartitionAccess, impersonates
 from gateway.clusters import ClusterClient, ClusterRegistry
 from gateway.config import Settings
+from gateway.errors import StoreUnavailable
 from gateway.metrics import Metrics
-from gateway.outbox import Outbox
 from gateway.service import JobService
-from gateway.store import JobStore
-from gateway.sync import ClusterSync
+from gateway.state import State
 from gateway.web.middleware import build_middlewares
 from gateway.web.routes import add_routes
 from gateway.web.server import on_response_prepare
+from gateway.workers.outbox import Outbox
+from gateway.workers.status import StatusWriter, WatchMonitor
+from gateway.workers.sync import ClusterSync
 
 log = structlog.get_logger(__name__)
 
@@ -65,11 +68,11 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
     app[appkeys.CLUSTERS] = ClusterRegistry(clients)
     add_routes(app)
 
-    async def store_ctx(app: web.Application) -> AsyncIterator[None]:
-        store = JobStore.from_settings(settings.redis)
-        app[appkeys.STORE] = store
+    async def state_ctx(app: web.Application) -> AsyncIterator[None]:
+        state = State.from_settings(settings.redis)
+        app[appkeys.STATE] = state
         yield
-        await store.close()
+        await state.close()
 
     async def clusters_ctx(app: web.Application) -> AsyncIterator[None]:
         registry = app[appkeys.CLUSTERS]
@@ -85,24 +88,34 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
         await authenticator.close()
 
     async def service_ctx(app: web.Application) -> AsyncIterator[None]:
-        store = app[appkeys.STORE]
+        state = app[appkeys.STATE]
         registry = app[appkeys.CLUSTERS]
-        outbox = Outbox(store, registry, settings=settings.sync, metrics=metrics, consumer=holder)
-        access = PartitionAccess(settings.auth, reviewers={c.id: c for c in registry}, redis=store.redis,
+        statuses = StatusWriter(state, page_size=settings.limits.list_page_size)
+        watches = WatchMonitor(state, registry.ids(), settings=settings.sync)
+        app[appkeys.WATCHES] = watches
+        outbox = Outbox(state, registry, settings=settings.sync, statuses=statuses, metrics=metrics,
+                        consumer=holder)
+        access = PartitionAccess(settings.auth, reviewers={c.id: c for c in registry}, redis=state.redis,
                                  key_prefix=settings.redis.key_prefix)
         app[appkeys.OUTBOX] = outbox
-        app[appkeys.SERVICE] = JobService(settings=settings, store=store, clusters=registry, outbox=outbox,
-                                          access=access)
-        syncs = {c.id: ClusterSync(c, store, settings=settings.sync, metrics=metrics, holder=holder)
+        app[appkeys.STATUSES] = statuses
+        app[appkeys.SERVICE] = JobService(settings=settings, state=state, clusters=registry, outbox=outbox,
+                                          access=access, statuses=statuses, watches=watches)
+        syncs = {c.id: ClusterSync(c, state, statuses=statuses, settings=settings.sync, metrics=metrics,
+                                   holder=holder, watches=watches)
                  for c in registry}
         app[appkeys.SYNCS] = syncs
-        tasks = [asyncio.create_task(outbox.run(), name="outbox")]
+        with contextlib.suppress(StoreUnavailable):
+            await watches.refresh()  # the first reads already know whether a watch is live
+        tasks = [asyncio.create_task(outbox.run(), name="outbox"),
+                 asyncio.create_task(watches.run(), name="watch-monitor")]
         if settings.sync.watch:
             tasks += [asyncio.create_task(s.run(), name=f"sync-{cid}") for cid, s in syncs.items()]
         yield
         # Cooperative stop first (leases released, no half-written entries), then cancellation; bounded
         # either way so that shutdown never hangs on a stuck connection.
         outbox.stop()
+        watches.stop()
         for sync in syncs.values():
             sync.stop()
         _done, pending = await asyncio.wait(tasks, timeout=_STOP_GRACE_SECONDS)
@@ -113,5 +126,5 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
             if still:
                 log.warning("background tasks did not stop", tasks=[t.get_name() for t in still])
 
-    app.cleanup_ctx.extend([store_ctx, clusters_ctx, auth_ctx, service_ctx])
+    app.cleanup_ctx.extend([state_ctx, clusters_ctx, auth_ctx, service_ctx])
     return app

@@ -11,16 +11,19 @@ if TYPE_CHECKING:
     from gateway.clusters import ClusterRegistry
     from gateway.config import Settings
     from gateway.metrics import Metrics
-    from gateway.outbox import Outbox
     from gateway.service import JobService
-    from gateway.store import JobStore
-    from gateway.sync import ClusterSync
+    from gateway.state import State
+    from gateway.workers.outbox import Outbox
+    from gateway.workers.status import StatusWriter, WatchMonitor
+    from gateway.workers.sync import ClusterSync
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
-STORE: web.AppKey[JobStore] = web.AppKey("store")
+STATE: web.AppKey[State] = web.AppKey("state")
 CLUSTERS: web.AppKey[ClusterRegistry] = web.AppKey("clusters")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 SERVICE: web.AppKey[JobService] = web.AppKey("service")
 OUTBOX: web.AppKey[Outbox] = web.AppKey("outbox")
 SYNCS: web.AppKey[dict[str, ClusterSync]] = web.AppKey("syncs")
+STATUSES: web.AppKey[StatusWriter] = web.AppKey("statuses")
+WATCHES: web.AppKey[WatchMonitor] = web.AppKey("watches")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")

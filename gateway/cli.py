@@ -12,6 +12,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from collections.abc import Coroutine
+from typing import Any
 
 from gateway.config import ConfigError, load_settings
 from gateway.logging import configure_logging
@@ -34,6 +36,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_async(main: Coroutine[Any, Any, None]) -> None:
+    """Run the server's coroutine on uvloop where it is installed (Linux/macOS), else asyncio's loop."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(main)
+        return
+    uvloop.run(main)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     args = _parser().parse_args(argv)
@@ -42,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
 
         configure_logging(level="info", fmt="json")
         try:
-            asyncio.run(run_demo(host=args.host, port=args.port))
+            run_async(run_demo(host=args.host, port=args.port))
         except KeyboardInterrupt:
             pass
         return 0
@@ -60,8 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     from gateway.web.server import serve
 
     try:
-        asyncio.run(serve(create_app(settings), host=settings.listen.host, port=settings.listen.port,
-                          shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, server_options=server_options(settings)))
+        run_async(serve(create_app(settings), host=settings.listen.host, port=settings.listen.port,
+                        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, server_options=server_options(settings)))
     except KeyboardInterrupt:
         pass
     return 0

@@ -69,7 +69,16 @@ class RedisSettings(_Section):
     socket_timeout_seconds: float = Field(default=5.0, gt=0)
     """Per-command socket timeout, seconds."""
     max_connections: int = Field(default=64, ge=1)
-    """Connection pool size."""
+    """Connection pool size (per gateway process)."""
+    pool_wait_seconds: float = Field(default=5.0, gt=0)
+    """How long a request waits for a free pooled connection when all are busy, seconds (then 503)."""
+
+    @field_validator("key_prefix")
+    @classmethod
+    def _no_hash_tag(cls, value: str) -> str:
+        if "{" in value or "}" in value:
+            raise ValueError("must not contain '{' or '}' (they delimit Redis Cluster hash tags)")
+        return value
 
 
 class RuntimeSettings(_Section):

@@ -7,6 +7,8 @@ the outbox and sync update their gauges. Label values are bounded: route templat
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
@@ -15,6 +17,22 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+
+
+class LabelCache:
+    """A metric family's children by label values, looked up once: prometheus_client's `labels()` takes a
+    lock and builds a key on every call, which a per-request counter pays thousands of times a second."""
+
+    def __init__(self, family: Any) -> None:
+        self._family = family
+        self._children: dict[tuple[Any, ...], Any] = {}
+
+    def labels(self, *values: Any) -> Any:
+        """The child for `values` (stringified, as prometheus_client does)."""
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._family.labels(*(str(v) for v in values))
+        return child
 
 
 class Metrics:

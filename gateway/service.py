@@ -1,17 +1,22 @@
 """JobService: the legacy job operations (create/list/get/update/delete), orchestrated.
 
-Contract (handlers call exactly these; each returns the legacy JSON object to send with 200):
+Contract (handlers call exactly these; each returns the legacy JSON answer as bytes, sent with 200):
 - `create(principal, cluster_id=, partition=, body=)`: parse + validate (translators) → claim the name
   in Redis → create on the cluster (idempotent: deterministic name + job-id label) → record. A cluster
   4xx releases the claim and keeps nothing; an unreachable cluster (or 5xx) queues the create in the
   outbox and records the job with phase `queued`.
-- `list(...)`, `get(...)`: from Redis; a status older than `limits.statusStalenessSeconds` is refreshed
-  from the cluster unless that cluster's watch is live (heartbeat younger than
-  `sync.fallbackAfterSeconds`). A job missing from Redis but present on the cluster is rebuilt.
+- `get(...)`, `list(...)`: the read model (`gateway.state.views`): the stored answer bytes, one round trip
+  for a GET, an index range plus one script call per 500 jobs for a LIST; nothing is parsed or rendered.
+  While the cluster's watch is not live (`gateway.workers.status.watch_is_live`) a status older than
+  `limits.statusStalenessSeconds` is first refreshed from the API server through the one status writer.
+  A job missing from Redis is looked up on the cluster (and rebuilt) unless a live watch says Redis is
+  current, so guessing ids costs no cluster call.
 - `update(...)` (DESIGN §4): unchanged → same object; description/run policy → merge patch; shape
   change → delete + create under the same id when the job is not active (pending with no running pod,
   succeeded, failed), else 409.
 - `delete(...)`: delete on the cluster (already gone is fine) → drop record, indexes, name claim.
+- PATCH, DELETE and the outbox change a job one at a time (`_changing`: the job's lock in Redis, fenced
+  writes), so a DELETE that answered 200 is never undone by a recreate that was under way.
 Authorization: `gateway.auth.policy`: partition access for every operation; a job the caller may not
 read is reported as 404 (its existence is not revealed); readable but not writable → 403.
 """
@@ -46,25 +51,12 @@ from gateway.clusters import (
 )
 from gateway.config import Settings
 from gateway.errors import Conflict, Forbidden, GatewayError, NotFound, TooManyRequests
-from gateway.outbox import Outbox
-from gateway.store import JobChanged, JobFence, JobRecord, JobStore, ObservedStatus
-from translators.backends import (
-    MANAGED_SELECTOR,
-    from_cluster_object,
-    in_place_patch,
-    job_status,
-    pod_selector,
-    to_cluster_object,
-)
-from translators.clever import (
-    changed_fields,
-    classify_update,
-    parse_create,
-    parse_update,
-    render_job,
-    render_list,
-)
-from translators.errors import NotTranslatable
+from gateway.state import JobChanged, JobFence, JobRecord, State, StoredJob
+from gateway.state.views import list_bytes, record_from_object, render
+from gateway.workers.outbox import Outbox
+from gateway.workers.status import StatusWriter, WatchMonitor
+from translators.backends import in_place_patch, pod_selector, to_cluster_object
+from translators.clever import changed_fields, classify_update, parse_create, parse_update
 from translators.labels import LABEL_JOB_ID, job_id_of, label_value
 from translators.naming import namespace_for, object_name
 from translators.spec import FINISHED_PHASES, JobIdentity, JobSpec, JobStatus
@@ -102,25 +94,30 @@ def deleting_status(cluster: str) -> JobStatus:
 class JobService:
     """The legacy job operations over Redis and the clusters (see module docstring)."""
 
-    def __init__(self, *, settings: Settings, store: JobStore, clusters: ClusterRegistry, outbox: Outbox,
-                 access: PartitionAccess, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, *, settings: Settings, state: State, clusters: ClusterRegistry, outbox: Outbox,
+                 access: PartitionAccess, statuses: StatusWriter, watches: WatchMonitor,
+                 clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
         self._auth: AuthSettings = settings.auth
-        self._store = store
+        self._state = state
+        self._jobs = state.jobs
         self._clusters = clusters
         self._outbox = outbox
         self._access = access
+        self._statuses = statuses
+        self._watches = watches
         self._clock = clock
+        self._namespaces: dict[tuple[str, str], str] = {}
 
     # ----- create
 
-    async def create(self, principal: Principal, *, cluster_id: str, partition: str, body: object) -> dict[str, Any]:
+    async def create(self, principal: Principal, *, cluster_id: str, partition: str, body: object) -> bytes:
         """Create a job; returns the legacy object (phase `pending`, or `queued` when the cluster is away)."""
         await self._admit_write(principal)
         cluster = self._clusters.get(cluster_id)
         profile = cluster.profile
         spec = parse_create(body, partition=partition, profile=profile)
-        namespace = namespace_for(partition, profile)
+        namespace = self._namespace(cluster, partition)
         await self._check_partition(principal, cluster, partition, namespace, verb="create")
         now = utc_now()
         identity = JobIdentity(id=new_job_id(), owner=principal.user, cluster=cluster.id, partition=partition,
@@ -128,7 +125,7 @@ class JobService:
         body_object = to_cluster_object(spec, identity, profile)
         record = JobRecord(spec=spec, identity=identity, namespace=namespace,
                            object_name=object_name(spec.name, identity.id))
-        await self._store.claim_name(cluster.id, partition, spec.name, identity.id)
+        await self._jobs.claim_name(cluster.id, partition, spec.name, identity.id)
         ref = self._job_ref(cluster, record)
         try:
             created = await cluster.create(ref, body_object, same_if_label=(LABEL_JOB_ID, label_value(identity.id)),
@@ -136,70 +133,87 @@ class JobService:
         except GatewayError as e:
             if is_transient(e):
                 return await self._queue_create(record, principal, error=e)
-            await self._store.release_name(cluster.id, partition, spec.name, identity.id)
+            await self._jobs.release_name(cluster.id, partition, spec.name, identity.id)
             if isinstance(e, ClusterNotFound):  # a create finds nothing only when the namespace is missing
                 raise NotFound(f"partition {partition!r} does not exist on cluster {cluster.id!r} (the cluster has "
                                f"no namespace {namespace!r})",
                                details={**e.details, "partition": partition, "namespace": namespace}) from e
             raise
         except BaseException:
-            await self._store.release_name(cluster.id, partition, spec.name, identity.id)
+            await self._jobs.release_name(cluster.id, partition, spec.name, identity.id)
             raise
-        status = job_status(created, [], profile=profile)
-        await self._store.put(record, status=status, observed_at=self._clock())
+        status = self._statuses.status_of(cluster, created, [])
+        await self._jobs.put(record, status=status, observed_at=self._clock())
         log.info("job created", cluster=cluster.id, partition=partition, job=identity.id, owner=identity.owner,
                  object=record.object_name)
-        return render_job(spec, identity, status)
+        return render(record, status)
 
     async def _queue_create(self, record: JobRecord, principal: Principal, *, error: GatewayError,
-                            fence: JobFence | None = None) -> dict[str, Any]:
+                            fence: JobFence | None = None) -> bytes:
         queued = record.with_pending("create")
         status = queued_status(record.identity.cluster)
-        await self._store.put(queued, status=status, observed_at=self._clock(), fence=fence)
+        await self._jobs.put(queued, status=status, observed_at=self._clock(), fence=fence)
         await self._outbox.enqueue("create", queued.identity, principal=principal)
         log.warning("cluster unavailable, create queued", cluster=record.identity.cluster,
                     job=record.identity.id, error=type(error).__name__)
-        return render_job(record.spec, record.identity, status)
+        return render(record, status)
 
     # ----- read
 
     async def list(self, principal: Principal, *, cluster_id: str, partition: str,
-                   requested_user: str | None = None) -> dict[str, Any]:
+                   requested_user: str | None = None) -> bytes:
         """The partition's jobs the caller may see, oldest first."""
         cluster = self._clusters.get(cluster_id)
-        namespace = namespace_for(partition, cluster.profile)
+        namespace = self._namespace(cluster, partition)
         await self._check_partition(principal, cluster, partition, namespace, verb="list")
+        # The index chosen here is the access decision: an owner's index holds only that owner's jobs;
+        # the whole partition is listed only for admins and partition readers.
         owner = list_owner_filter(principal, cluster=cluster.id, partition=partition,
                                   requested_user=requested_user, settings=self._auth)
-        records = await self._store.list(cluster.id, partition, owner=owner)
-        records = [r for r in records if can_access_job(
-            principal, owner=r.identity.owner, cluster=cluster.id, partition=partition, write=False,
-            settings=self._auth)]
-        statuses = await self._store.get_statuses(cluster.id, [r.identity.id for r in records])
-        if await self._needs_refresh(cluster, [statuses.get(r.identity.id) for r in records
-                                               if r.pending is None]):
-            statuses.update(await self._refresh_namespace(cluster, namespace, records))
-        items = [render_job(r.spec, r.identity, self._visible_status(r, statuses.get(r.identity.id)))
-                 for r in records]
-        return render_list(items)
+        ids = await self._jobs.list_ids(cluster.id, partition, owner=owner)
+        if ids and not self._watches.live(cluster.id):
+            fresh = await self._jobs.freshness(cluster.id, partition, ids)
+            if any(pending is None and self._stale(observed) for observed, pending in fresh.values()):
+                await self._statuses.refresh_partition(cluster, partition, namespace, ids)
+        count, items = await self._jobs.joined(cluster.id, partition, ids)
+        return list_bytes(count, items)
 
-    async def get(self, principal: Principal, *, cluster_id: str, partition: str, job_id: str) -> dict[str, Any]:
+    async def get(self, principal: Principal, *, cluster_id: str, partition: str, job_id: str) -> bytes:
         """One job."""
         cluster = self._clusters.get(cluster_id)
-        record = await self._readable(principal, cluster, partition, job_id, verb="get")
-        status = await self._current_status(cluster, record)
-        return render_job(record.spec, record.identity, status)
+        stored = await self._readable_view(principal, cluster, partition, job_id, verb="get")
+        return stored.body
+
+    async def _readable_view(self, principal: Principal, cluster: ClusterClient, partition: str, job_id: str, *,
+                             verb: str) -> StoredJob:
+        namespace = self._namespace(cluster, partition)
+        await self._check_partition(principal, cluster, partition, namespace, verb=verb)
+        self._check_id(cluster, partition, job_id)
+        stored = await self._jobs.read(cluster.id, partition, job_id)
+        live = self._watches.live(cluster.id)
+        if (stored is None and not (live and await self._watch_resumable(cluster))
+                and await self._rebuild_from_cluster(cluster, partition, namespace, job_id) is not None):
+            stored = await self._jobs.read(cluster.id, partition, job_id)
+        if stored is None or not can_access_job(principal, owner=stored.owner, cluster=cluster.id,
+                                                partition=partition, write=False, settings=self._auth):
+            raise self._not_found(cluster, partition, job_id)
+        if stored.pending is None and not live and self._stale(stored.observed_at):
+            record = await self._jobs.get(cluster.id, partition, job_id)
+            if record is not None:
+                await self._statuses.refresh_job(cluster, record)
+                stored = await self._jobs.read(cluster.id, partition, job_id) or stored
+        return stored
 
     # ----- update
 
     async def update(self, principal: Principal, *, cluster_id: str, partition: str, job_id: str,
-                     body: object) -> dict[str, Any]:
+                     body: object) -> bytes:
         """Apply a PATCH body (DESIGN §4), as the job's one writer (see `_changing`)."""
         await self._admit_write(principal)
         cluster = self._clusters.get(cluster_id)
         profile = cluster.profile
         await self._writable(principal, cluster, partition, job_id, verb="update")
-        async with self._changing(cluster, job_id) as fence:
+        async with self._changing(cluster, partition, job_id) as fence:
             record = await self._writable(principal, cluster, partition, job_id, verb="update")
             if record.pending is not None:
                 raise Conflict(f"job {job_id} is waiting for cluster {cluster.id} ({record.pending} pending); "
@@ -207,31 +221,34 @@ class JobService:
             new_spec = parse_update(body, current=record.spec, profile=profile)
             kind = classify_update(record.spec, new_spec, profile=profile)
             if kind == "unchanged":
-                return render_job(record.spec, record.identity, await self._current_status(cluster, record))
+                return (await self._readable_view(principal, cluster, partition, job_id, verb="get")).body
             identity = replace(record.identity, updated=utc_now())
             if kind == "in-place":
                 patch = in_place_patch(record.spec, new_spec, identity, profile)
                 patched = await cluster.merge_patch(self._job_ref(cluster, record), patch, impersonate=principal)
                 updated = replace(record, spec=new_spec, identity=identity)
-                status = await self._status_from(cluster, job_id, patched, await self._pods(cluster, record))
-                await self._store.put(updated, status=status, observed_at=self._clock(), fence=fence)
+                status = await self._statuses.status_from_cluster(cluster, job_id, patched,
+                                                                  await self._pods(cluster, record))
+                await self._jobs.put(updated, status=status, observed_at=self._clock(), fence=fence)
                 log.info("job updated in place", cluster=cluster.id, job=job_id)
-                return render_job(new_spec, identity, status)
+                return render(updated, status)
             return await self._recreate(principal, cluster, record, new_spec, identity, fence=fence)
 
-    def _changing(self, cluster: ClusterClient, job_id: str) -> contextlib.AbstractAsyncContextManager[JobFence]:
+    def _changing(self, cluster: ClusterClient, partition: str,
+                  job_id: str) -> contextlib.AbstractAsyncContextManager[JobFence]:
         """Hold the job's lock: PATCH, DELETE and the outbox change a job one at a time, so a DELETE that
         answered 200 is never undone by a recreate that was under way (it waits for it, then deletes
         what it made)."""
-        return self._store.job_lock(cluster.id, job_id, wait_seconds=self._settings.limits.job_lock_wait_seconds)
+        return self._jobs.job_lock(cluster.id, partition, job_id,
+                                   wait_seconds=self._settings.limits.job_lock_wait_seconds)
 
     async def _recreate(self, principal: Principal, cluster: ClusterClient, record: JobRecord, new_spec: JobSpec,
-                        identity: JobIdentity, *, fence: JobFence) -> dict[str, Any]:
+                        identity: JobIdentity, *, fence: JobFence) -> bytes:
         profile = cluster.profile
         ref = self._job_ref(cluster, record)
         current = await cluster.try_get(ref, impersonate=principal)
         pods = await self._pods(cluster, record)
-        status = job_status(current, pods, profile=profile)
+        status = self._statuses.status_of(cluster, current, pods)
         running_pod = any((p.get("status") or {}).get("phase") == "Running" for p in pods)
         inactive = status.phase in FINISHED_PHASES or (status.phase == "pending" and not running_pod)
         if not inactive:
@@ -258,9 +275,9 @@ class JobService:
             if is_transient(e):
                 return await self._queue_create(updated, principal, error=e, fence=fence)
             raise
-        new_status = job_status(created, [], profile=profile)
+        new_status = self._statuses.status_of(cluster, created, [])
         try:
-            await self._store.put(updated, status=new_status, observed_at=self._clock(), fence=fence)
+            await self._jobs.put(updated, status=new_status, observed_at=self._clock(), fence=fence)
         except JobChanged:
             # The lock lapsed under us and the job changed meanwhile (a DELETE, most likely): what this
             # request created must not outlive it.
@@ -268,7 +285,7 @@ class JobService:
                 await cluster.delete(ref, impersonate=principal)
             raise
         log.info("job recreated with a new shape", cluster=cluster.id, job=identity.id)
-        return render_job(new_spec, identity, new_status)
+        return render(updated, new_status)
 
     async def _wait_gone(self, cluster: ClusterClient, ref: ObjectRef) -> None:
         """Wait until the deleted object is gone, so that the create under the same name succeeds."""
@@ -282,7 +299,7 @@ class JobService:
 
     # ----- delete
 
-    async def delete(self, principal: Principal, *, cluster_id: str, partition: str, job_id: str) -> dict[str, Any]:
+    async def delete(self, principal: Principal, *, cluster_id: str, partition: str, job_id: str) -> bytes:
         """Delete a job, as its one writer; returns the last known object with phase `terminating`.
 
         A job whose create is still queued is deleted on the cluster too (its create may have landed
@@ -290,7 +307,7 @@ class JobService:
         await self._admit_write(principal)
         cluster = self._clusters.get(cluster_id)
         await self._writable(principal, cluster, partition, job_id, verb="delete")
-        async with self._changing(cluster, job_id) as fence:
+        async with self._changing(cluster, partition, job_id) as fence:
             record = await self._writable(principal, cluster, partition, job_id, verb="delete")
             gone = JobStatus(phase="terminating", reason="Deleted", message="the job was deleted")
             try:
@@ -298,14 +315,14 @@ class JobService:
             except GatewayError as e:
                 if not is_transient(e):
                     raise
-                await self._store.put(record.with_pending("delete"), status=deleting_status(cluster.id),
-                                      observed_at=self._clock(), fence=fence)
+                await self._jobs.put(record.with_pending("delete"), status=deleting_status(cluster.id),
+                                     observed_at=self._clock(), fence=fence)
                 await self._outbox.enqueue("delete", record.identity, principal=principal)
                 log.warning("cluster unavailable, delete queued", cluster=cluster.id, job=job_id)
-                return render_job(record.spec, record.identity, deleting_status(cluster.id))
-            await self._store.remove(record, fence=fence)
+                return render(record, deleting_status(cluster.id))
+            await self._jobs.remove(record, fence=fence)
             log.info("job deleted", cluster=cluster.id, job=job_id)
-            return render_job(record.spec, record.identity, gone)
+            return render(record, gone)
 
     # ----- helpers
 
@@ -314,12 +331,25 @@ class JobService:
         limit = self._settings.limits.writes_per_user_per_minute
         if limit <= 0:
             return
-        count, window_left = await self._store.count_write(principal.user)
+        count, window_left = await self._state.counters.count_write(principal.user)
         if count > limit:
             retry_after = max(1, math.ceil(window_left))
             raise TooManyRequests(
                 f"user {principal.user!r} made more than {limit} changes in one minute; retry in {retry_after} s",
                 details={"limit": limit, "retryAfterSeconds": retry_after}, headers={"Retry-After": str(retry_after)})
+
+    def _namespace(self, cluster: ClusterClient, partition: str) -> str:
+        """The partition's namespace on the cluster (validated once per partition, then remembered)."""
+        key = (cluster.id, partition)
+        namespace = self._namespaces.get(key)
+        if namespace is None:
+            namespace = namespace_for(partition, cluster.profile)  # SpecError (400) for a bad partition
+            if len(self._namespaces) < 10_000:
+                self._namespaces[key] = namespace
+        return namespace
+
+    def _stale(self, observed_at: float) -> bool:
+        return self._clock() - observed_at > self._settings.limits.status_staleness_seconds
 
     def _job_ref(self, cluster: ClusterClient, record: JobRecord) -> ObjectRef:
         return cluster.ref(cluster.jobs, record.namespace, record.object_name)
@@ -330,26 +360,26 @@ class JobService:
         await self._access.check(principal, cluster=cluster.id, partition=partition, verb=verb, namespace=namespace,
                                  group=resource.group, resource=resource.plural)
 
-    async def _readable(self, principal: Principal, cluster: ClusterClient, partition: str, job_id: str, *,
-                        verb: str) -> JobRecord:
-        namespace = namespace_for(partition, cluster.profile)
-        await self._check_partition(principal, cluster, partition, namespace, verb=verb)
+    @staticmethod
+    def _not_found(cluster: ClusterClient, partition: str, job_id: str) -> NotFound:
+        return NotFound(f"job {job_id[:64]} not found in partition {partition} of cluster {cluster.id}",
+                        details={"id": job_id[:64]})
+
+    def _check_id(self, cluster: ClusterClient, partition: str, job_id: str) -> None:
         if not JOB_ID_RE.fullmatch(job_id):  # not an id we make: no Redis key, no cluster call
-            raise NotFound(f"job {job_id[:64]!r} not found in partition {partition} of cluster {cluster.id}",
-                           details={"id": job_id[:64]})
-        record = await self._store.get(cluster.id, job_id)
-        if record is None and not await self._store_is_current(cluster):
-            record = await self._rebuild_from_cluster(cluster, namespace, job_id)
-        if record is None or record.identity.partition != partition or not can_access_job(
-                principal, owner=record.identity.owner, cluster=cluster.id, partition=partition, write=False,
-                settings=self._auth):
-            raise NotFound(f"job {job_id} not found in partition {partition} of cluster {cluster.id}",
-                           details={"id": job_id})
-        return record
+            raise self._not_found(cluster, partition, job_id)
 
     async def _writable(self, principal: Principal, cluster: ClusterClient, partition: str, job_id: str, *,
                         verb: str) -> JobRecord:
-        record = await self._readable(principal, cluster, partition, job_id, verb=verb)
+        namespace = self._namespace(cluster, partition)
+        await self._check_partition(principal, cluster, partition, namespace, verb=verb)
+        self._check_id(cluster, partition, job_id)
+        record = await self._jobs.get(cluster.id, partition, job_id)
+        if record is None and not await self._store_is_current(cluster):
+            record = await self._rebuild_from_cluster(cluster, partition, namespace, job_id)
+        if record is None or not can_access_job(principal, owner=record.identity.owner, cluster=cluster.id,
+                                                partition=partition, write=False, settings=self._auth):
+            raise self._not_found(cluster, partition, job_id)
         if not can_access_job(principal, owner=record.identity.owner, cluster=cluster.id, partition=partition,
                               write=True, settings=self._auth):
             raise Forbidden(f"job {job_id} belongs to another user; you may only read it")
@@ -359,18 +389,18 @@ class JobService:
         """Redis mirrors the cluster: a live watch is feeding it and its resume point survived (a flushed
         or replaced Redis loses both). Then a missing record is a missing job, and an unknown id costs
         no cluster call, so guessing ids cannot be turned into load on the cluster."""
-        if not await self._watch_live(cluster):
-            return False
-        return await self._store.get_resource_version(cluster.id, "jobs") is not None
+        return self._watches.live(cluster.id) and await self._watch_resumable(cluster)
 
-    async def _rebuild_from_cluster(self, cluster: ClusterClient, namespace: str, job_id: str) -> JobRecord | None:
+    async def _watch_resumable(self, cluster: ClusterClient) -> bool:
+        return await self._state.watch.resource_version(cluster.id, "jobs") is not None
+
+    async def _rebuild_from_cluster(self, cluster: ClusterClient, partition: str, namespace: str,
+                                    job_id: str) -> JobRecord | None:
         """Redis lost this job? Look for it on the cluster by its id label and restore the record."""
-        if not job_id or len(job_id) > 128:
-            return None
         try:
             found = await cluster.list(cluster.ref(cluster.jobs, namespace), label_selector=pod_selector(job_id),
                                        page_size=self._settings.limits.list_page_size)
-        except (ClusterNotFound, GatewayError) as e:
+        except GatewayError as e:
             if not isinstance(e, ClusterNotFound) and not is_transient(e):
                 raise
             return None
@@ -378,111 +408,18 @@ class JobService:
             if job_id_of(obj) != job_id:
                 continue
             record = record_from_object(obj, cluster.id)
-            if record is None:
+            if record is None or record.identity.partition != partition:
                 continue
             pods = await self._pods(cluster, record)
-            await self._store.put_if_absent(record, status=await self._status_from(cluster, job_id, obj, pods),
-                                            observed_at=self._clock())
+            status = await self._statuses.status_from_cluster(cluster, job_id, obj, pods)
+            await self._jobs.put_if_absent(record, status=status, observed_at=self._clock())
             log.info("job record rebuilt from the cluster", cluster=cluster.id, job=job_id)
-            return await self._store.get(cluster.id, job_id) or record
+            return await self._jobs.get(cluster.id, partition, job_id) or record
         return None
 
     async def _pods(self, cluster: ClusterClient, record: JobRecord) -> builtins.list[dict[str, Any]]:
-        result = await cluster.list(cluster.ref(PODS, record.namespace), label_selector=pod_selector(record.identity.id),
+        result = await cluster.list(cluster.ref(PODS, record.namespace),
+                                    label_selector=pod_selector(record.identity.id),
                                     page_size=self._settings.limits.list_page_size)
         return result.items
 
-    async def _watch_live(self, cluster: ClusterClient) -> bool:
-        if not self._settings.sync.watch:
-            return False
-        beat = await self._store.watch_heartbeat(cluster.id)
-        return beat is not None and self._clock() - beat <= self._settings.sync.fallback_after_seconds
-
-    async def _needs_refresh(self, cluster: ClusterClient, observed: builtins.list[ObservedStatus | None]) -> bool:
-        bound = self._settings.limits.status_staleness_seconds
-        now = self._clock()
-        stale = any(o is None or now - o.observed_at > bound for o in observed)
-        return stale and not await self._watch_live(cluster)
-
-    def _visible_status(self, record: JobRecord, observed: ObservedStatus | None) -> JobStatus:
-        if record.pending == "create":
-            return observed.status if observed is not None else queued_status(record.identity.cluster)
-        if record.pending == "delete":
-            return deleting_status(record.identity.cluster)
-        if observed is None:
-            return JobStatus(phase="pending", reason="Unknown", message="status not observed yet")
-        return observed.status
-
-    async def _current_status(self, cluster: ClusterClient, record: JobRecord) -> JobStatus:
-        observed = await self._store.get_status(cluster.id, record.identity.id)
-        if record.pending is not None or not await self._needs_refresh(cluster, [observed]):
-            return self._visible_status(record, observed)
-        read_at = self._clock()
-        try:
-            obj = await cluster.try_get(self._job_ref(cluster, record))
-            pods = await self._pods(cluster, record)
-        except GatewayError as e:
-            if not is_transient(e):
-                raise
-            # The cluster is away: the last observation is better than nothing (it carries its age).
-            return self._visible_status(record, observed)
-        status = await self._status_from(cluster, record.identity.id, obj, pods)
-        if await self._store.set_status_if_older(cluster.id, record.identity.id, status, read_at=read_at):
-            return status
-        newer = await self._store.get_status(cluster.id, record.identity.id)  # the watch wrote meanwhile
-        return newer.status if newer is not None else status
-
-    async def _status_from(self, cluster: ClusterClient, job_id: str, obj: dict[str, Any] | None,
-                           pods: builtins.list[dict[str, Any]]) -> JobStatus:
-        """A status read straight from the cluster, with the last pod failure the watch kept for the job."""
-        return job_status(obj, pods, profile=cluster.profile,
-                          last_failure=await self._store.last_failure(cluster.id, job_id))
-
-    async def _refresh_namespace(self, cluster: ClusterClient, namespace: str,
-                                 records: builtins.list[JobRecord]) -> dict[str, ObservedStatus]:
-        """Statuses of `records` from two LISTs (jobs, pods) of their namespace."""
-        wanted = {r.identity.id for r in records if r.pending is None}
-        if not wanted:
-            return {}
-        page = self._settings.limits.list_page_size
-        read_at = self._clock()
-        try:
-            jobs = await cluster.list(cluster.ref(cluster.jobs, namespace), label_selector=MANAGED_SELECTOR,
-                                      page_size=page)
-            pods = await cluster.list(cluster.ref(PODS, namespace), label_selector=MANAGED_SELECTOR, page_size=page)
-        except GatewayError as e:
-            if not is_transient(e) and not isinstance(e, ClusterNotFound):
-                raise
-            return {}
-        objects = {job_id_of(o): o for o in jobs.items}
-        pods_by_job: dict[str | None, builtins.list[dict[str, Any]]] = {}
-        for pod in pods.items:
-            pods_by_job.setdefault(job_id_of(pod), []).append(pod)
-        failures = await self._store.last_failures(cluster.id)
-        result = {}
-        overtaken = []
-        for job_id in wanted:
-            status = job_status(objects.get(job_id), pods_by_job.get(job_id, []), profile=cluster.profile,
-                                last_failure=failures.get(job_id))
-            if await self._store.set_status_if_older(cluster.id, job_id, status, read_at=read_at):
-                result[job_id] = ObservedStatus(status=status, observed_at=read_at)
-            else:
-                overtaken.append(job_id)  # the watch wrote a newer one meanwhile
-        result.update(await self._store.get_statuses(cluster.id, overtaken))
-        return result
-
-
-def record_from_object(obj: dict[str, Any], cluster_id: str) -> JobRecord | None:
-    """The record a managed cluster object describes, or None when it is not ours / damaged."""
-    try:
-        spec, identity = from_cluster_object(obj)
-    except NotTranslatable as e:
-        log.warning("cluster object not translatable, ignored", cluster=cluster_id, error=str(e))
-        return None
-    metadata = obj.get("metadata") or {}
-    namespace, name = metadata.get("namespace"), metadata.get("name")
-    if not isinstance(namespace, str) or not isinstance(name, str):
-        return None
-    if identity.cluster != cluster_id:
-        identity = replace(identity, cluster=cluster_id)
-    return JobRecord(spec=spec, identity=identity, namespace=namespace, object_name=name)

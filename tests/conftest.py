@@ -23,6 +23,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from redis import asyncio as redis_asyncio
 
 from gateway.config import Settings, load_settings
+from gateway.state.keys import Keys
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 CLUSTER = "c1"
@@ -119,16 +120,40 @@ class Gateway:
         """The collection path."""
         return f"/api/{version}/clusters/{cluster}/partitions/{partition}/{kind}"
 
-    async def keys(self) -> set[str]:
-        """Every Redis key about jobs (records, statuses, indexes, name claims) plus outbox entries.
+    @property
+    def key_names(self) -> Keys:
+        """The gateway's key names under this test's prefix."""
+        return Keys(self.prefix)
 
-        Background bookkeeping (watch lease, heartbeat, resourceVersions) is left out: it changes by itself.
+    def job_key(self, job_id: str, *, partition: str = PARTITION, cluster: str = CLUSTER) -> str:
+        """The Redis hash of one job."""
+        return self.key_names.job(cluster, partition, job_id)
+
+    async def outbox_depth(self) -> int:
+        """Entries in the outbox stream."""
+        key = self.key_names.outbox
+        return int(await self.redis.xlen(key)) if await self.redis.exists(key) else 0
+
+    async def keys(self) -> set[str]:
+        """Every Redis key about jobs (records, indexes, each name claim) plus outbox entries.
+
+        Background bookkeeping (watch lease, heartbeat, resourceVersions, locks, tombstones) is left out:
+        it changes by itself.
         """
-        job_kinds = ("job:", "status:", "idx:", "owner:", "name:")
-        keys = {k for k in await prefix_keys(self.redis, self.prefix) if k[len(self.prefix):].startswith(job_kinds)}
-        if await self.redis.exists(self.prefix + "outbox"):
-            keys |= {f"outbox-entry:{entry_id}" for entry_id, _ in await self.redis.xrange(self.prefix + "outbox")}
-        return keys
+        found: set[str] = set()
+        for key in await prefix_keys(self.redis, self.prefix):
+            rest = key[len(self.prefix):]
+            tag, _, kind = rest.partition("}:")
+            if not tag.startswith("{") or "/" not in tag:
+                continue  # not a partition's key
+            if kind.startswith(("job:", "idx", "own:")):
+                found.add(key)
+            elif kind == "names":
+                found |= {f"{key}#{name}" for name in await self.redis.hkeys(key)}
+        outbox = self.key_names.outbox
+        if await self.redis.exists(outbox):
+            found |= {f"outbox-entry:{entry_id}" for entry_id, _ in await self.redis.xrange(outbox)}
+        return found
 
 
 async def wait_until(check: Callable[[], Awaitable[Any]], *, timeout: float = 10.0, interval: float = 0.02) -> Any:

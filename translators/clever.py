@@ -42,7 +42,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
-from translators.errors import FieldError, SpecError
+from translators.errors import FieldError, NotTranslatable, SpecError
 from translators.labels import run_policy_to_dict, spec_to_json
 from translators.naming import namespace_for
 from translators.quantity import QuantityError, parse_quantity
@@ -800,34 +800,87 @@ def render_spec(spec: JobSpec, *, partition: str) -> dict[str, Any]:
     return rendered
 
 
+def render_metadata(spec: JobSpec, identity: JobIdentity) -> dict[str, Any]:
+    """The legacy `metadata` object of a job."""
+    return {
+        "uid": identity.owner,
+        "id": identity.id,
+        "name": spec.name,
+        "creationTime": identity.created,
+        "lastUpdateTime": identity.updated,
+        "cluster": identity.cluster,
+        "partition": identity.partition,
+    }
+
+
+def render_status(status: JobStatus) -> dict[str, Any]:
+    """The legacy `status` object of a job."""
+    return {
+        "phase": status.phase,
+        "reason": status.reason,
+        "message": status.message,
+        "startTime": status.start_time,
+        "completionTime": status.completion_time,
+        "duration": _duration_seconds(status.start_time, status.completion_time),
+        "replicas": [
+            {"id": r.id, "restartCount": r.restart_count, "status": r.status,
+             "startTime": r.start_time, "type": r.type, "index": r.index, "node": r.node,
+             "reason": r.reason, "message": r.message, "exitCode": r.exit_code}
+            for r in status.replicas
+        ],
+    }
+
+
 def render_job(spec: JobSpec, identity: JobIdentity, status: JobStatus) -> dict[str, Any]:
     """The legacy job object (seed 003's response, as valid JSON) for one job."""
-    return {
-        "metadata": {
-            "uid": identity.owner,
-            "id": identity.id,
-            "name": spec.name,
-            "creationTime": identity.created,
-            "lastUpdateTime": identity.updated,
-            "cluster": identity.cluster,
-            "partition": identity.partition,
-        },
-        "spec": render_spec(spec, partition=identity.partition),
-        "status": {
-            "phase": status.phase,
-            "reason": status.reason,
-            "message": status.message,
-            "startTime": status.start_time,
-            "completionTime": status.completion_time,
-            "duration": _duration_seconds(status.start_time, status.completion_time),
-            "replicas": [
-                {"id": r.id, "restartCount": r.restart_count, "status": r.status,
-                 "startTime": r.start_time, "type": r.type, "index": r.index, "node": r.node,
-                 "reason": r.reason, "message": r.message, "exitCode": r.exit_code}
-                for r in status.replicas
-            ],
-        },
-    }
+    return {"metadata": render_metadata(spec, identity),
+            "spec": render_spec(spec, partition=identity.partition),
+            "status": render_status(status)}
+
+
+def spec_from_view(rendered: dict[str, Any]) -> JobSpec:
+    """Inverse of `render_spec`, for specs the gateway rendered itself (the stored read model): no
+    validation against a cluster profile (the catalog may have changed since), NotTranslatable when the
+    document is not one `render_spec` made."""
+    try:
+        replicas = []
+        for item in rendered["replicas"]:
+            if item["type"] not in REPLICA_TYPES:
+                raise NotTranslatable(f"unknown replica type {item['type']!r}")
+            resource = item["resource"]
+            replicas.append(Replica(type=item["type"], count=int(item["count"]),
+                                    resources=Resources(cpu=str(resource["cpu"]), memory=str(resource["memory"]),
+                                                        gpu=int(resource["gpu"]))))
+        environment = tuple(tuple(entry.split("=", 1)) for entry in rendered["environmentList"])
+        policy = RunPolicy(
+            active_deadline_seconds=rendered.get("activeDeadlineSeconds"),
+            ttl_seconds_after_finished=rendered.get("ttlSecondsAfterFinished"),
+            clean_pod_policy=rendered.get("cleanPodPolicy"),
+            backoff_limit=rendered.get("backoffLimit"),
+            success_policy=rendered.get("successPolicy"),
+        )
+        return JobSpec(
+            name=str(rendered["name"]), runtime=str(rendered["runtime"]), bootfile=str(rendered["bootfile"]),
+            replicas=tuple(replicas), description=str(rendered["description"]), workdir=str(rendered["workdir"]),
+            args=tuple(str(a) for a in rendered["args"]),
+            environment=tuple((str(k), str(v)) for k, v in environment),
+            checkpoint_dir=str(rendered["checkpointDir"]), event_dir=str(rendered["eventDir"]),
+            model_dir=str(rendered["modelDir"]), log_dir=str(rendered["logDir"]), run_policy=policy,
+        )
+    except NotTranslatable:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise NotTranslatable(f"not a rendered job spec: {e}") from e
+
+
+def identity_from_view(metadata: dict[str, Any]) -> JobIdentity:
+    """Inverse of `render_metadata` (NotTranslatable when the document is not one it made)."""
+    try:
+        return JobIdentity(id=str(metadata["id"]), owner=str(metadata["uid"]), cluster=str(metadata["cluster"]),
+                           partition=str(metadata["partition"]), created=str(metadata["creationTime"]),
+                           updated=str(metadata["lastUpdateTime"]))
+    except (KeyError, TypeError) as e:
+        raise NotTranslatable(f"not rendered job metadata: {e}") from e
 
 
 def render_list(items: list[dict[str, Any]]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ User names and the actor are logged (audit); tokens and claims never are.
 
 from __future__ import annotations
 
+import functools
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -74,6 +75,7 @@ def user_name(raw: str, *, source: str) -> str:
     return raw
 
 
+@functools.lru_cache(maxsize=4096)
 def _user_name_problem(name: str) -> str | None:
     if not name:
         return "it is empty"

@@ -11,6 +11,7 @@ import asyncio
 import time
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gateway import appkeys
@@ -36,50 +37,56 @@ async def _json_body(request: web.Request) -> dict[str, Any]:
     return await read_json_object(request, limits=request.app[appkeys.SETTINGS].limits)
 
 
+def json_bytes(body: bytes, *, status: int = 200) -> web.Response:
+    """An answer whose JSON is already encoded (the read model's bytes)."""
+    return web.Response(body=body, status=status, content_type="application/json")
+
+
+def json_answer(data: Any, *, status: int = 200) -> web.Response:
+    """An answer encoded with orjson."""
+    return json_bytes(orjson.dumps(data), status=status)
+
+
 async def list_jobs(request: web.Request) -> web.Response:
     """GET …/tfjobs"""
     service = request.app[appkeys.SERVICE]
-    result = await service.list(_principal(request), **_path(request), requested_user=request.query.get("user"))
-    return web.json_response(result)
+    return json_bytes(await service.list(_principal(request), **_path(request),
+                                         requested_user=request.query.get("user")))
 
 
 async def create_job(request: web.Request) -> web.Response:
     """POST …/tfjobs"""
     body = await _json_body(request)
-    result = await request.app[appkeys.SERVICE].create(_principal(request), **_path(request), body=body)
-    return web.json_response(result)
+    return json_bytes(await request.app[appkeys.SERVICE].create(_principal(request), **_path(request), body=body))
 
 
 async def get_job(request: web.Request) -> web.Response:
     """GET …/tfjobs/{id}"""
-    result = await request.app[appkeys.SERVICE].get(_principal(request), **_path(request),
-                                                    job_id=request.match_info["id"])
-    return web.json_response(result)
+    return json_bytes(await request.app[appkeys.SERVICE].get(_principal(request), **_path(request),
+                                                             job_id=request.match_info["id"]))
 
 
 async def update_job(request: web.Request) -> web.Response:
     """PATCH …/tfjobs/{id}"""
     body = await _json_body(request)
-    result = await request.app[appkeys.SERVICE].update(_principal(request), **_path(request),
-                                                       job_id=request.match_info["id"], body=body)
-    return web.json_response(result)
+    return json_bytes(await request.app[appkeys.SERVICE].update(_principal(request), **_path(request),
+                                                                job_id=request.match_info["id"], body=body))
 
 
 async def delete_job(request: web.Request) -> web.Response:
     """DELETE …/tfjobs/{id}"""
-    result = await request.app[appkeys.SERVICE].delete(_principal(request), **_path(request),
-                                                       job_id=request.match_info["id"])
-    return web.json_response(result)
+    return json_bytes(await request.app[appkeys.SERVICE].delete(_principal(request), **_path(request),
+                                                                job_id=request.match_info["id"]))
 
 
 async def version(_request: web.Request) -> web.Response:
     """GET /api/version"""
-    return web.json_response(version_info())
+    return json_answer(version_info())
 
 
 async def healthz(_request: web.Request) -> web.Response:
     """GET /healthz: liveness, no dependencies."""
-    return web.json_response({"status": "ok"})
+    return json_answer({"status": "ok"})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -94,14 +101,14 @@ async def ping(request: web.Request) -> web.Response:
     """GET /api/ping: Redis and every cluster; 503 when Redis or every cluster is unreachable."""
     app = request.app
     settings = app[appkeys.SETTINGS]
-    store = app[appkeys.STORE]
+    state = app[appkeys.STATE]
     report: dict[str, Any] = {"version": version_info()["version"], "authMode": settings.auth.mode}
     warning = auth_warning(settings.auth)
     if warning:
         report["warning"] = warning
     try:
         async with asyncio.timeout(_PING_TIMEOUT_SECONDS):
-            report["redis"] = {"reachable": True, "latencyMs": round(await store.ping(), 2)}
+            report["redis"] = {"reachable": True, "latencyMs": round(await state.ping(), 2)}
     except (GatewayError, TimeoutError) as e:
         report["redis"] = {"reachable": False, "error": _why(e)}
     clusters = [app[appkeys.CLUSTERS].get(cid) for cid in app[appkeys.CLUSTERS].ids()]
@@ -110,13 +117,13 @@ async def ping(request: web.Request) -> web.Response:
     queued = None
     if report["redis"]["reachable"]:
         try:
-            queued = await store.outbox_depth()
+            queued = await state.outbox.depth()
         except GatewayError:
             queued = None
     report["outboxDepth"] = queued
     healthy = report["redis"]["reachable"] and any(r["reachable"] for r in results)
     report["status"] = "ok" if healthy else "unavailable"
-    return web.json_response(report, status=200 if healthy else 503)
+    return json_answer(report, status=200 if healthy else 503)
 
 
 async def _ping_cluster(request: web.Request, cluster: Any) -> dict[str, Any]:
@@ -127,18 +134,13 @@ async def _ping_cluster(request: web.Request, cluster: Any) -> dict[str, Any]:
             result.update(reachable=True, latencyMs=round(await cluster.ping(), 2))
     except (GatewayError, TimeoutError) as e:
         result.update(reachable=False, error=_why(e))
-    settings = app[appkeys.SETTINGS]
-    age: float | None = None
-    if settings.sync.watch:
-        try:
-            beat = await app[appkeys.STORE].watch_heartbeat(cluster.id)
-        except GatewayError:
-            beat = None
-        age = round(max(0.0, time.time() - beat), 3) if beat is not None else None
-        if age is not None:
-            app[appkeys.METRICS].watch_age.labels(cluster.id).set(age)
+    watches = app[appkeys.WATCHES]
+    beat = watches.beat(cluster.id)
+    age = round(max(0.0, time.time() - beat), 3) if beat is not None else None
+    if age is not None:
+        app[appkeys.METRICS].watch_age.labels(cluster.id).set(age)
     result["lastWatchEventAgeSeconds"] = age
-    result["watchLive"] = age is not None and age <= settings.sync.fallback_after_seconds
+    result["watchLive"] = watches.live(cluster.id)
     return result
 
 

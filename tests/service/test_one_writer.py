@@ -57,7 +57,7 @@ async def later(gw: Gateway, delay: float, method: str, url: str, **kwargs: Any)
 async def assert_deleted_for_good(gw: Gateway, job_id: str) -> None:
     """No record, not listed, no object on the cluster; and still so a moment later."""
     async def gone() -> bool:
-        return not objects_of(gw, job_id) and not await gw.redis.exists(f"{gw.prefix}job:c1:{job_id}")
+        return not objects_of(gw, job_id) and not await gw.redis.exists(gw.job_key(job_id))
 
     await wait_until(gone, timeout=10)
     for _ in range(2):
@@ -132,4 +132,4 @@ async def test_queued_create_landing_while_deleted(gateway: Gateway) -> None:
 
 
 async def _outbox_empty(gw: Gateway) -> bool:
-    return not await gw.redis.exists(gw.prefix + "outbox") or await gw.redis.xlen(gw.prefix + "outbox") == 0
+    return await gw.outbox_depth() == 0

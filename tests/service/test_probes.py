@@ -107,9 +107,9 @@ async def test_unknown_ids_cost_no_cluster_call_while_the_watch_is_live(gateway:
     await (await gw.client.post(gw.jobs_url(), json=minimal("real"), headers=USER)).json()
 
     async def watch_current() -> bool:
-        store = gw.app[appkeys.STORE]
-        return (await store.watch_heartbeat("c1") is not None
-                and await store.get_resource_version("c1", "jobs") is not None)
+        state = gw.app[appkeys.STATE]
+        return (await state.watch.heartbeat("c1") is not None
+                and await state.watch.resource_version("c1", "jobs") is not None)
 
     await wait_until(watch_current)
     metrics = gw.app[appkeys.METRICS]

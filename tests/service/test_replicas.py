@@ -46,7 +46,6 @@ async def _leading(gw: Gateway) -> bool:
 
 async def _holds_pending(gw: Gateway) -> bool:
     """This replica's outbox consumer holds an entry it read but has not acknowledged."""
-    store = gw.app[appkeys.STORE]
     consumer = gw.app[appkeys.OUTBOX].consumer
-    summary = await store.redis.xpending(store.outbox_key, "workers")
+    summary = await gw.redis.xpending(gw.key_names.outbox, "workers")
     return any(c["name"] == consumer and int(c["pending"]) > 0 for c in summary.get("consumers") or [])

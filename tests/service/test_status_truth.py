@@ -10,13 +10,15 @@ table of `bench/status_report.py`.
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from typing import Any
 
 import pytest
 
 from gateway import appkeys
-from gateway.sync import ClusterSync
+from gateway.state import StatusUpdate
+from gateway.workers.sync import ClusterSync
 from tests.service.backends_harness import FAILURE_CASES, FailureCase, MultiCluster, run_case, wait_for
 from translators.spec import JobStatus
 
@@ -67,9 +69,12 @@ async def test_a_new_watcher_still_knows_the_last_failure() -> None:
         old = mc.app[appkeys.SYNCS]["vc"]
         old.stop()
         await wait_for(lambda: _not(old.leading), what="old watcher stopped")
-        store = mc.app[appkeys.STORE]
-        await store.set_status("vc", job["metadata"]["id"], JobStatus(phase="pending"))  # forget it was told
-        fresh = ClusterSync(old.cluster, store, settings=mc.app[appkeys.SETTINGS].sync, holder="gw-new")
+        state = mc.app[appkeys.STATE]
+        forget = StatusUpdate("vc", job["metadata"]["partition"], job["metadata"]["id"], JobStatus(phase="pending"),
+                              time.time())
+        assert await state.jobs.publish([forget]) == [1]  # forget it was told
+        fresh = ClusterSync(old.cluster, state, statuses=mc.app[appkeys.STATUSES],
+                            settings=mc.app[appkeys.SETTINGS].sync, holder="gw-new")
         task = asyncio.create_task(fresh.run())
         try:
             again = await mc.wait_phase("vc", job["metadata"]["id"], "failed")
@@ -78,7 +83,7 @@ async def test_a_new_watcher_still_knows_the_last_failure() -> None:
             await mc.call("DELETE", f"{mc.jobs_url('vc')}/{job['metadata']['id']}")
 
             async def forgotten() -> bool:
-                return job["metadata"]["id"] not in await store.last_failures("vc")
+                return job["metadata"]["id"] not in await state.watch.last_failures("vc")
 
             await wait_for(forgotten, what="last failure forgotten")
         finally:

@@ -1,121 +1,196 @@
-"""JobStore against the real Redis: claims, records and indexes, leases, outbox, failures → 503."""
+"""The gateway's Redis state against the real Redis: the read model (answer bytes, joined lists, status
+publishing), claims, records and indexes, leases, outbox, a busy pool that waits, failures → 503."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+
+import orjson
 import pytest
 from redis import asyncio as redis_asyncio
 
+from gateway.config import RedisSettings
 from gateway.errors import Conflict, StoreUnavailable
-from gateway.store import JobRecord, JobStore
-from tests.conftest import prefix_keys
-from translators.spec import JobIdentity, JobSpec, JobStatus, Replica, ReplicaStatus, Resources
+from gateway.state import JobRecord, Keys, State, StatusUpdate, connect
+from tests.conftest import REDIS_URL, prefix_keys
+from translators.clever import render_job
+from translators.spec import JobIdentity, JobSpec, JobStatus, Replica, ReplicaStatus, Resources, RunPolicy
 from translators.status import PodProblem
 
 
 def _record(job_id: str = "abc123", *, name: str = "mnist", owner: str = "alice") -> JobRecord:
     spec = JobSpec(name=name, runtime="Python_2.7+Tensorflow_1.2.1", bootfile="/clever/a.py",
                    replicas=(Replica(type="worker", count=2, resources=Resources(cpu="1", memory="1Gi", gpu=0)),),
-                   args=("--x=1",), environment=(("A", "1"),))
+                   args=("--x=1", "a,b", "é\n"), environment=(("A", "1"), ("B", "x=y,z")),
+                   run_policy=RunPolicy(backoff_limit=3, clean_pod_policy="Running"))
     identity = JobIdentity(id=job_id, owner=owner, cluster="c1", partition="clever",
                            created="2026-01-01T00:00:00.000000Z", updated="2026-01-01T00:00:00.000000Z")
     return JobRecord(spec=spec, identity=identity, namespace="clever", object_name=f"{name}-{job_id}")
 
 
 @pytest.fixture
-def store(redis_client: redis_asyncio.Redis, redis_prefix: str) -> JobStore:
-    return JobStore(redis_client, prefix=redis_prefix)
+async def state(redis_prefix: str, redis_client: redis_asyncio.Redis) -> State:
+    """A State on the real Redis under the test's prefix (keys deleted by `redis_client`'s teardown)."""
+    made = State(connect(RedisSettings(url=REDIS_URL)), Keys(redis_prefix))
+    yield made  # type: ignore[misc]
+    await made.close()
 
 
-async def test_name_claim_is_unique_and_released_only_by_its_holder(store: JobStore) -> None:
-    await store.claim_name("c1", "clever", "mnist", "id1")
-    await store.claim_name("c1", "clever", "mnist", "id1")  # same holder: idempotent
+RUNNING = JobStatus(phase="running", replicas=(ReplicaStatus(id="p0", type="worker", index=0, status="Running"),))
+
+
+async def test_name_claim_is_unique_and_released_only_by_its_holder(state: State) -> None:
+    jobs = state.jobs
+    await jobs.claim_name("c1", "clever", "mnist", "id1")
+    await jobs.claim_name("c1", "clever", "mnist", "id1")  # same holder: idempotent
     with pytest.raises(Conflict):
-        await store.claim_name("c1", "clever", "mnist", "id2")
-    await store.release_name("c1", "clever", "mnist", "id2")  # not the holder: no effect
-    assert await store.name_holder("c1", "clever", "mnist") == "id1"
-    await store.release_name("c1", "clever", "mnist", "id1")
-    assert await store.name_holder("c1", "clever", "mnist") is None
+        await jobs.claim_name("c1", "clever", "mnist", "id2")
+    await jobs.release_name("c1", "clever", "mnist", "id2")  # not the holder: no effect
+    assert await jobs.name_holder("c1", "clever", "mnist") == "id1"
+    await jobs.release_name("c1", "clever", "mnist", "id1")
+    assert await jobs.name_holder("c1", "clever", "mnist") is None
 
 
-async def test_record_round_trip_indexes_and_remove(store: JobStore, redis_client: redis_asyncio.Redis,
-                                                    redis_prefix: str) -> None:
+async def test_the_read_model_serves_the_rendered_answer(state: State) -> None:
+    jobs = state.jobs
     first, second = _record("a1"), _record("b2", name="other", owner="bob")
-    status = JobStatus(phase="running", replicas=(ReplicaStatus(id="p0", type="worker", index=0, status="Running"),))
-    await store.put(first, status=status, observed_at=10.0)
-    await store.put(second)
-    assert await store.get("c1", "a1") == first
-    assert [r.identity.id for r in await store.list("c1", "clever")] == ["a1", "b2"]
-    assert [r.identity.id for r in await store.list("c1", "clever", owner="bob")] == ["b2"]
-    observed = await store.get_status("c1", "a1")
-    assert observed is not None and observed.status == status and observed.observed_at == 10.0
-    assert await store.job_ids("c1") == {"a1", "b2"}
-    await store.remove(first)
-    await store.remove(second)
-    assert await store.get("c1", "a1") is None
-    assert await store.list("c1", "clever") == []
-    # Only the tombstones remain: a late watch event must not rebuild a deleted job.
-    assert await prefix_keys(redis_client, redis_prefix) == {f"{redis_prefix}gone:c1:a1", f"{redis_prefix}gone:c1:b2"}
-    assert not await store.put_if_absent(first, status=status, observed_at=1.0)
+    await jobs.put(first, status=RUNNING, observed_at=10.0)
+    await jobs.put(second, status=JobStatus(phase="pending"), observed_at=11.0)
+    await state.watch.set_heartbeat("c1", 12.5)
+    assert await state.watch.heartbeat("c1") == 12.5
+    stored = await jobs.read("c1", "clever", "a1")
+    assert stored is not None
+    assert (stored.owner, stored.pending, stored.observed_at) == ("alice", None, 10.0)
+    # Byte for byte what the renderer makes of the record (the answer is parsed only here, by the test).
+    assert json.loads(stored.body) == render_job(first.spec, first.identity, RUNNING)
+    assert await jobs.get("c1", "clever", "a1") == first  # the record decodes back exactly
+    ids = await jobs.list_ids("c1", "clever", owner=None)
+    assert ids == ["a1", "b2"]
+    assert await jobs.list_ids("c1", "clever", owner="bob") == ["b2"]
+    count, joined = await jobs.joined("c1", "clever", ids + ["gone-meanwhile"])
+    assert count == 2
+    items = orjson.loads(b"[" + joined + b"]")
+    assert [i["metadata"]["id"] for i in items] == ["a1", "b2"] and items[1]["status"]["phase"] == "pending"
 
 
-async def test_put_if_absent_does_not_overwrite(store: JobStore) -> None:
+async def test_remove_leaves_only_a_tombstone_and_blocks_a_rebuild(state: State, redis_client: redis_asyncio.Redis,
+                                                                   redis_prefix: str) -> None:
+    jobs = state.jobs
+    first, second = _record("a1"), _record("b2", name="other", owner="bob")
+    await jobs.put(first, status=RUNNING, observed_at=10.0)
+    await jobs.put(second)
+    await jobs.remove(first)
+    await jobs.remove(second)
+    assert await jobs.get("c1", "clever", "a1") is None
+    assert await jobs.list_ids("c1", "clever", owner=None) == []
+    keys = Keys(redis_prefix)
+    assert await prefix_keys(redis_client, redis_prefix) == {keys.gone("c1", "clever", "a1"),
+                                                             keys.gone("c1", "clever", "b2")}
+    assert not await jobs.put_if_absent(first, status=RUNNING, observed_at=1.0)
+
+
+async def test_put_if_absent_does_not_overwrite_or_steal_a_name(state: State) -> None:
+    jobs = state.jobs
     record = _record("a1")
-    assert await store.put_if_absent(record, status=JobStatus(phase="pending"), observed_at=1.0)
-    assert not await store.put_if_absent(record.with_pending("create"), status=JobStatus(phase="pending"),
-                                         observed_at=1.0)
-    assert (await store.get("c1", "a1")) == record
-    # A name held by another job is not stolen by a rebuild.
-    assert not await store.put_if_absent(_record("zz9"), status=JobStatus(phase="pending"), observed_at=1.0)
+    assert await jobs.put_if_absent(record, status=JobStatus(phase="pending"), observed_at=1.0)
+    assert not await jobs.put_if_absent(record.with_pending("create"), status=JobStatus(phase="pending"),
+                                        observed_at=1.0)
+    assert await jobs.get("c1", "clever", "a1") == record
+    assert not await jobs.put_if_absent(_record("zz9"), status=JobStatus(phase="pending"), observed_at=1.0)
 
 
-async def test_lease_exclusive_renewal_and_release(store: JobStore) -> None:
-    assert await store.acquire_lease("watch:c1", "r1", ttl_ms=5000)
-    assert not await store.acquire_lease("watch:c1", "r2", ttl_ms=5000)
-    assert await store.renew_lease("watch:c1", "r1", ttl_ms=5000)
-    assert not await store.renew_lease("watch:c1", "r2", ttl_ms=5000)
-    await store.release_lease("watch:c1", "r1")
-    assert await store.acquire_lease("watch:c1", "r2", ttl_ms=5000)
+async def test_publish_writes_only_existing_settled_jobs_and_never_an_older_read(state: State) -> None:
+    jobs = state.jobs
+    await jobs.put(_record("a1"), status=JobStatus(phase="failed", reason="Error"), observed_at=100.0)
+    await jobs.put(_record("q1", name="queued").with_pending("create"), status=JobStatus(phase="queued"),
+                   observed_at=100.0)
+
+    def update(job_id: str, phase: str, at: float, only_if_newer: bool) -> StatusUpdate:
+        return StatusUpdate("c1", "clever", job_id, JobStatus(phase=phase), at, only_if_newer)  # type: ignore[arg-type]
+
+    # A read from the cluster that started before the watch's write must not win; one after it does; the
+    # watch writes what it sees; a queued job keeps its queued status; a job with no record is reported.
+    assert await jobs.publish([update("a1", "running", 50.0, True)]) == [0]
+    assert await jobs.publish([update("a1", "succeeded", 150.0, True), update("q1", "running", 200.0, False),
+                               update("nope", "running", 1.0, False)]) == [1, 0, -1]
+    stored = await jobs.read("c1", "clever", "a1")
+    assert stored is not None and stored.observed_at == 150.0 and b'"phase":"succeeded"' in stored.body
+    queued = await jobs.read("c1", "clever", "q1")
+    assert queued is not None and queued.pending == "create" and b'"phase":"queued"' in queued.body
 
 
-async def test_outbox_read_ack_and_takeover(store: JobStore) -> None:
-    await store.ensure_outbox()
-    await store.ensure_outbox()  # idempotent
-    await store.outbox_add({"op": "create", "cluster": "c1", "id": "a1"})
-    entries = await store.outbox_read("r1", block_ms=10)
+async def test_settle_clears_only_the_pending_operation_it_was_given(state: State) -> None:
+    jobs = state.jobs
+    queued = _record("a1").with_pending("create")
+    await jobs.put(queued, status=JobStatus(phase="queued"), observed_at=1.0)
+    assert not await jobs.settle(queued.with_pending("delete"), status=RUNNING, observed_at=2.0)
+    assert await jobs.settle(queued, status=RUNNING, observed_at=2.0)
+    assert (await jobs.get("c1", "clever", "a1")) == queued.with_pending(None)
+    assert not await jobs.settle(queued, status=RUNNING, observed_at=3.0)  # nothing pending any more
+
+
+async def test_lease_exclusive_renewal_and_release(state: State) -> None:
+    leases = state.leases
+    assert await leases.acquire("watch:c1", "r1", ttl_ms=5000)
+    assert not await leases.acquire("watch:c1", "r2", ttl_ms=5000)
+    assert await leases.renew("watch:c1", "r1", ttl_ms=5000)
+    assert not await leases.renew("watch:c1", "r2", ttl_ms=5000)
+    assert await leases.holder("watch:c1") == "r1"
+    await leases.release("watch:c1", "r1")
+    assert await leases.acquire("watch:c1", "r2", ttl_ms=5000)
+
+
+async def test_outbox_read_ack_and_takeover(state: State) -> None:
+    outbox = state.outbox
+    await outbox.ensure()
+    await outbox.ensure()  # idempotent
+    await outbox.add({"op": "create", "cluster": "c1", "partition": "clever", "id": "a1"})
+    entries = await outbox.read("r1", block_ms=10)
     assert [e[1]["id"] for e in entries] == ["a1"]
-    assert await store.outbox_read("r1", pending=True) == entries  # unacknowledged stays pending
-    taken = await store.outbox_claim_stale("r2", min_idle_ms=0)
+    assert await outbox.read("r1", pending=True) == entries  # unacknowledged stays pending
+    taken = await outbox.claim_stale("r2", min_idle_ms=0)
     assert [e[0] for e in taken] == [entries[0][0]]
-    await store.outbox_ack(entries[0][0])
-    assert await store.outbox_depth() == 0
+    await outbox.ack(entries[0][0])
+    assert await outbox.depth() == 0
 
 
 async def test_redis_down_is_store_unavailable() -> None:
-    dead = redis_asyncio.Redis.from_url("redis://127.0.0.1:1/0", decode_responses=True, socket_connect_timeout=0.2)
-    store = JobStore(dead, prefix="test:dead:")
+    state = State(connect(RedisSettings(url="redis://127.0.0.1:1/0", socketTimeoutSeconds=0.2)), Keys("test:dead:"))
     with pytest.raises(StoreUnavailable) as caught:
-        await store.get("c1", "a1")
+        await state.jobs.get("c1", "clever", "a1")
     assert caught.value.__cause__ is not None
-    await store.close()
+    await state.close()
 
 
-async def test_an_api_read_never_puts_an_older_state_over_the_watchs(store: JobStore) -> None:
-    await store.set_status("c1", "j1", JobStatus(phase="failed", reason="Error"), observed_at=100.0)
-    # A read from the cluster that started before the watch's write must not win...
-    assert not await store.set_status_if_older("c1", "j1", JobStatus(phase="running"), read_at=50.0)
-    kept = await store.get_status("c1", "j1")
-    assert kept is not None and (kept.status.phase, kept.observed_at) == ("failed", 100.0)
-    # ...one that started after it does (and so does one for a job with no status yet).
-    assert await store.set_status_if_older("c1", "j1", JobStatus(phase="succeeded"), read_at=150.0)
-    assert await store.set_status_if_older("c1", "j2", JobStatus(phase="pending"), read_at=1.0)
-    newer = await store.get_status("c1", "j1")
-    assert newer is not None and (newer.status.phase, newer.observed_at) == ("succeeded", 150.0)
+async def test_a_busy_pool_waits_instead_of_refusing(redis_prefix: str, redis_client: redis_asyncio.Redis) -> None:
+    # Two connections, fifty concurrent reads: each waits its turn; none fails (redis-py's default pool
+    # would raise MaxConnectionsError on the third).
+    state = State(connect(RedisSettings(url=REDIS_URL, maxConnections=2, poolWaitSeconds=5)), Keys(redis_prefix))
+    try:
+        await state.jobs.put(_record("a1"), status=RUNNING, observed_at=1.0)
+        results = await asyncio.gather(*(state.jobs.read("c1", "clever", "a1") for _ in range(50)))
+        assert all(stored is not None for stored in results)
+    finally:
+        await state.close()
 
 
-async def test_last_failures_round_trip_and_are_forgotten(store: JobStore) -> None:
+async def test_last_failures_round_trip_and_are_forgotten(state: State) -> None:
+    watch = state.watch
     failure = PodProblem(5, "Error", "j-worker-0: container tensorflow exited with code 3 (Error)")
-    await store.set_last_failure("c1", "j1", failure)
-    assert await store.last_failure("c1", "j1") == failure
-    assert await store.last_failures("c1") == {"j1": failure}
-    await store.forget_last_failures("c1", ["j1", "never-saved"])
-    assert await store.last_failure("c1", "j1") is None and await store.last_failures("c1") == {}
+    await watch.set_last_failure("c1", "j1", failure)
+    assert await watch.last_failure("c1", "j1") == failure
+    assert await watch.last_failures("c1") == {"j1": failure}
+    await watch.forget_last_failures("c1", ["j1", "never-saved"])
+    assert await watch.last_failure("c1", "j1") is None and await watch.last_failures("c1") == {}
+
+
+def test_every_multi_key_transaction_stays_in_one_hash_slot() -> None:
+    keys = Keys("cg:")
+    partition = [keys.job("c1", "clever", "a1"), keys.index("c1", "clever"), keys.owner("c1", "clever", "b{o}b"),
+                 keys.names("c1", "clever"), keys.gone("c1", "clever", "a1"), keys.lock("c1", "clever", "a1")]
+    assert {k.split("{", 1)[1].split("}", 1)[0] for k in partition} == {"c1/clever"}
+    watch = [keys.heartbeat("c1"), keys.resource_version("c1", "jobs"), keys.last_failures("c1")]
+    assert {k.split("{", 1)[1].split("}", 1)[0] for k in watch} == {"c1"}
+    with pytest.raises(ValueError):
+        Keys("bad{prefix")

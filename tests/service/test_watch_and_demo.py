@@ -45,16 +45,17 @@ async def test_a_burst_of_events_for_one_job_costs_a_few_status_writes(gateway: 
     created = await (await gw.client.post(gw.jobs_url(), json=minimal("burst"), headers=USER)).json()
     job_id = created["metadata"]["id"]
     await wait_until(lambda: _equals(_phase(gw, job_id), "running"))
-    store = gw.app[appkeys.STORE]
+    statuses = gw.app[appkeys.STATUSES]
     writes: list[str] = []
-    real_set_status = store.set_status
+    real_publish = statuses.publish
 
-    async def counted(cluster: str, job: str, status: Any) -> None:
-        writes.append(job)
+    async def counted(updates: Any) -> list[int]:
+        batch = list(updates)
+        writes.extend(u.job_id for u in batch)
         await asyncio.sleep(0.02)  # a slow Redis: 300 writes one after another would take 6 s
-        await real_set_status(cluster, job, status)
+        return await real_publish(batch)
 
-    store.set_status = counted  # type: ignore[method-assign]
+    statuses.publish = counted  # type: ignore[method-assign]
     pod_name = f"{object_name('burst', job_id)}-worker-0"
     pod = gw.sim.store.get(PODS, PARTITION, pod_name)
     for restarts in range(1, 301):  # one synchronous burst: 300 MODIFIED events queued at once

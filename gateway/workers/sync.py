@@ -1,15 +1,17 @@
 """Per-cluster background sync: list-then-watch the managed jobs and their pods, status into Redis.
 
 Contract:
-- `ClusterSync(cluster, store, settings=, metrics=, holder=)`; `run()` is the background task.
+- `ClusterSync(cluster, state, statuses=, settings=, metrics=, holder=)`; `run()` is the background task.
   Only the replica holding the Redis lease `watch:{cluster}` watches (others wait and take over when
   the lease lapses). The leader lists jobs and pods selected by `MANAGED_SELECTOR` (all namespaces),
   then watches each from the list's resourceVersion with bookmarks, resuming from the last
   resourceVersion when a stream ends and relisting on 410 Gone (or after an error, with backoff).
 - Every job/pod event updates the in-memory objects and marks its job dirty; one writer task recomputes
-  the status of each dirty job (`translators.backends.job_status`) and stores it. A job that changes
-  many times while the writer is busy is written once, so the watch keeps up with bursts (a crash-looping
-  gang emits an event every few milliseconds in kubesim) at a cost bounded by the jobs, not the events.
+  the status of the dirty jobs through the one status writer (`gateway.workers.status.StatusWriter`) and
+  stores them rendered, up to `WRITE_BATCH` per pipelined round trip. A job that changes many times while
+  the writer is busy is written once, so the watch keeps up with bursts (a crash-looping gang emits an
+  event every few milliseconds in kubesim) at a cost bounded by the jobs, not the events. A job's Redis
+  keys live under its partition, which the writer learns from the job object's partition annotation.
   The last failure seen in a job's pods is kept (in memory and in Redis, so a new leader has it too,
   until the job object is deleted) and passed along, so a verdict that comes after the pods are gone
   (Volcano restarts the whole gang; cleanPodPolicy) still says which pod failed and how.
@@ -39,16 +41,19 @@ from gateway.clusters import PODS, ClusterClient, ResourceExpired, WatchEvent
 from gateway.config import SyncSettings
 from gateway.errors import GatewayError, StoreUnavailable
 from gateway.metrics import Metrics
-from gateway.service import record_from_object
-from gateway.store import JobStore
-from translators.backends import MANAGED_SELECTOR, failure_of, job_status
-from translators.labels import job_id_of
+from gateway.state import State, StatusUpdate
+from gateway.state.views import record_from_object
+from gateway.workers.status import StatusWriter, WatchMonitor
+from translators.backends import MANAGED_SELECTOR, failure_of
+from translators.labels import ANNOTATION_PARTITION, job_id_of
+from translators.spec import JobStatus
 from translators.status import PodProblem
 
 log = structlog.get_logger(__name__)
 
 JOBS, POD_KIND = "jobs", "pods"
 _BEAT_MIN_INTERVAL = 1.0
+WRITE_BATCH = 256  # statuses per pipelined round trip of the writer
 _CANCEL_WAIT_SECONDS = 0.5
 
 
@@ -60,16 +65,20 @@ def _discard_outcome(task: asyncio.Task[Any]) -> None:
 class ClusterSync:
     """The watch of one cluster (see module docstring)."""
 
-    def __init__(self, cluster: ClusterClient, store: JobStore, *, settings: SyncSettings,
-                 metrics: Metrics | None = None, holder: str, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, cluster: ClusterClient, state: State, *, statuses: StatusWriter, settings: SyncSettings,
+                 metrics: Metrics | None = None, holder: str, watches: WatchMonitor | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.cluster = cluster
-        self._store = store
+        self._state = state
+        self._statuses = statuses
+        self._watches = watches
         self._settings = settings
         self._metrics = metrics
         self._holder = holder
         self._clock = clock
         self._jobs: dict[str, dict[str, Any]] = {}
         self._pods: dict[str, dict[str, dict[str, Any]]] = {}
+        self._partitions: dict[str, str] = {}  # job id -> partition, from the job object's annotation
         self._last_failure: dict[str, PodProblem] = {}
         self._saved_failure: dict[str, PodProblem] = {}  # what Redis holds of _last_failure
         self._gone: set[str] = set()  # jobs whose saved failure is to be dropped
@@ -108,7 +117,7 @@ class ClusterSync:
         try:
             while not self._stopping.is_set():
                 try:
-                    acquired = await self._store.acquire_lease(self.lease_name, self._holder, ttl_ms=ttl_ms)
+                    acquired = await self._state.leases.acquire(self.lease_name, self._holder, ttl_ms=ttl_ms)
                 except StoreUnavailable:
                     acquired = False
                 if acquired:
@@ -122,7 +131,7 @@ class ClusterSync:
         self.leading = True
         self._dirty.clear()  # both loops relist first, which marks every job again
         with contextlib.suppress(StoreUnavailable):
-            self._saved_failure = await self._store.last_failures(self.cluster.id)
+            self._saved_failure = await self._state.watch.last_failures(self.cluster.id)
             self._last_failure = {**self._saved_failure, **self._last_failure}
         log.info("watching cluster", cluster=self.cluster.id, holder=self._holder)
         tasks = [asyncio.create_task(self._kind_loop(JOBS), name=f"watch-{self.cluster.id}-jobs"),
@@ -134,7 +143,7 @@ class ClusterSync:
                 if self._stopping.is_set():
                     return
                 try:
-                    still = await self._store.renew_lease(self.lease_name, self._holder, ttl_ms=ttl_ms)
+                    still = await self._state.leases.renew(self.lease_name, self._holder, ttl_ms=ttl_ms)
                 except StoreUnavailable:
                     still = True  # keep watching; the lease lapses by itself if Redis stays away
                 if not still:
@@ -147,7 +156,7 @@ class ClusterSync:
                 task.cancel()
             await asyncio.wait(tasks, timeout=_CANCEL_WAIT_SECONDS)
             with contextlib.suppress(StoreUnavailable):
-                await asyncio.shield(self._store.release_lease(self.lease_name, self._holder))
+                await asyncio.shield(self._state.leases.release(self.lease_name, self._holder))
 
     # ----- list-then-watch of one resource
 
@@ -191,14 +200,14 @@ class ClusterSync:
             for obj in result.items:
                 job_id = job_id_of(obj)
                 if job_id:
-                    self._jobs[job_id] = obj
+                    self._remember_job(job_id, obj)
             self._gone |= {k for k in self._last_failure.keys() | self._saved_failure.keys() if k not in self._jobs}
             self._last_failure = {k: v for k, v in self._last_failure.items() if k in self._jobs}
         else:
             self._pods = {}
             for pod in result.items:
                 self._remember_pod(pod)
-        await self._store.set_resource_version(self.cluster.id, kind, result.resource_version)
+        await self._state.watch.set_resource_version(self.cluster.id, kind, result.resource_version)
         for job_id in self._jobs:
             self._mark(job_id)
         if self._gone:
@@ -243,7 +252,7 @@ class ClusterSync:
         finally:
             self._streaming[kind] = False
             await stream.aclose()
-        await self._store.set_resource_version(self.cluster.id, kind, rv)
+        await self._state.watch.set_resource_version(self.cluster.id, kind, rv)
         return rv
 
     def _apply(self, kind: str, event: WatchEvent) -> None:
@@ -256,13 +265,19 @@ class ClusterSync:
                 self._jobs.pop(job_id, None)
                 self._last_failure.pop(job_id, None)
                 self._gone.add(job_id)
+                if not self._pods.get(job_id):
+                    self._partitions.pop(job_id, None)
             else:
-                self._jobs[job_id] = obj
+                self._remember_job(job_id, obj)
         else:
             name = (obj.get("metadata") or {}).get("name")
             if event.type == "DELETED":
                 if isinstance(name, str):
                     self._pods.get(job_id, {}).pop(name, None)
+                if not self._pods.get(job_id):
+                    self._pods.pop(job_id, None)
+                    if job_id not in self._jobs:
+                        self._partitions.pop(job_id, None)
             else:
                 self._remember_pod(obj)
         self._mark(job_id)
@@ -270,6 +285,12 @@ class ClusterSync:
     def _mark(self, job_id: str) -> None:
         self._dirty.add(job_id)
         self._dirty_event.set()
+
+    def _remember_job(self, job_id: str, obj: dict[str, Any]) -> None:
+        self._jobs[job_id] = obj
+        partition = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_PARTITION)
+        if isinstance(partition, str) and partition:
+            self._partitions[job_id] = partition
 
     def _remember_pod(self, pod: dict[str, Any]) -> None:
         job_id = job_id_of(pod)
@@ -286,18 +307,17 @@ class ClusterSync:
             await self._dirty_event.wait()
             self._dirty_event.clear()
             while self._dirty or self._gone:
-                job_id = None if self._gone else self._dirty.pop()
+                batch = [self._dirty.pop() for _ in range(min(WRITE_BATCH, len(self._dirty)))]
                 try:
-                    if job_id is None:
+                    if self._gone:
                         await self._forget_failures()
-                    else:
-                        await self._write(job_id)
+                    await self._write(batch)
                 except StoreUnavailable:
-                    if job_id is not None:
+                    for job_id in batch:
                         self._mark(job_id)
                     await self._pause(self._settings.relist_backoff_seconds)
                 except Exception:  # one odd object must not stop every other job's status
-                    log.exception("status write failed", cluster=self.cluster.id, job=job_id)
+                    log.exception("status write failed", cluster=self.cluster.id, jobs=len(batch))
                 self._report_backlog()
             self._caught_up_at = self._clock()
             self._report_backlog()
@@ -309,38 +329,43 @@ class ClusterSync:
     async def _forget_failures(self) -> None:
         gone, self._gone = sorted(self._gone), set()
         try:
-            await self._store.forget_last_failures(self.cluster.id, gone)
+            await self._state.watch.forget_last_failures(self.cluster.id, gone)
         except StoreUnavailable:
             self._gone.update(gone)
             raise
         for job_id in gone:
             self._saved_failure.pop(job_id, None)
 
-    async def _write(self, job_id: str) -> None:
-        """Store the job's status; rebuild its record from the object when Redis has none."""
-        failure = self._last_failure.get(job_id)
-        if failure is not None and self._saved_failure.get(job_id) != failure:
-            await self._store.set_last_failure(self.cluster.id, job_id, failure)
-            self._saved_failure[job_id] = failure
-        record = await self._store.get(self.cluster.id, job_id)
-        if record is None:
-            obj = self._jobs.get(job_id)
-            rebuilt = record_from_object(obj, self.cluster.id) if obj is not None else None
-            if rebuilt is not None and await self._store.put_if_absent(
-                    rebuilt, status=self._status_of(job_id), observed_at=self._clock()):
-                log.info("job record rebuilt from the cluster", cluster=self.cluster.id, job=job_id)
-            return
-        if record.pending is not None:
-            return
-        if job_id not in self._jobs and not self._pods.get(job_id):
-            # Neither object nor pods seen (e.g. a recreate between delete and create): keep the last status.
-            return
-        await self._store.set_status(self.cluster.id, job_id, self._status_of(job_id))
+    async def _write(self, job_ids: list[str]) -> None:
+        """Store the statuses of `job_ids` in one round trip; rebuild the records Redis lacks."""
+        now = self._clock()
+        updates = []
+        for job_id in job_ids:
+            failure = self._last_failure.get(job_id)
+            if failure is not None and self._saved_failure.get(job_id) != failure:
+                await self._state.watch.set_last_failure(self.cluster.id, job_id, failure)
+                self._saved_failure[job_id] = failure
+            partition = self._partitions.get(job_id)
+            if partition is None or (job_id not in self._jobs and not self._pods.get(job_id)):
+                # No object seen yet (its pods came first), or neither object nor pods (a recreate between
+                # delete and create): nothing to say yet; the last status stays.
+                continue
+            updates.append(StatusUpdate(self.cluster.id, partition, job_id, self._status_of(job_id), now))
+        results = await self._statuses.publish(updates)
+        for update, result in zip(updates, results, strict=True):
+            if result == -1:
+                await self._rebuild(update.job_id, update.status, now)
 
-    def _status_of(self, job_id: str) -> Any:
+    async def _rebuild(self, job_id: str, status: JobStatus, now: float) -> None:
+        obj = self._jobs.get(job_id)
+        rebuilt = record_from_object(obj, self.cluster.id) if obj is not None else None
+        if rebuilt is not None and await self._state.jobs.put_if_absent(rebuilt, status=status, observed_at=now):
+            log.info("job record rebuilt from the cluster", cluster=self.cluster.id, job=job_id)
+
+    def _status_of(self, job_id: str) -> JobStatus:
         pods = list(self._pods.get(job_id, {}).values())
-        return job_status(self._jobs.get(job_id), pods, profile=self.cluster.profile,
-                          last_failure=self._last_failure.get(job_id))
+        return self._statuses.status_of(self.cluster, self._jobs.get(job_id), pods,
+                                        last_failure=self._last_failure.get(job_id))
 
     async def _beat(self, *, force: bool = False) -> None:
         now = self._clock()
@@ -351,6 +376,8 @@ class ClusterSync:
         self._last_beat = now
         in_redis_up_to = self._caught_up_at if self._dirty else now
         with contextlib.suppress(StoreUnavailable):
-            await self._store.set_watch_heartbeat(self.cluster.id, in_redis_up_to)
+            await self._state.watch.set_heartbeat(self.cluster.id, in_redis_up_to)
+            if self._watches is not None:
+                self._watches.note(self.cluster.id, in_redis_up_to)
         if self._metrics is not None:
             self._metrics.watch_age.labels(self.cluster.id).set(now - in_redis_up_to)

@@ -1,8 +1,8 @@
 """The outbox: creates and deletes a cluster has not accepted yet, retried until they land.
 
 Contract:
-- `Outbox.enqueue(op, identity, principal=)` appends `{op, cluster, id, user, groups}` to the Redis
-  stream (the job record, already written with `pending=op`, holds everything else).
+- `Outbox.enqueue(op, identity, principal=)` appends `{op, cluster, partition, id, user, groups}` to the
+  Redis stream (the job record, already written with `pending=op`, holds everything else).
 - `Outbox.run()` (a background task per gateway replica) reads the stream through the consumer group,
   also taking over entries another replica left unacknowledged, and applies each entry:
   create → build the body from the record and create it (idempotent: same name + same job-id label
@@ -29,8 +29,9 @@ from gateway.clusters import ClusterClient, ClusterNotFound, ClusterRegistry, Ob
 from gateway.config import SyncSettings
 from gateway.errors import GatewayError, NotFound, StoreUnavailable
 from gateway.metrics import Metrics
-from gateway.store import JobBusy, JobChanged, JobFence, JobRecord, JobStore
-from translators.backends import job_status, to_cluster_object
+from gateway.state import JobBusy, JobChanged, JobFence, JobRecord, State
+from gateway.workers.status import StatusWriter
+from translators.backends import to_cluster_object
 from translators.errors import SpecError
 from translators.labels import LABEL_JOB_ID, label_value
 from translators.spec import JobIdentity, JobStatus
@@ -41,10 +42,13 @@ log = structlog.get_logger(__name__)
 class Outbox:
     """Producer and worker of the outbox stream (see module docstring)."""
 
-    def __init__(self, store: JobStore, clusters: ClusterRegistry, *, settings: SyncSettings,
+    def __init__(self, state: State, clusters: ClusterRegistry, *, settings: SyncSettings, statuses: StatusWriter,
                  metrics: Metrics | None = None, consumer: str | None = None,
                  clock: Callable[[], float] = time.time) -> None:
-        self._store = store
+        self._state = state
+        self._jobs = state.jobs
+        self._stream = state.outbox
+        self._statuses = statuses
         self._clusters = clusters
         self._settings = settings
         self._metrics = metrics
@@ -60,11 +64,12 @@ class Outbox:
 
     async def enqueue(self, op: str, identity: JobIdentity, *, principal: Principal | None = None) -> None:
         """Queue `op` ("create" | "delete") for the job `identity`."""
-        entry: dict[str, Any] = {"op": op, "cluster": identity.cluster, "id": identity.id}
+        entry: dict[str, Any] = {"op": op, "cluster": identity.cluster, "partition": identity.partition,
+                                 "id": identity.id}
         if principal is not None:
             entry["user"] = principal.user
             entry["groups"] = sorted(principal.groups)
-        await self._store.outbox_add(entry)
+        await self._stream.add(entry)
         self._wake.set()
 
     async def run(self) -> None:
@@ -76,20 +81,20 @@ class Outbox:
             try:
                 if not group_ready:
                     # Also after a Redis failure: a Redis that lost its data lost the consumer group too.
-                    await self._store.ensure_outbox()
+                    await self._stream.ensure()
                     group_ready = True
                 await self._update_depth()
                 # Our own unacknowledged entries first (earlier transient failures), then orphans of
                 # dead replicas, then new entries.
-                backlog = await self._store.outbox_read(self.consumer, pending=True)
-                backlog += await self._store.outbox_claim_stale(self.consumer, min_idle_ms=idle_ms)
+                backlog = await self._stream.read(self.consumer, pending=True)
+                backlog += await self._stream.claim_stale(self.consumer, min_idle_ms=idle_ms)
                 # New entries too, every round: one cluster that stays away must not hold up the others.
-                backlog += await self._store.outbox_read(
+                backlog += await self._stream.read(
                     self.consumer, block_ms=None if backlog else int(min(retry, 1.0) * 1000))
                 failed = False
                 for entry_id, entry in backlog:
                     if await self.process(entry):
-                        await self._store.outbox_ack(entry_id)
+                        await self._stream.ack(entry_id)
                     else:
                         failed = True
                 if failed:
@@ -114,13 +119,14 @@ class Outbox:
 
     async def _update_depth(self) -> None:
         if self._metrics is not None:
-            self._metrics.outbox_depth.set(await self._store.outbox_depth())
+            self._metrics.outbox_depth.set(await self._stream.depth())
 
     async def process(self, entry: dict[str, Any]) -> bool:
         """Apply one entry; True when it is finished (landed, refused, or obsolete). The job's lock is held
         throughout (see `JobStore.job_lock`); a job another request is changing is retried later."""
-        op, cluster_id, job_id = entry.get("op"), entry.get("cluster"), entry.get("id")
-        if op not in ("create", "delete") or not isinstance(cluster_id, str) or not isinstance(job_id, str):
+        op, cluster_id, partition, job_id = (entry.get(k) for k in ("op", "cluster", "partition", "id"))
+        if (op not in ("create", "delete") or not isinstance(cluster_id, str) or not isinstance(partition, str)
+                or not isinstance(job_id, str)):
             log.error("malformed outbox entry dropped", entry=entry)
             return True
         try:
@@ -129,15 +135,15 @@ class Outbox:
             log.error("outbox entry for an unknown cluster dropped", cluster=cluster_id, job=job_id)
             return True
         try:
-            async with self._store.job_lock(cluster_id, job_id, wait_seconds=0) as fence:
-                return await self._apply(entry, op, cluster, job_id, fence)
+            async with self._jobs.job_lock(cluster.id, partition, job_id, wait_seconds=0) as fence:
+                return await self._apply(entry, op, cluster, partition, job_id, fence)
         except JobBusy:
             return False
 
-    async def _apply(self, entry: dict[str, Any], op: str, cluster: ClusterClient, job_id: str,
+    async def _apply(self, entry: dict[str, Any], op: str, cluster: ClusterClient, partition: str, job_id: str,
                      fence: JobFence) -> bool:
         cluster_id = cluster.id
-        record = await self._store.get(cluster_id, job_id)
+        record = await self._jobs.get(cluster_id, partition, job_id)
         if record is None or record.pending != op:
             return True
         principal = Principal(user=entry["user"], groups=frozenset(entry.get("groups") or ())) \
@@ -148,14 +154,14 @@ class Outbox:
                 body = to_cluster_object(record.spec, record.identity, cluster.profile)
                 created = await cluster.create(ref, body, same_if_label=(LABEL_JOB_ID, label_value(job_id)),
                                                impersonate=principal)
-                if await self._store.settle(record, status=job_status(created, [], profile=cluster.profile),
-                                            observed_at=self._clock(), fence=fence):
+                if await self._jobs.settle(record, status=self._statuses.status_of(cluster, created, []),
+                                           observed_at=self._clock(), fence=fence):
                     log.info("queued create landed", cluster=cluster_id, job=job_id)
                 else:
                     await self._take_back(cluster, ref, principal, job_id)
             else:
                 await cluster.delete(ref, impersonate=principal)
-                await self._store.remove(record, fence=fence)
+                await self._jobs.remove(record, fence=fence)
                 log.info("queued delete landed", cluster=cluster_id, job=job_id)
             return True
         except SpecError as e:
@@ -190,7 +196,7 @@ class Outbox:
                     reason=reason, message=message)
         if record.pending == "delete":
             # The job is still there; the user sees it again and may retry the delete.
-            await self._store.put(record.with_pending(None), fence=fence)
+            await self._jobs.put(record.with_pending(None), fence=fence)
             return
         status = JobStatus(phase="failed", reason=reason, message=f"the cluster refused the job: {message}")
-        await self._store.put(record.with_pending(None), status=status, observed_at=self._clock(), fence=fence)
+        await self._jobs.put(record.with_pending(None), status=status, observed_at=self._clock(), fence=fence)

@@ -1,0 +1,110 @@
+"""Every Redis key the gateway writes, in one place, hash-tagged for Redis Cluster.
+
+A Redis Cluster keeps a multi-key command or transaction to keys of one slot, and a key's slot is
+that of its hash tag (the text between the first `{` and the next `}`). The tags are chosen so that
+every transaction stays in one slot and the load still spreads:
+
+- `{<cluster>/<partition>}`: a partition's jobs (records and read model), its indexes, its name claims,
+  the jobs' locks and tombstones. Every change of a job (create, PATCH, DELETE, a status write, a
+  rebuild) touches only its own partition's keys, in one slot; partitions spread over the nodes. A
+  LIST is one partition: its index and its jobs' hashes are read from one node.
+- `{<cluster>}`: what the watch of one cluster keeps (heartbeat, resume points, last failures).
+- `{lease:<name>}`, `{outbox}`, `{writes:<user>}`: each used alone.
+
+No transaction crosses two tags: the outbox entry of a queued create is added after its record is
+stored (the record is the truth; the entry only wakes the worker, which re-reads the record).
+
+Key layout under `redis.keyPrefix` P (default `cg:`):
+
+    P{c/p}:job:<id>          hash: the job's record and read model (see gateway.state.views)
+    P{c/p}:idx               sorted set id → creation time (ms): the partition's jobs
+    P{c/p}:own:<owner>       sorted set id → creation time (ms): one owner's jobs there
+    P{c/p}:names             hash name → id: the unique-name claims of the partition
+    P{c/p}:gone:<id>         tombstone of a job deleted through the API (TTL): no rebuild from late events
+    P{c/p}:lock:<id>         the one-writer lock of a job (random token, TTL, renewed while held)
+    P{c}:watchbeat           when the cluster's watch last knew Redis to be current (epoch seconds)
+    P{c}:rv:<what>           last resourceVersion the watch of jobs/pods saw
+    P{c}:lastfail            hash id → the last pod failure the watch saw for the job
+    P{lease:<name>}          lease holder (SET NX PX)
+    P{outbox}                stream of creates/deletes not yet accepted by a cluster; group `workers`
+    P{writes:<user>}:<minute> the user's writes in that minute
+    Pauth:sar:<digest>       cached SubjectAccessReview answers (gateway.auth.policy; single-key)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """Key names under one prefix (which must not contain `{` or `}`: it would change the hash tags)."""
+
+    prefix: str
+
+    def __post_init__(self) -> None:
+        if "{" in self.prefix or "}" in self.prefix:
+            raise ValueError("redis.keyPrefix must not contain '{' or '}' (they delimit Redis Cluster hash tags)")
+
+    # ----- one partition (tag {cluster/partition})
+
+    def partition_tag(self, cluster: str, partition: str) -> str:
+        """The prefix of every key of one partition."""
+        return f"{self.prefix}{{{cluster}/{partition}}}:"
+
+    def job(self, cluster: str, partition: str, job_id: str) -> str:
+        """The job's hash."""
+        return f"{self.partition_tag(cluster, partition)}job:{job_id}"
+
+    def index(self, cluster: str, partition: str) -> str:
+        """The partition's jobs by creation time."""
+        return f"{self.partition_tag(cluster, partition)}idx"
+
+    def owner(self, cluster: str, partition: str, owner: str) -> str:
+        """One owner's jobs in the partition by creation time."""
+        return f"{self.partition_tag(cluster, partition)}own:{owner}"
+
+    def names(self, cluster: str, partition: str) -> str:
+        """The partition's name claims."""
+        return f"{self.partition_tag(cluster, partition)}names"
+
+    def gone(self, cluster: str, partition: str, job_id: str) -> str:
+        """Tombstone of a deleted job."""
+        return f"{self.partition_tag(cluster, partition)}gone:{job_id}"
+
+    def lock(self, cluster: str, partition: str, job_id: str) -> str:
+        """The job's one-writer lock."""
+        return f"{self.partition_tag(cluster, partition)}lock:{job_id}"
+
+    # ----- one cluster's watch (tag {cluster})
+
+    def cluster_tag(self, cluster: str) -> str:
+        """The prefix of the watch keys of one cluster."""
+        return f"{self.prefix}{{{cluster}}}:"
+
+    def heartbeat(self, cluster: str) -> str:
+        """When the cluster's watch last knew Redis to be current."""
+        return f"{self.cluster_tag(cluster)}watchbeat"
+
+    def resource_version(self, cluster: str, what: str) -> str:
+        """Where the watch of `what` (jobs, pods) got to."""
+        return f"{self.cluster_tag(cluster)}rv:{what}"
+
+    def last_failures(self, cluster: str) -> str:
+        """The last pod failure seen per job of the cluster."""
+        return f"{self.cluster_tag(cluster)}lastfail"
+
+    # ----- used alone
+
+    def lease(self, name: str) -> str:
+        """A lease's holder."""
+        return f"{self.prefix}{{lease:{name}}}"
+
+    @property
+    def outbox(self) -> str:
+        """The outbox stream."""
+        return f"{self.prefix}{{outbox}}"
+
+    def writes(self, user: str, minute: int) -> str:
+        """The user's write counter of one minute."""
+        return f"{self.prefix}{{writes:{user}}}:{minute}"

@@ -1,0 +1,162 @@
+"""The one place where cluster state becomes a job's legacy status, and where it is judged fresh.
+
+Contract:
+- `StatusWriter.status_of(cluster, obj, pods, last_failure=)` is the only call that turns a cluster
+  object and its pods into a `JobStatus` (through the cluster's backend in `translators`). The watch
+  (`gateway.workers.sync`), the API fallbacks below, the service's writes and the outbox all use it.
+- `publish(updates)` stores rendered statuses (`JobStore.publish`): the watch's as observed now, reads
+  straight from the cluster only over older observations.
+- The fallbacks, used by reads while a cluster's watch is not live: `refresh_partition` (two LISTs of the
+  namespace: jobs and pods) and `refresh_job` (one GET and one pod LIST), each publishing only over
+  older observations, with the last pod failure the watch kept. Transient cluster errors leave the stored
+  status as it is (it carries its age); the caller serves what Redis holds.
+- `watch_is_live(beat, now, settings)`: whether a cluster's watch heartbeat is recent enough for reads to
+  trust Redis (`sync.fallbackAfterSeconds`); the one judgement of watch liveness (reads and /api/ping).
+- `WatchMonitor`: every replica's copy of the clusters' heartbeats, re-read from Redis in the background
+  every `REFRESH_SECONDS` (and told at once by this replica's own watch), so that a read asks Redis for
+  the job only. A heartbeat seen up to half a second late changes nothing against a fallback bound of
+  seconds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import structlog
+
+from gateway.clusters import PODS, ClusterClient, ClusterNotFound, is_transient
+from gateway.config import SyncSettings
+from gateway.errors import GatewayError, StoreUnavailable
+from gateway.state import State, StatusUpdate
+from gateway.state.views import JobRecord
+from translators.backends import MANAGED_SELECTOR, job_status, pod_selector
+from translators.labels import job_id_of
+from translators.spec import JobStatus
+from translators.status import PodProblem
+
+log = structlog.get_logger(__name__)
+
+
+def watch_is_live(beat: float | None, now: float, settings: SyncSettings) -> bool:
+    """Whether Redis mirrors a cluster: its watch runs and wrote a heartbeat recently enough."""
+    return settings.watch and beat is not None and now - beat <= settings.fallback_after_seconds
+
+
+REFRESH_SECONDS = 0.5
+
+
+class WatchMonitor:
+    """The clusters' watch heartbeats as this replica last read them (see module docstring)."""
+
+    def __init__(self, state: State, cluster_ids: Iterable[str], *, settings: SyncSettings,
+                 clock: Callable[[], float] = time.time) -> None:
+        self._state = state
+        self._ids = list(cluster_ids)
+        self._settings = settings
+        self._clock = clock
+        self._beats: dict[str, float | None] = dict.fromkeys(self._ids)
+        self._stopping = asyncio.Event()
+
+    def beat(self, cluster_id: str) -> float | None:
+        """The cluster's last heartbeat as last read (None: none, or the watch is off)."""
+        return self._beats.get(cluster_id) if self._settings.watch else None
+
+    def live(self, cluster_id: str) -> bool:
+        """Whether reads of the cluster may trust Redis."""
+        return watch_is_live(self.beat(cluster_id), self._clock(), self._settings)
+
+    def note(self, cluster_id: str, beat: float) -> None:
+        """This replica's own watch wrote a heartbeat."""
+        self._beats[cluster_id] = beat
+
+    async def refresh(self) -> None:
+        """Read every cluster's heartbeat once."""
+        for cluster_id in self._ids:
+            self._beats[cluster_id] = await self._state.watch.heartbeat(cluster_id)
+
+    def stop(self) -> None:
+        """End `run`."""
+        self._stopping.set()
+
+    async def run(self) -> None:
+        """Refresh every REFRESH_SECONDS until stopped; a Redis that is away leaves no heartbeat (not live)."""
+        while not self._stopping.is_set():
+            try:
+                await self.refresh()
+            except StoreUnavailable:
+                self._beats = dict.fromkeys(self._ids)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), timeout=REFRESH_SECONDS)
+
+
+class StatusWriter:
+    """Computes and stores jobs' legacy statuses (see module docstring)."""
+
+    def __init__(self, state: State, *, page_size: int = 500, clock: Callable[[], float] = time.time) -> None:
+        self._state = state
+        self._page_size = page_size
+        self._clock = clock
+
+    @staticmethod
+    def status_of(cluster: ClusterClient, obj: dict[str, Any] | None, pods: list[dict[str, Any]], *,
+                  last_failure: PodProblem | None = None) -> JobStatus:
+        """The legacy status of a job object (None: not on the cluster) and its pods."""
+        return job_status(obj, pods, profile=cluster.profile, last_failure=last_failure)
+
+    async def publish(self, updates: Iterable[StatusUpdate]) -> list[int]:
+        """Store statuses; per update 1 written, 0 skipped (pending, or a newer one stored), -1 no record."""
+        return await self._state.jobs.publish(updates)
+
+    async def status_from_cluster(self, cluster: ClusterClient, job_id: str, obj: dict[str, Any] | None,
+                                  pods: list[dict[str, Any]]) -> JobStatus:
+        """A status read straight from the cluster, with the last pod failure the watch kept for the job."""
+        return self.status_of(cluster, obj, pods, last_failure=await self._state.watch.last_failure(cluster.id, job_id))
+
+    async def refresh_job(self, cluster: ClusterClient, record: JobRecord) -> None:
+        """Read one job from its cluster and publish its status over older observations."""
+        read_at = self._clock()
+        ref = cluster.ref(cluster.jobs, record.namespace, record.object_name)
+        try:
+            obj = await cluster.try_get(ref)
+            pods = await cluster.list(cluster.ref(PODS, record.namespace),
+                                      label_selector=pod_selector(record.identity.id), page_size=self._page_size)
+        except GatewayError as e:
+            if not is_transient(e):
+                raise
+            return  # the cluster is away: the stored status (and its age) is the best there is
+        status = await self.status_from_cluster(cluster, record.identity.id, obj, pods.items)
+        ident = record.identity
+        await self.publish([StatusUpdate(ident.cluster, ident.partition, ident.id, status, read_at,
+                                         only_if_newer=True)])
+
+    async def refresh_partition(self, cluster: ClusterClient, partition: str, namespace: str,
+                                job_ids: Iterable[str]) -> None:
+        """Read the namespace's jobs and pods (two LISTs) and publish the statuses of `job_ids`."""
+        wanted = set(job_ids)
+        if not wanted:
+            return
+        read_at = self._clock()
+        try:
+            jobs = await cluster.list(cluster.ref(cluster.jobs, namespace), label_selector=MANAGED_SELECTOR,
+                                      page_size=self._page_size)
+            pods = await cluster.list(cluster.ref(PODS, namespace), label_selector=MANAGED_SELECTOR,
+                                      page_size=self._page_size)
+        except GatewayError as e:
+            if not is_transient(e) and not isinstance(e, ClusterNotFound):
+                raise
+            return
+        objects = {job_id_of(o): o for o in jobs.items}
+        pods_by_job: dict[str | None, list[dict[str, Any]]] = {}
+        for pod in pods.items:
+            pods_by_job.setdefault(job_id_of(pod), []).append(pod)
+        failures = await self._state.watch.last_failures(cluster.id)
+        await self.publish(
+            StatusUpdate(cluster.id, partition, job_id,
+                         self.status_of(cluster, objects.get(job_id), pods_by_job.get(job_id, []),
+                                        last_failure=failures.get(job_id)),
+                         read_at, only_if_newer=True)
+            for job_id in sorted(wanted))
