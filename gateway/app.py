@@ -13,6 +13,7 @@ import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import orjson
 import structlog
 from aiohttp import web
 
@@ -26,6 +27,7 @@ from gateway.metrics import Metrics
 from gateway.service import JobService
 from gateway.state import State
 from gateway.web.middleware import build_middlewares
+from gateway.web.openapi import openapi_document
 from gateway.web.routes import add_routes
 from gateway.web.server import on_response_prepare
 from gateway.workers.outbox import Outbox
@@ -61,6 +63,7 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
     )
     app.on_response_prepare.append(on_response_prepare)
     app[appkeys.SETTINGS] = settings
+    app[appkeys.OPENAPI] = orjson.dumps(openapi_document(settings))
     app[appkeys.METRICS] = metrics
     clients = {c.id: ClusterClient(c, retry=settings.retry, metrics=metrics,
                                    impersonate=impersonates(settings.auth, cluster=c.id))

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 SETTINGS: web.AppKey[Settings] = web.AppKey("settings")
 STATE: web.AppKey[State] = web.AppKey("state")
+OPENAPI: web.AppKey[bytes] = web.AppKey("openapi", bytes)
 CLUSTERS: web.AppKey[ClusterRegistry] = web.AppKey("clusters")
 AUTHENTICATOR: web.AppKey[Authenticator] = web.AppKey("authenticator")
 SERVICE: web.AppKey[JobService] = web.AppKey("service")

@@ -84,6 +84,11 @@ async def version(_request: web.Request) -> web.Response:
     return json_answer(version_info())
 
 
+async def openapi(request: web.Request) -> web.Response:
+    """GET /api/openapi.json: the API document (built once, by the app factory)."""
+    return json_bytes(request.app[appkeys.OPENAPI])
+
+
 async def healthz(_request: web.Request) -> web.Response:
     """GET /healthz: liveness, no dependencies."""
     return json_answer({"status": "ok"})
