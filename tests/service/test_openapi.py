@@ -112,7 +112,7 @@ def test_the_live_gateway_keeps_to_its_document(live_api: LiveGateway) -> None:
                 case.path_parameters["id"] = live_api.ids[0]
             headers = {"X-User": "alice", **(case.headers or {})}
             case.call_and_validate(base_url=base, headers=headers, checks=checks)
-            calls[operation.label] = calls.get(operation.label, 0) + 1
+            calls[case.operation.label] = calls.get(case.operation.label, 0) + 1
 
         keeps_to_the_document()
     assert len(calls) >= 30, calls  # every operation of every alias was exercised
