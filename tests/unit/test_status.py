@@ -272,22 +272,25 @@ def test_pod_reason_of_a_running_pod_does_not_hide_its_container() -> None:
 
 
 @pytest.mark.parametrize(
-    ("labels", "annotations", "expected_type", "expected_index"),
+    ("profile", "labels", "annotations", "expected_type", "expected_index"),
     [
-        ({"training.kubeflow.org/replica-type": "worker", "training.kubeflow.org/replica-index": "3"}, {},
-         "worker", 3),
-        ({"replica-type": "ps", "replica-index": "1"}, {}, "ps", 1),
-        ({"training.kubeflow.org/replica-type": "master", "training.kubeflow.org/replica-index": "0"}, {},
-         "chief", 0),
-        ({"volcano.sh/task-spec": "evaluator", "volcano.sh/task-index": "0"}, {}, "evaluator", 0),
-        ({}, {"volcano.sh/task-spec": "worker", "volcano.sh/task-index": "2"}, "worker", 2),
-        ({}, {}, "worker", 7),
+        (TFJOB_PROFILE, {"training.kubeflow.org/replica-type": "worker",
+                         "training.kubeflow.org/replica-index": "3"}, {}, "worker", 3),
+        (TFJOB_PROFILE, {"replica-type": "ps", "replica-index": "1"}, {}, "ps", 1),
+        (TFJOB_PROFILE, {"training.kubeflow.org/replica-type": "master",
+                         "training.kubeflow.org/replica-index": "0"}, {}, "chief", 0),
+        (VOLCANO_PROFILE, {"volcano.sh/task-spec": "evaluator", "volcano.sh/task-index": "0"}, {},
+         "evaluator", 0),
+        (VOLCANO_PROFILE, {}, {"volcano.sh/task-spec": "worker", "volcano.sh/task-index": "2"}, "worker", 2),
+        (TFJOB_PROFILE, {}, {}, "worker", 7),
+        (VOLCANO_PROFILE, {}, {}, "worker", 7),
     ],
 )
-def test_replica_type_and_index_from_either_dialect(labels: dict[str, str], annotations: dict[str, str],
-                                                    expected_type: str, expected_index: int) -> None:
-    result = job_status(tfjob(RUNNING), [pod("j-worker-7", labels=labels, annotations=annotations)],
-                        profile=TFJOB_PROFILE)
+def test_replica_type_and_index_from_each_backends_keys(profile: ClusterProfile, labels: dict[str, str],
+                                                        annotations: dict[str, str], expected_type: str,
+                                                        expected_index: int) -> None:
+    obj = tfjob(RUNNING) if profile is TFJOB_PROFILE else vcjob("Running")
+    result = job_status(obj, [pod("j-worker-7", labels=labels, annotations=annotations)], profile=profile)
     assert (result.replicas[0].type, result.replicas[0].index) == (expected_type, expected_index)
 
 
