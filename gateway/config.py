@@ -128,7 +128,7 @@ class ClusterSettings(_Section):
         validation_alias=AliasChoices("insecureSkipTLSVerify", "insecure_skip_tls_verify"))
     """Do not verify the API server's certificate (logged as a warning at start; never in production)."""
     backend: Backend = "training-operator"
-    """What runs jobs: TFJob via training-operator (runPolicy) or tf-operator (flat), or Volcano Jobs."""
+    """What runs jobs: TFJob via training-operator (runPolicy) or tf-operator (flat), Volcano Job, JobSet."""
     runtimes: dict[str, RuntimeSettings] = Field(default_factory=dict)
     """Runtime catalog: legacy runtime name → images and interpreter."""
     volumes: list[VolumeSettings] = Field(default_factory=list)

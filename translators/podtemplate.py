@@ -1,6 +1,6 @@
 """The pod every backend runs for a replica: one `tensorflow` container, its volumes, and object metadata.
 
-Shared by all backends (TFJob, Volcano), which differ only in what wraps the pod template;
+Shared by all backends (TFJob, Volcano, JobSet), which differ only in what wraps the pod template;
 knows no backend. One container `tensorflow`, image from the runtime catalog (`gpu_image` when the
 replica asks for GPUs), port `tfjob-port` 2222, command = runtime command + [bootfile], args,
 workingDir, env = environment then `CHECKPOINT_DIR`/`EVENT_DIR`/`MODEL_DIR`/`LOG_DIR` for the

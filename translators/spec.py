@@ -17,7 +17,7 @@ REPLICA_TYPES: tuple[ReplicaType, ...] = ("chief", "worker", "ps", "evaluator")
 
 # The one declaration of the backends a cluster may run (config `clusters[].backend`); each name is
 # registered with its implementation in translators.backends.registry.
-Backend = Literal["training-operator", "tf-operator", "volcano"]
+Backend = Literal["training-operator", "tf-operator", "volcano", "jobset"]
 BACKENDS: tuple[Backend, ...] = get_args(Backend)
 
 # Directory field (JobSpec attribute, legacy key) -> environment variable every replica gets.

@@ -11,7 +11,7 @@ now running container (`honest`). A failed job's reason is the backend's verdict
 (`BackoffLimitExceeded` / `DeadlineExceeded`), else the worst pod problem, else the condition's
 reason; the message is the controller's message followed by the pod's story.
 
-The pods that tell the story are often gone by the time the verdict comes (Volcano deletes
+The pods that tell the story are often gone by the time the verdict comes (Volcano and JobSet delete
 the whole gang on every restart; cleanPodPolicy deletes them at the end), so the caller may pass the
 `last_failure` it saw earlier (`failure_of` on each pod as it changes): a restarting or failed job
 with no problem in its current pods tells it as "last failure: ...".

@@ -34,6 +34,7 @@ UNKNOWN = replace(PROFILE, backend="mpi")  # type: ignore[arg-type]  # as a bad 
 
 def test_the_registry_is_exactly_the_declared_backends() -> None:
     assert set(REGISTRY) == set(BACKENDS) and len(BACKENDS) == len(set(BACKENDS))
+    assert "jobset" in BACKENDS
 
 
 @pytest.mark.parametrize("name", BACKENDS)
@@ -44,11 +45,11 @@ def test_every_declared_name_resolves_to_its_backend(name: str) -> None:
                                       "clean_pod_policy", "backoff_limit", "success_policy"}
 
 
-@pytest.mark.parametrize("name", ["mpi", "", "TFJob", "Volcano", "training_operator", "volcano "])
+@pytest.mark.parametrize("name", ["mpi", "", "TFJob", "Volcano", "training_operator", "jobset "])
 def test_an_unknown_name_is_an_error(name: str) -> None:
     with pytest.raises(UnknownBackend) as caught:
         backend_named(name)
-    assert repr(name) in str(caught.value) and "volcano" in str(caught.value)
+    assert repr(name) in str(caught.value) and "jobset" in str(caught.value)
 
 
 def test_no_facade_falls_back_to_tfjob() -> None:
@@ -76,7 +77,7 @@ def test_objects_find_their_backend_and_the_profile_picks_the_dialect() -> None:
     assert backend_for_object(tfjob).name == "training-operator"
     assert backend_for_object(tfjob, prefer="tf-operator").name == "tf-operator"
     assert backend_for_object(tfjob, prefer="volcano").name == "training-operator"
-    assert backend_for_object({"apiVersion": "batch.volcano.sh/v1alpha1"}).name == "volcano"
+    assert backend_for_object({"apiVersion": "jobset.x-k8s.io/v1alpha2"}).name == "jobset"
 
 
 @pytest.mark.parametrize("name", BACKENDS)
@@ -117,6 +118,7 @@ def test_each_backend_says_which_permissions_it_needs(name: str) -> None:
 @pytest.mark.parametrize(("variable", "refused_on"), [
     ("TF_CONFIG", set(BACKENDS)),  # TensorFlow's cluster spec: the legacy reader refuses it everywhere
     ("VK_TASK_INDEX", {"volcano"}), ("VC_TASK_INDEX", {"volcano"}),
+    ("TF_TASK_INDEX", {"jobset"}), ("JOB_COMPLETION_INDEX", {"jobset"}),
 ])
 def test_variables_a_backend_sets_are_refused_on_that_backend_only(variable: str,
                                                                    refused_on: set[str]) -> None:

@@ -123,7 +123,8 @@ def test_cluster_object_round_trip(backend: str, spec: JobSpec, identity: JobIde
 @given(spec=specs, identity=identities, profile=profiles)
 def test_generated_bodies_validate_against_the_crds(backend: str, spec: JobSpec, identity: JobIdentity,
                                                     profile: Any) -> None:
-    """Nothing pruned for training-operator and Volcano; tf-operator loses only its four spec-level fields."""
+    """Nothing pruned for training-operator, Volcano and JobSet; tf-operator loses only its four spec-level
+    fields."""
     assume(not backend_named(backend).check(spec))
     body = wire(to_cluster_object(spec, identity, replace(profile, backend=backend)))
     assert schema.validate(body) == []

@@ -1,7 +1,8 @@
 """The backends behind one seam: the protocol (`base.JobBackend`), one module per backend, the registry.
 
 Backends: `training-operator` and `tf-operator` (TFJob `kubeflow.org/v1 tfjobs`, two dialects:
-`training_operator`, `tf_operator`, sharing `tfjob`) and `volcano` (`batch.volcano.sh/v1alpha1 jobs`). `registry.backend_for(profile)` gives a cluster's
+`training_operator`, `tf_operator`, sharing `tfjob`), `volcano` (`batch.volcano.sh/v1alpha1 jobs`)
+and `jobset` (`jobset.x-k8s.io/v1alpha2 jobsets`). `registry.backend_for(profile)` gives a cluster's
 backend; nothing outside a backend's module branches on the backend.
 
 The module-level functions below are FACADES kept for the gateway, which calls them today: each one
@@ -24,7 +25,7 @@ from __future__ import annotations
 from typing import Any
 
 from translators import labels, status
-from translators.backends import tfjob, volcano
+from translators.backends import jobset, tfjob, volcano
 from translators.backends.base import ApiResource, JobBackend
 from translators.backends.registry import backend_for, backend_for_object
 from translators.errors import NotTranslatable
@@ -32,7 +33,7 @@ from translators.spec import ClusterProfile, JobIdentity, JobSpec, JobStatus
 from translators.status import PodProblem
 
 __all__ = [
-    "MANAGED_SELECTOR", "TFJOB_RESOURCE", "VOLCANO_JOB_RESOURCE", "ApiResource",
+    "JOBSET_RESOURCE", "MANAGED_SELECTOR", "TFJOB_RESOURCE", "VOLCANO_JOB_RESOURCE", "ApiResource",
     "JobBackend", "failure_of", "from_cluster_object", "in_place_patch", "job_id_of", "job_resource",
     "job_status", "owner_selector", "pod_selector", "to_cluster_object",
 ]
@@ -40,6 +41,7 @@ __all__ = [
 MANAGED_SELECTOR: str = labels.MANAGED_SELECTOR
 TFJOB_RESOURCE = tfjob.RESOURCE
 VOLCANO_JOB_RESOURCE = volcano.RESOURCE
+JOBSET_RESOURCE = jobset.RESOURCE
 
 
 def job_resource(profile: ClusterProfile) -> ApiResource:

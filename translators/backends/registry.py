@@ -19,6 +19,7 @@ from types import MappingProxyType
 from typing import Any
 
 from translators.backends.base import JobBackend
+from translators.backends.jobset import JobSetBackend
 from translators.backends.tf_operator import TFOperatorBackend
 from translators.backends.training_operator import TrainingOperatorBackend
 from translators.backends.volcano import VolcanoBackend
@@ -29,6 +30,7 @@ _BACKENDS: dict[Backend, JobBackend] = {
     "training-operator": TrainingOperatorBackend(),
     "tf-operator": TFOperatorBackend(),
     "volcano": VolcanoBackend(),
+    "jobset": JobSetBackend(),
 }
 REGISTRY: Mapping[Backend, JobBackend] = MappingProxyType(_BACKENDS)
 
