@@ -33,6 +33,10 @@ _BACKENDS: dict[Backend, JobBackend] = {
     "jobset": JobSetBackend(),
 }
 REGISTRY: Mapping[Backend, JobBackend] = MappingProxyType(_BACKENDS)
+# apiVersion -> the backends making objects of it, in registration order (looked up per status read).
+_BY_API_VERSION: dict[str, list[JobBackend]] = {}
+for _backend in _BACKENDS.values():
+    _BY_API_VERSION.setdefault(_backend.resource.api_version, []).append(_backend)
 
 
 class UnknownBackend(ValueError):
@@ -58,8 +62,8 @@ def backend_for(profile: ClusterProfile) -> JobBackend:
 def backend_for_object(obj: dict[str, Any], *, prefer: Backend | None = None) -> JobBackend:
     """The backend whose objects look like `obj` (apiVersion, kind); NotTranslatable when none does."""
     api_version, kind = obj.get("apiVersion"), obj.get("kind")
-    matching = [b for b in REGISTRY.values()
-                if b.resource.api_version == api_version and kind in (None, b.resource.kind)]
+    candidates = _BY_API_VERSION.get(api_version, []) if isinstance(api_version, str) else []
+    matching = [b for b in candidates if kind in (None, b.resource.kind)]
     if not matching:
         raise NotTranslatable(f"not a job kind the gateway makes: {api_version}/{kind}")
     return next((b for b in matching if b.name == prefer), matching[0])
