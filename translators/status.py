@@ -35,9 +35,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from translators.podtemplate import CONTAINER_NAME
 from translators.spec import REPLICA_TYPES, JobStatus, Phase, ReplicaStatus
 
-CONTAINER_NAME = "tensorflow"
 _TYPE_ORDER: dict[str, int] = {t: i for i, t in enumerate(REPLICA_TYPES)}
 
 IMAGE_AND_CONFIG_REASONS = frozenset({
