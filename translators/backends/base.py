@@ -132,8 +132,8 @@ def classify(old: JobSpec, new: JobSpec, in_place_fields: frozenset[str]) -> Upd
     if replace(old, description="", run_policy=RunPolicy()) != replace(new, description="",
                                                                          run_policy=RunPolicy()):
         return "recreate"
-    changed = set(changed_policy(old, new, frozenset(f.name for f in fields(RunPolicy))))
-    return "recreate" if changed - in_place_fields else "in-place"
+    every = frozenset(f.name for f in fields(RunPolicy))
+    return "recreate" if set(changed_policy(old, new, every)) - in_place_fields else "in-place"
 
 
 def changed_policy(old: JobSpec, new: JobSpec, attrs: frozenset[str]) -> list[str]:
