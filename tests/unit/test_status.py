@@ -448,6 +448,7 @@ def js_pod(rjob: str = "worker", index: int = 0, *, attempt: int = 0, **kwargs: 
                annotations={"batch.kubernetes.io/job-completion-index": str(index)}, **kwargs)
 
 
+RESTARTABLE = {"replicatedJobs": [{"name": "worker", "replicas": 1}], "failurePolicy": {"maxRestarts": 3}}
 FAILED_JOBS = js_cond("Failed", "FailedJobs", f"jobset failed due to one or more job failures {FIRST_FAILED}")
 RESTARTS_EXHAUSTED = js_cond("Failed", "ReachedMaxRestarts",
                              f"jobset failed due to reaching max number of restarts {FIRST_FAILED}")
@@ -482,19 +483,20 @@ CRASHED_3 = {"terminated": {"exitCode": 3, "reason": "Error"}}
          "failed", "Evicted", "low on resource: memory", ("Evicted", 137)),
         # A restart under way (maxRestarts from backoffLimit): the failed pod, or the last failure, says why.
         (jobset(js_cond("RestartingJobSet", "DefaultFailurePolicy",
-                        f"applying RestartJobSet failure policy action {FIRST_FAILED}"), restarts=1),
+                        f"applying RestartJobSet failure policy action {FIRST_FAILED}"), restarts=1,
+                spec=RESTARTABLE),
          [js_pod(phase="Failed", state={"terminated": OOM_LAST})], None,
-         "restarting", "OOMKilled", ("applying RestartJobSet", "restart 1", "memory limit"),
+         "restarting", "OOMKilled", ("applying RestartJobSet", "restart 1 (maxRestarts 3)", "memory limit"),
          ("OOMKilled", 137)),
         (jobset(js_cond("RestartingJobSet", "DefaultFailurePolicy",
-                        "applying RestartJobSet failure policy action"), restarts=2),
+                        "applying RestartJobSet failure policy action"), restarts=2, spec=RESTARTABLE),
          [], PodProblem(6, "OOMKilled", "w: killed (OOMKilled, exit code 137)"),
          "restarting", "OOMKilled", "last failure: w: killed", None),
         (jobset(js_cond("RestartingJobSet", "JobsReady", "all jobs are ready", status="False"), restarts=1,
                 ready=1), [js_pod(attempt=1)], None, "running", None, None, (None, None)),
         # A controller without the RestartingJobSet condition: restarting until a pod of the new attempt runs.
-        (jobset(restarts=1), [js_pod(attempt=0, phase="Failed", state=CRASHED_3)], None,
-         "restarting", "Error", "exited with code 3", ("Error", 3)),
+        (jobset(restarts=1, spec=RESTARTABLE), [js_pod(attempt=0, phase="Failed", state=CRASHED_3)], None,
+         "restarting", "Error", ("restart 1 (maxRestarts 3)", "exited with code 3"), ("Error", 3)),
         (jobset(restarts=1), [js_pod(attempt=1)], None, "running", None, None, (None, None)),
         # Out of restarts: BackoffLimitExceeded, as on the other backends, with the story that led there.
         (jobset(RESTARTS_EXHAUSTED, restarts=1, spec={"failurePolicy": {"maxRestarts": 1}}), [],

@@ -196,7 +196,8 @@ class JobSetBackend:
         true = {kind for kind, c in conditions.items() if c.get("status") == "True"}
         terminal = as_str(status.get("terminalState"))
         restarts = as_int(status.get("restarts"))
-        max_restarts = as_int(as_dict(as_dict(obj.get("spec")).get("failurePolicy")).get("maxRestarts"))
+        failure_policy = as_dict(obj.get("spec")).get("failurePolicy")
+        bound = f" (maxRestarts {as_int(as_dict(failure_policy).get('maxRestarts'))})" if failure_policy else ""
         phase: Phase
         chosen: dict[str, Any] | None = None
         if "Failed" in true or terminal == "Failed":
@@ -217,10 +218,10 @@ class JobSetBackend:
         message = as_str(chosen.get("message")) if chosen else None
         failed_reason = None
         if phase == "restarting" and restarts:
-            message = join(message, f"restart {restarts} (maxRestarts {max_restarts})")
+            message = join(message, f"restart {restarts}{bound}")
         elif phase == "failed" and reason == "ReachedMaxRestarts":
             failed_reason = "BackoffLimitExceeded"
-            message = join(message, f"restarted {restarts} times (maxRestarts {max_restarts})")
+            message = join(message, f"restarted {restarts} times{bound}")
         elif phase == "failed" and reason == "FailJobSetFailurePolicyAction" and _only_deadline_fails(obj):
             failed_reason = "DeadlineExceeded"
             deadline = _deadline(obj)
