@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 
 from kubesim import schema
+from kubesim.server import apply_merge_patch
 from tests.service.seed_bodies import SEED_BODIES as SERVICE_SEED_BODIES
 from tests.unit.test_clever_reader import MINIMAL, PROFILE, SEED_FLAT_CREATE, SEED_LIST_ITEM, SEED_OBJECT
 from tests.unit.test_roundtrip import identities, profiles, specs
@@ -354,19 +355,6 @@ def test_classify_update_on_jobset(body: dict[str, Any], kind: str) -> None:
     assert classify_update(BASE, patched(body), profile=JOBSET) == kind
 
 
-def merge_patch(target: Any, patch: Any) -> Any:
-    """RFC 7386, as the API server applies `application/merge-patch+json`."""
-    if not isinstance(patch, dict):
-        return patch
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = merge_patch(result.get(key), value)
-    return result
-
-
 @pytest.mark.parametrize("body", [{"description": "after"}, {"ttlSecondsAfterFinished": 5},
                                   {"ttlSecondsAfterFinished": None, "cleanPodPolicy": "All"}])
 def test_in_place_patch_gives_the_object_the_new_spec(body: dict[str, Any]) -> None:
@@ -374,7 +362,7 @@ def test_in_place_patch_gives_the_object_the_new_spec(body: dict[str, Any]) -> N
     live = wire(to_cluster_object(BASE, IDENTITY, JOBSET))
     patch = in_place_patch(BASE, new, LATER, JOBSET)
     assert set(patch) <= {"metadata", "spec"} and set(patch.get("spec", {})) <= {"ttlSecondsAfterFinished"}
-    after = merge_patch(live, wire(patch))
+    after = apply_merge_patch(live, wire(patch))  # as the API server applies merge-patch+json
     assert from_cluster_object(after) == (new, LATER)
     assert after["spec"] == wire(to_cluster_object(new, LATER, JOBSET))["spec"]  # as if created so
     assert_valid(after)
