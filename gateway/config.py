@@ -34,7 +34,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.auth.settings import AuthSettings
-from translators.spec import ClusterProfile, RuntimeImage, Volume
+from translators.spec import Backend, ClusterProfile, RuntimeImage, Volume
 
 CONFIG_ENV = "CLEVER_GATEWAY_CONFIG"
 ENV_PREFIX = "CLEVER_GATEWAY__"
@@ -136,8 +136,8 @@ class ClusterSettings(_Section):
         default=False, alias="insecureSkipTLSVerify",
         validation_alias=AliasChoices("insecureSkipTLSVerify", "insecure_skip_tls_verify"))
     """Do not verify the API server's certificate (logged as a warning at start; never in production)."""
-    backend: Literal["training-operator", "tf-operator", "volcano"] = "training-operator"
-    """What runs jobs: TFJob via training-operator (runPolicy) or tf-operator (flat), or Volcano Jobs."""
+    backend: Backend = "training-operator"
+    """What runs jobs: TFJob via training-operator (runPolicy) or tf-operator (flat), Volcano Job, JobSet."""
     runtimes: dict[str, RuntimeSettings] = Field(default_factory=dict)
     """Runtime catalog: legacy runtime name → images and interpreter."""
     volumes: list[VolumeSettings] = Field(default_factory=list)

@@ -58,7 +58,7 @@ from gateway.workers.status import StatusWriter, WatchMonitor
 from translators.backends import in_place_patch, pod_selector, to_cluster_object
 from translators.clever import changed_fields, classify_update, parse_create, parse_update
 from translators.labels import LABEL_JOB_ID, job_id_of, label_value
-from translators.naming import namespace_for, object_name
+from translators.naming import namespace_for
 from translators.spec import FINISHED_PHASES, JobIdentity, JobSpec, JobStatus
 
 log = structlog.get_logger(__name__)
@@ -124,7 +124,7 @@ class JobService:
                                created=now, updated=now)
         body_object = to_cluster_object(spec, identity, profile)
         record = JobRecord(spec=spec, identity=identity, namespace=namespace,
-                           object_name=object_name(spec.name, identity.id))
+                           object_name=str(body_object["metadata"]["name"]))  # each backend names its objects
         await self._jobs.claim_name(cluster.id, partition, spec.name, identity.id)
         ref = self._job_ref(cluster, record)
         try:

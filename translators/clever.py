@@ -18,8 +18,8 @@ Canonical spec decisions:
   otherwise carry `replicas: 0` specs/tasks. At least one chief or worker must have count ≥ 1.
 - quantities keep the user's suffix, number normalised (`translators.quantity`). cpu must be a
   multiple of 1m, memory a whole number of bytes (`"2048m"` is 2.048 bytes: refused).
-- environment keeps the user's order; names are C identifiers; `TF_CONFIG`, `VK_TASK_INDEX`,
-  `VC_TASK_INDEX` (set by the operators) are refused, and so is `CHECKPOINT_DIR` / `EVENT_DIR` /
+- environment keeps the user's order; names are C identifiers; `TF_CONFIG` (TensorFlow's cluster
+  spec, which every backend writes) is refused, and so is `CHECKPOINT_DIR` / `EVENT_DIR` /
   `MODEL_DIR` / `LOG_DIR` when the matching directory field is set (the gateway sets those).
 - runtime is stored as the catalog key it matched (spaces/underscores/case ignored).
 
@@ -28,8 +28,15 @@ Rendering: the seed's response object, valid JSON. `spec.environment` is the leg
 field `spec.environmentList` (`["K=V", ...]`, accepted on input as a list). `spec.workerdir` echoes
 `workdir` for clients written against the seed's get/create examples. Counts and gpu are strings.
 
-Updates (DESIGN §4): `parse_update` applies a PATCH body to the current spec; `classify_update`
-tells the gateway whether the change can be merge-patched into the live object.
+Updates (DESIGN §4): `parse_update` applies a PATCH body to the current spec; `changed_fields` names
+what changed in legacy words.
+
+The reader knows no backend: `read_create` / `read_update` are the legacy reader alone. What one
+backend cannot run although the reader accepts it (variables its controller sets, say) is that
+backend's `check` (translators.backends). FACADES kept for the gateway, which calls them today, each
+resolving the cluster's backend through the registry and adding nothing: `parse_create` /
+`parse_update` (the reader, then `JobBackend.check`) and `classify_update(old, new, profile=)`
+(`JobBackend.classify_update`: which changes a live object takes in place).
 """
 
 from __future__ import annotations
@@ -42,11 +49,14 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, Literal
 
+from translators.backends.base import UpdateKind
+from translators.backends.registry import backend_for
 from translators.errors import FieldError, NotTranslatable, SpecError
 from translators.labels import run_policy_to_dict, spec_to_json
 from translators.naming import namespace_for
 from translators.quantity import QuantityError, parse_quantity
 from translators.spec import (
+    DIRECTORY_ENV,
     REPLICA_TYPES,
     ClusterProfile,
     JobIdentity,
@@ -56,9 +66,8 @@ from translators.spec import (
     ReplicaType,
     Resources,
     RunPolicy,
+    resolve_runtime,
 )
-
-UpdateKind = Literal["unchanged", "in-place", "recreate"]
 
 MAX_NAME_LENGTH = 63
 MAX_DESCRIPTION_LENGTH = 1024
@@ -73,22 +82,10 @@ _ASCII_DIGITS = re.compile(r"[0-9]{1,19}")
 # NUL and the C0/C1-free controls other than tab, newline and carriage return, DEL, and lone surrogates
 # (which no UTF-8 body can carry, but a caller of these pure functions might).
 _FORBIDDEN_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-RESERVED_ENV = frozenset({"TF_CONFIG", "VK_TASK_INDEX", "VC_TASK_INDEX"})
-# Directory field (JobSpec attribute, legacy key) -> environment variable the replicas get.
-DIRECTORY_ENV: tuple[tuple[str, str, str], ...] = (
-    ("checkpoint_dir", "checkpointDir", "CHECKPOINT_DIR"),
-    ("event_dir", "eventDir", "EVENT_DIR"),
-    ("model_dir", "modelDir", "MODEL_DIR"),
-    ("log_dir", "logDir", "LOG_DIR"),
-)
+# TensorFlow's cluster spec is the gateway's to write, on every backend.
+RESERVED_ENV = frozenset({"TF_CONFIG"})
 _TYPE_ALIASES: dict[str, ReplicaType] = {t: t for t in REPLICA_TYPES} | {"master": "chief"}
 _TYPE_ORDER = {t: i for i, t in enumerate(REPLICA_TYPES)}
-# Run-policy fields a live TFJob accepts in a merge patch (seeds 001/002 list exactly these).
-IN_PLACE_RUN_POLICY_FIELDS = frozenset({"active_deadline_seconds", "ttl_seconds_after_finished",
-                                        "clean_pod_policy"})
-# On Volcano these two have no counterpart in the job body (they live in the spec annotation only),
-# while every other field is frozen by Volcano's admission webhook on a live job.
-VOLCANO_IN_PLACE_RUN_POLICY_FIELDS = frozenset({"clean_pod_policy", "success_policy"})
 
 _MISSING = object()
 
@@ -261,21 +258,6 @@ def _read_description(value: Any, errors: _Errors) -> str:
         errors.add("description", f"must be at most {MAX_DESCRIPTION_LENGTH} characters")
         raise _Fail
     return text
-
-
-def _normalise_runtime(name: str) -> str:
-    return re.sub(r"[\s_]+", "", name).casefold()
-
-
-def resolve_runtime(name: str, profile: ClusterProfile) -> str | None:
-    """The catalog key that `name` designates (spaces, underscores and case ignored), or None."""
-    if name in profile.runtimes:
-        return name
-    wanted = _normalise_runtime(name)
-    for key in profile.runtimes:
-        if _normalise_runtime(key) == wanted:
-            return key
-    return None
 
 
 def _read_runtime(value: Any, errors: _Errors, profile: ClusterProfile) -> str:
@@ -673,7 +655,7 @@ def _read_fields(body: dict[str, Any], errors: _Errors, profile: ClusterProfile,
     return spec
 
 
-def parse_create(body: object, *, partition: str, profile: ClusterProfile) -> JobSpec:
+def read_create(body: object, *, partition: str, profile: ClusterProfile) -> JobSpec:
     """Read a legacy create body into a validated JobSpec; SpecError lists every bad field."""
     errors = _Errors()
     flat = _unwrap(body, errors)
@@ -687,7 +669,7 @@ def parse_create(body: object, *, partition: str, profile: ClusterProfile) -> Jo
     return spec
 
 
-def parse_update(body: object, *, current: JobSpec, profile: ClusterProfile) -> JobSpec:
+def read_update(body: object, *, current: JobSpec, profile: ClusterProfile) -> JobSpec:
     """Apply a legacy PATCH body to `current`: present fields override, absent ones are kept.
 
     `replicas` (or top-level `type`/`count`) replace the replica groups wholesale (a group that
@@ -702,28 +684,25 @@ def parse_update(body: object, *, current: JobSpec, profile: ClusterProfile) -> 
     return spec
 
 
-def classify_update(old: JobSpec, new: JobSpec, *, profile: ClusterProfile | None = None) -> UpdateKind:
-    """How `old` becomes `new` on the cluster: nothing to do, a merge patch, or a new object.
+def parse_create(body: object, *, partition: str, profile: ClusterProfile) -> JobSpec:
+    """Facade: `read_create`, then what the cluster's backend cannot run (`JobBackend.check`)."""
+    return _runnable(read_create(body, partition=partition, profile=profile), profile)
 
-    In place: description and the run-policy fields a live TFJob accepts (activeDeadlineSeconds,
-    ttlSecondsAfterFinished, cleanPodPolicy -- seeds 001/002). backoffLimit and successPolicy are
-    not in that list, so changing them recreates. Pass the cluster's `profile`: on Volcano only the
-    description, cleanPodPolicy and successPolicy (which have no Volcano field) change in place,
-    since Volcano's admission webhook refuses other spec changes on a live job.
-    """
-    if old == new:
-        return "unchanged"
-    shape_old = replace(old, description="", run_policy=RunPolicy())
-    shape_new = replace(new, description="", run_policy=RunPolicy())
-    if shape_old != shape_new:
-        return "recreate"
-    changed_policy = {
-        f.name for f in fields(RunPolicy)
-        if getattr(old.run_policy, f.name) != getattr(new.run_policy, f.name)
-    }
-    volcano = profile is not None and profile.backend == "volcano"
-    allowed = VOLCANO_IN_PLACE_RUN_POLICY_FIELDS if volcano else IN_PLACE_RUN_POLICY_FIELDS
-    return "recreate" if changed_policy - allowed else "in-place"
+
+def parse_update(body: object, *, current: JobSpec, profile: ClusterProfile) -> JobSpec:
+    """Facade: `read_update`, then what the cluster's backend cannot run (`JobBackend.check`)."""
+    return _runnable(read_update(body, current=current, profile=profile), profile)
+
+
+def _runnable(spec: JobSpec, profile: ClusterProfile) -> JobSpec:
+    _Errors(backend_for(profile).check(spec)).raise_if_any()
+    return spec
+
+
+def classify_update(old: JobSpec, new: JobSpec, *, profile: ClusterProfile) -> UpdateKind:
+    """Facade: how `old` becomes `new` on the cluster's live object (`JobBackend.classify_update`):
+    nothing to do, a merge patch, or a new object."""
+    return backend_for(profile).classify_update(old, new)
 
 
 # JobSpec / RunPolicy field -> the legacy field a user would recognise in a message.
@@ -735,7 +714,7 @@ LEGACY_FIELD_NAMES: dict[str, str] = {
 
 
 def changed_fields(old: JobSpec, new: JobSpec) -> list[str]:
-    """The legacy names of the fields that differ between `old` and `new`, in spec order."""
+    """The legacy names of the fields that differ between `old` and `new`, in spec order (any backend)."""
     changed = [f.name for f in fields(JobSpec)
                if f.name != "run_policy" and getattr(old, f.name) != getattr(new, f.name)]
     changed += [f.name for f in fields(RunPolicy)

@@ -3,9 +3,11 @@
 `object_name` gives the TFJob / Volcano Job name: `<clever name, sanitised>-<id part>`, a
 DNS-1035 label of at most 47 characters, so that the operators' derived names
 `<job>-<replica type>-<index>` (Services, pods, Volcano hostnames; DNS-1035/1123 labels, at most
-63 characters) still fit for the longest type `evaluator` with an index of up to 5 digits.
-The id part is the id itself when it is short lowercase alphanumerics (so it can be read back),
-otherwise 8 of its characters plus 8 hex digits of its SHA-256 (so it stays unique).
+63 characters) still fit for the longest type `evaluator` with an index of up to 5 digits. A
+backend whose controller derives longer names passes its own `max_length` (JobSet: see
+translators.backends.jobset). The id part is the id itself when it is short lowercase
+alphanumerics (so it can be read back), otherwise 8 of its characters plus 8 hex digits of its
+SHA-256 (so it stays unique).
 """
 
 from __future__ import annotations
@@ -43,13 +45,13 @@ def _id_part(job_id: str) -> str:
     return lowered[:8] + digest[:8]
 
 
-def object_name(name: str, job_id: str) -> str:
-    """The cluster object name for a Clever job: stable, unique per id, DNS-1035, ≤ 47 chars."""
+def object_name(name: str, job_id: str, *, max_length: int = MAX_OBJECT_NAME_LENGTH) -> str:
+    """The cluster object name for a Clever job: stable, unique per id, DNS-1035, ≤ `max_length` chars."""
     id_part = _id_part(job_id)
     base = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     if not base or not base[0].isalpha():
         base = (_NAME_PREFIX_FOR_NON_LETTER + base).strip("-")
-    room = MAX_OBJECT_NAME_LENGTH - len(id_part) - 1
+    room = max_length - len(id_part) - 1
     base = base[:room].rstrip("-")
     return f"{base}-{id_part}"
 

@@ -1,20 +1,32 @@
 """The canonical Clever job: one typed shape that every legacy spelling is read into.
 
 This module is the contract between the gateway (which parses, stores and renders) and
-the backend translators (which turn it into Kubernetes bodies and back). It is pure data:
-no I/O, no pydantic, no Kubernetes client.
+the backend translators (which turn it into Kubernetes bodies and back). It is pure data (plus
+the runtime-catalog lookup both sides share): no I/O, no pydantic, no Kubernetes client.
+`Backend`/`BACKENDS` are the one declaration of the backend names; the gateway's config uses them.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, get_args
 
 ReplicaType = Literal["chief", "worker", "ps", "evaluator"]
 REPLICA_TYPES: tuple[ReplicaType, ...] = ("chief", "worker", "ps", "evaluator")
 
-Backend = Literal["training-operator", "tf-operator", "volcano"]
-BACKENDS: tuple[Backend, ...] = ("training-operator", "tf-operator", "volcano")
+# The one declaration of the backends a cluster may run (config `clusters[].backend`); each name is
+# registered with its implementation in translators.backends.registry.
+Backend = Literal["training-operator", "tf-operator", "volcano", "jobset"]
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
+
+# Directory field (JobSpec attribute, legacy key) -> environment variable every replica gets.
+DIRECTORY_ENV: tuple[tuple[str, str, str], ...] = (
+    ("checkpoint_dir", "checkpointDir", "CHECKPOINT_DIR"),
+    ("event_dir", "eventDir", "EVENT_DIR"),
+    ("model_dir", "modelDir", "MODEL_DIR"),
+    ("log_dir", "logDir", "LOG_DIR"),
+)
 
 Phase = Literal[
     "queued", "pending", "running", "restarting", "succeeded", "failed", "suspended", "terminating"
@@ -149,3 +161,18 @@ class ClusterProfile:
     path_root: str | None = None             # bootfile and dirs must lie under it when set
     max_replicas_per_job: int = 64
     max_gpus_per_job: int = 64
+
+
+def _normalise_runtime(name: str) -> str:
+    return re.sub(r"[\s_]+", "", name).casefold()
+
+
+def resolve_runtime(name: str, profile: ClusterProfile) -> str | None:
+    """The catalog key that `name` designates (spaces, underscores and case ignored), or None."""
+    if name in profile.runtimes:
+        return name
+    wanted = _normalise_runtime(name)
+    for key in profile.runtimes:
+        if _normalise_runtime(key) == wanted:
+            return key
+    return None

@@ -55,7 +55,7 @@ def test_config_path_from_environment() -> None:
 
 @pytest.mark.parametrize(("change", "expected"), [
     ({"clusters": [{"id": "c1", "server": "https://x", "backend": "mpi"}]},
-     "clusters.0.backend: Input should be 'training-operator', 'tf-operator' or 'volcano'"),
+     "clusters.0.backend: Input should be 'training-operator', 'tf-operator', 'volcano' or 'jobset'"),
     ({"clusters": [{"id": "c1", "server": "https://x"}, {"id": "c1", "inCluster": True}]},
      "duplicate cluster id 'c1'"),
     ({"clusters": [{"id": "c1"}]}, "clusters.0: Value error, give exactly one of server, kubeconfig, inCluster"),

@@ -274,7 +274,8 @@ def patched(body: dict[str, Any]) -> JobSpec:
     ({"replicas": [{"type": "worker", "count": 1}]}, "recreate"),
 ])
 def test_classify_update(body: dict[str, Any], kind: str) -> None:
-    assert classify_update(BASE, patched(body)) == kind
+    training_operator = profile_for("training-operator", RICH_PROFILE)
+    assert classify_update(BASE, patched(body), profile=training_operator) == kind
 
 
 def test_changed_fields_name_what_the_user_changed_in_legacy_words() -> None:

@@ -19,6 +19,7 @@ from translators.spec import (
     ReplicaStatus,
     Resources,
 )
+from translators.status import PodProblem
 
 TFJOB_PROFILE = ClusterProfile(id="c1", backend="training-operator")
 VOLCANO_PROFILE = ClusterProfile(id="c1", backend="volcano")
@@ -272,22 +273,25 @@ def test_pod_reason_of_a_running_pod_does_not_hide_its_container() -> None:
 
 
 @pytest.mark.parametrize(
-    ("labels", "annotations", "expected_type", "expected_index"),
+    ("profile", "labels", "annotations", "expected_type", "expected_index"),
     [
-        ({"training.kubeflow.org/replica-type": "worker", "training.kubeflow.org/replica-index": "3"}, {},
-         "worker", 3),
-        ({"replica-type": "ps", "replica-index": "1"}, {}, "ps", 1),
-        ({"training.kubeflow.org/replica-type": "master", "training.kubeflow.org/replica-index": "0"}, {},
-         "chief", 0),
-        ({"volcano.sh/task-spec": "evaluator", "volcano.sh/task-index": "0"}, {}, "evaluator", 0),
-        ({}, {"volcano.sh/task-spec": "worker", "volcano.sh/task-index": "2"}, "worker", 2),
-        ({}, {}, "worker", 7),
+        (TFJOB_PROFILE, {"training.kubeflow.org/replica-type": "worker",
+                         "training.kubeflow.org/replica-index": "3"}, {}, "worker", 3),
+        (TFJOB_PROFILE, {"replica-type": "ps", "replica-index": "1"}, {}, "ps", 1),
+        (TFJOB_PROFILE, {"training.kubeflow.org/replica-type": "master",
+                         "training.kubeflow.org/replica-index": "0"}, {}, "chief", 0),
+        (VOLCANO_PROFILE, {"volcano.sh/task-spec": "evaluator", "volcano.sh/task-index": "0"}, {},
+         "evaluator", 0),
+        (VOLCANO_PROFILE, {}, {"volcano.sh/task-spec": "worker", "volcano.sh/task-index": "2"}, "worker", 2),
+        (TFJOB_PROFILE, {}, {}, "worker", 7),
+        (VOLCANO_PROFILE, {}, {}, "worker", 7),
     ],
 )
-def test_replica_type_and_index_from_either_dialect(labels: dict[str, str], annotations: dict[str, str],
-                                                    expected_type: str, expected_index: int) -> None:
-    result = job_status(tfjob(RUNNING), [pod("j-worker-7", labels=labels, annotations=annotations)],
-                        profile=TFJOB_PROFILE)
+def test_replica_type_and_index_from_each_backends_keys(profile: ClusterProfile, labels: dict[str, str],
+                                                        annotations: dict[str, str], expected_type: str,
+                                                        expected_index: int) -> None:
+    obj = tfjob(RUNNING) if profile is TFJOB_PROFILE else vcjob("Running")
+    result = job_status(obj, [pod("j-worker-7", labels=labels, annotations=annotations)], profile=profile)
     assert (result.replicas[0].type, result.replicas[0].index) == (expected_type, expected_index)
 
 
@@ -411,6 +415,146 @@ def test_volcano_deletion_is_terminating() -> None:
     assert job_status(obj, [], profile=VOLCANO_PROFILE).phase == "terminating"
 
 
+# --- JobSet ----------------------------------------------------------------------------------------
+
+JOBSET_PROFILE = ClusterProfile(id="c1", backend="jobset")
+JS = "j-1a2b3c4d"
+FIRST_FAILED = f"(first failed job: {JS}-worker-0)"
+
+
+def jobset(*conditions: dict[str, Any], restarts: int = 0, spec: dict[str, Any] | None = None,
+           ready: int = 0, **metadata: Any) -> dict[str, Any]:
+    status: dict[str, Any] = {"restarts": restarts,
+                              "replicatedJobsStatus": [{"name": "worker", "ready": ready, "succeeded": 0,
+                                                        "failed": 0, "active": 1, "suspended": 0}]}
+    if conditions:
+        status["conditions"] = list(conditions)
+    return {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+            "metadata": {"name": JS, "namespace": "ns", "creationTimestamp": "2026-01-05T10:00:00Z",
+                         **metadata},
+            "spec": spec or {"replicatedJobs": [{"name": "worker", "replicas": 1}]}, "status": status}
+
+
+def js_cond(kind: str, reason: str, message: str, status: str = "True") -> dict[str, Any]:
+    return {"type": kind, "status": status, "reason": reason, "message": message,
+            "lastTransitionTime": "2026-01-05T10:05:00Z", "observedGeneration": 1}
+
+
+def js_pod(rjob: str = "worker", index: int = 0, *, attempt: int = 0, **kwargs: Any) -> dict[str, Any]:
+    return pod(f"{JS}-{rjob}-0-{index}-x7k2p",
+               labels={"jobset.sigs.k8s.io/replicatedjob-name": rjob,
+                       "jobset.sigs.k8s.io/restart-attempt": str(attempt),
+                       "batch.kubernetes.io/job-completion-index": str(index)},
+               annotations={"batch.kubernetes.io/job-completion-index": str(index)}, **kwargs)
+
+
+RESTARTABLE = {"replicatedJobs": [{"name": "worker", "replicas": 1}], "failurePolicy": {"maxRestarts": 3}}
+FAILED_JOBS = js_cond("Failed", "FailedJobs", f"jobset failed due to one or more job failures {FIRST_FAILED}")
+RESTARTS_EXHAUSTED = js_cond("Failed", "ReachedMaxRestarts",
+                             f"jobset failed due to reaching max number of restarts {FIRST_FAILED}")
+DEADLINE_RULE = {"name": "deadlineFailsJobSet", "action": "FailJobSet",
+                 "onJobFailureReasons": ["DeadlineExceeded"]}
+WITH_DEADLINE = {"replicatedJobs": [{"name": "worker", "replicas": 1,
+                                     "template": {"spec": {"activeDeadlineSeconds": 2}}}],
+                 "failurePolicy": {"maxRestarts": 0, "rules": [DEADLINE_RULE]}}
+OOM_LAST = {"exitCode": 137, "reason": "OOMKilled"}
+CRASHED_3 = {"terminated": {"exitCode": 3, "reason": "Error"}}
+
+
+@pytest.mark.parametrize(
+    ("obj", "pods", "last", "phase", "reason", "message_has", "replica"),
+    [
+        # The JobSet exists, its pods cannot start.
+        (jobset(), [js_pod(phase="Pending", node=None, conditions=UNSCHEDULABLE,
+                           state={"waiting": {"reason": "ContainerCreating"}})], None,
+         "pending", "Unschedulable", "cannot be scheduled", ("Unschedulable", None)),
+        (jobset(), [js_pod(phase="Pending", state={"waiting": {"reason": "ImagePullBackOff",
+                                                               "message": "Back-off pulling image"}})], None,
+         "pending", "ImagePullBackOff", "Back-off pulling image", ("ImagePullBackOff", None)),
+        (jobset(), [], None, "pending", None, None, None),
+        (jobset(ready=1), [js_pod(), js_pod("ps")], None, "running", None, None, (None, None)),
+        # A pod failed and no failurePolicy (backoffLimit unset): the first failed Job fails the JobSet.
+        (jobset(FAILED_JOBS), [js_pod(phase="Failed", state=CRASHED_3)], None,
+         "failed", "Error", ("one or more job failures", "exited with code 3"), ("Error", 3)),
+        (jobset(FAILED_JOBS), [js_pod(phase="Failed", state={"terminated": OOM_LAST})], None,
+         "failed", "OOMKilled", "exceeding its memory limit", ("OOMKilled", 137)),
+        (jobset(FAILED_JOBS), [js_pod(phase="Failed", reason="Evicted", state=UNKNOWN_CONTAINER,
+                                      message="The node was low on resource: memory.")], None,
+         "failed", "Evicted", "low on resource: memory", ("Evicted", 137)),
+        # A restart under way (maxRestarts from backoffLimit): the failed pod, or the last failure, says why.
+        (jobset(js_cond("RestartingJobSet", "DefaultFailurePolicy",
+                        f"applying RestartJobSet failure policy action {FIRST_FAILED}"), restarts=1,
+                spec=RESTARTABLE),
+         [js_pod(phase="Failed", state={"terminated": OOM_LAST})], None,
+         "restarting", "OOMKilled", ("applying RestartJobSet", "restart 1 (maxRestarts 3)", "memory limit"),
+         ("OOMKilled", 137)),
+        (jobset(js_cond("RestartingJobSet", "DefaultFailurePolicy",
+                        "applying RestartJobSet failure policy action"), restarts=2, spec=RESTARTABLE),
+         [], PodProblem(6, "OOMKilled", "w: killed (OOMKilled, exit code 137)"),
+         "restarting", "OOMKilled", "last failure: w: killed", None),
+        (jobset(js_cond("RestartingJobSet", "JobsReady", "all jobs are ready", status="False"), restarts=1,
+                ready=1), [js_pod(attempt=1)], None, "running", None, None, (None, None)),
+        # A controller without the RestartingJobSet condition: restarting until a pod of the new attempt runs.
+        (jobset(restarts=1, spec=RESTARTABLE), [js_pod(attempt=0, phase="Failed", state=CRASHED_3)], None,
+         "restarting", "Error", ("restart 1 (maxRestarts 3)", "exited with code 3"), ("Error", 3)),
+        (jobset(restarts=1), [js_pod(attempt=1)], None, "running", None, None, (None, None)),
+        # Out of restarts: BackoffLimitExceeded, as on the other backends, with the story that led there.
+        (jobset(RESTARTS_EXHAUSTED, restarts=1, spec={"failurePolicy": {"maxRestarts": 1}}), [],
+         PodProblem(6, "OOMKilled", f"{JS}-worker-0-0-x7k2p: container tensorflow was killed for "
+                                    "exceeding its memory limit (OOMKilled, exit code 137)"),
+         "failed", "BackoffLimitExceeded",
+         ("reaching max number of restarts", "restarted 1 times (maxRestarts 1)", "last failure: ",
+          "OOMKilled, exit code 137"), None),
+        # The deadline rule ended it: DeadlineExceeded, not a restart.
+        (jobset(js_cond("Failed", "FailJobSetFailurePolicyAction",
+                        f"applying FailJobSet failure policy action {FIRST_FAILED}"), spec=WITH_DEADLINE),
+         [], None,
+         "failed", "DeadlineExceeded", ("longer than specified deadline", "activeDeadlineSeconds 2"), None),
+        # Success, suspension, deletion.
+        (jobset(js_cond("Completed", "AllJobsCompleted", "jobset completed successfully")),
+         [js_pod(phase="Succeeded", state={"terminated": {"exitCode": 0, "reason": "Completed"}})], None,
+         "succeeded", "AllJobsCompleted", "jobset completed successfully", ("Completed", 0)),
+        (jobset(js_cond("Suspended", "SuspendedJobs", "jobset is suspended")), [], None,
+         "suspended", "SuspendedJobs", "jobset is suspended", None),
+        (jobset(js_cond("Suspended", "ResumeJobs", "jobset is resumed", status="False"), ready=1),
+         [js_pod()], None, "running", None, None, (None, None)),
+        (jobset(ready=1, deletionTimestamp="2026-01-05T10:06:00Z"), [js_pod()], None,
+         "terminating", None, None, (None, None)),
+        (None, [], None, "pending", "NotFound", "not on the cluster", None),
+        (None, [js_pod()], None, "terminating", "Deleted", "being removed", (None, None)),
+    ],
+    ids=["unschedulable", "image-pull-backoff", "created", "running", "fail-exit-3", "oomkilled", "evicted",
+         "restarting-oom", "restarting-pods-gone", "restarted-and-ready", "restarting-no-condition",
+         "restarted-no-condition", "restarts-exhausted", "deadline", "succeeded", "suspended", "resumed",
+         "deleting", "not-found", "gone-pods-remain"],
+)
+def test_jobset_status_truth_table(obj: dict[str, Any] | None, pods: list[dict[str, Any]],
+                                   last: PodProblem | None, phase: str, reason: str | None,
+                                   message_has: str | tuple[str, ...] | None,
+                                   replica: tuple[str | None, int | None] | None) -> None:
+    """What a legacy user sees per JobSet situation: phase, reason, the message's story, the replica's."""
+    result = job_status(obj, pods, profile=JOBSET_PROFILE, last_failure=last)
+    assert (result.phase, result.reason) == (phase, reason)
+    fragments = (message_has,) if isinstance(message_has, str) else message_has or ()
+    assert all(fragment in (result.message or "") for fragment in fragments), result.message
+    if message_has is None:
+        assert result.message is None
+    if replica is not None:
+        assert (result.replicas[0].reason, result.replicas[0].exit_code) == replica
+        assert (result.replicas[0].type, result.replicas[0].index) == ("worker", 0)
+
+
+def test_jobset_times_and_replicas() -> None:
+    done = jobset(js_cond("Completed", "AllJobsCompleted", "jobset completed successfully"))
+    pods = [js_pod("ps", 1), js_pod("worker", 2), js_pod("chief", 0), js_pod("worker", 0),
+            {"metadata": {"name": "stray"}, "status": {"phase": "Running"}}]
+    result = job_status(done, pods, profile=JOBSET_PROFILE)
+    assert (result.start_time, result.completion_time) == ("2026-01-05T10:00:00Z", "2026-01-05T10:05:00Z")
+    assert [(r.type, r.index) for r in result.replicas] == [
+        ("chief", 0), ("worker", 0), ("worker", 2), ("ps", 1), ("unknown", 0)]
+    assert job_status(jobset(), [], profile=JOBSET_PROFILE).completion_time is None
+
+
 # --- rendering the status in the legacy object -------------------------------------------------
 
 
@@ -455,19 +599,27 @@ pod_like = st.fixed_dictionaries({}, optional={
             max_size=2)}),
 })
 condition_like = st.fixed_dictionaries({}, optional={
-    key: st.sampled_from(["True", "False", "Running", "Failed", "Created", "Succeeded"]) | json_values
+    key: st.sampled_from(["True", "False", "Running", "Failed", "Created", "Succeeded", "Completed",
+                          "RestartingJobSet", "ReachedMaxRestarts", "FailJobSetFailurePolicyAction"])
+    | json_values
     for key in ("type", "status", "reason", "message", "lastTransitionTime")})
 job_like = st.fixed_dictionaries(
-    {"apiVersion": st.sampled_from(["kubeflow.org/v1", "batch.volcano.sh/v1alpha1"])},
+    {"apiVersion": st.sampled_from(["kubeflow.org/v1", "batch.volcano.sh/v1alpha1",
+                                    "jobset.x-k8s.io/v1alpha2"])},
     optional={
-        "metadata": st.fixed_dictionaries({}, optional={"deletionTimestamp": json_values}) | json_values,
-        "spec": st.fixed_dictionaries({}, optional={"maxRetry": json_values}) | json_values,
+        "metadata": st.fixed_dictionaries({}, optional={"deletionTimestamp": json_values,
+                                                        "creationTimestamp": json_values}) | json_values,
+        "spec": st.fixed_dictionaries({}, optional={
+            "maxRetry": json_values, "replicatedJobs": json_values,
+            "failurePolicy": json_values | st.fixed_dictionaries({}, optional={
+                "maxRestarts": json_values, "rules": json_values})}) | json_values,
         "status": json_values | st.fixed_dictionaries({}, optional={
             "conditions": st.lists(condition_like, max_size=3) | json_values,
             "state": json_values | st.fixed_dictionaries({}, optional={
                 key: st.sampled_from(["Failed", "Completed", "Running"]) | json_values
                 for key in ("phase", "reason", "message", "lastTransitionTime")}),
-            "retryCount": json_values, "startTime": json_values, "completionTime": json_values}),
+            "retryCount": json_values, "startTime": json_values, "completionTime": json_values,
+            "restarts": json_values, "terminalState": json_values, "replicatedJobsStatus": json_values}),
     },
 )
 
