@@ -158,6 +158,9 @@ class ClusterSettings(_Section):
     """Cap on the sum of replica counts of one job."""
     max_gpus_per_job: int = Field(default=64, ge=0)
     """Cap on the GPUs of one job (all replicas)."""
+    default_clean_pod_policy: Literal["All", "Running", "None"] | None = "Running"
+    """cleanPodPolicy of jobs that give none (TFJob backends): `Running` deletes the pods still running when
+    the job ends (parameter servers never exit by themselves); `None` keeps them, as the operator does."""
     impersonate: bool = False
     """Call this cluster as the user (Impersonate-User/-Group); also enabled by auth per-cluster settings."""
     request_timeout_seconds: float = Field(default=10.0, gt=0)
@@ -212,6 +215,7 @@ class ClusterSettings(_Section):
             path_root=self.path_root,
             max_replicas_per_job=self.max_replicas_per_job,
             max_gpus_per_job=self.max_gpus_per_job,
+            default_clean_pod_policy=self.default_clean_pod_policy,
         )
 
 

@@ -85,6 +85,10 @@ def queued_status(cluster: str) -> JobStatus:
                      message=f"accepted; waiting for cluster {cluster} to be reachable")
 
 
+def _fields_of(status: JobStatus) -> dict[str, Any]:
+    return {"phase": status.phase, "reason": status.reason, "message": status.message}
+
+
 def deleting_status(cluster: str) -> JobStatus:
     """Status of a job whose delete is waiting for the cluster."""
     return JobStatus(phase="terminating", reason="DeletePending",
@@ -309,17 +313,20 @@ class JobService:
         await self._writable(principal, cluster, partition, job_id, verb="delete")
         async with self._changing(cluster, partition, job_id) as fence:
             record = await self._writable(principal, cluster, partition, job_id, verb="delete")
-            gone = JobStatus(phase="terminating", reason="Deleted", message="the job was deleted")
+            # The answer keeps what was last known (start and completion time, replicas), now terminating.
+            last = await self._jobs.last_status(cluster.id, partition, job_id) or JobStatus(phase="pending")
+            gone = replace(last, phase="terminating", reason="Deleted", message="the job was deleted")
             try:
                 await cluster.delete(self._job_ref(cluster, record), impersonate=principal)
             except GatewayError as e:
                 if not is_transient(e):
                     raise
-                await self._jobs.put(record.with_pending("delete"), status=deleting_status(cluster.id),
-                                     observed_at=self._clock(), fence=fence)
+                waiting = replace(last, **_fields_of(deleting_status(cluster.id)))
+                await self._jobs.put(record.with_pending("delete"), status=waiting, observed_at=self._clock(),
+                                     fence=fence)
                 await self._outbox.enqueue("delete", record.identity, principal=principal)
                 log.warning("cluster unavailable, delete queued", cluster=cluster.id, job=job_id)
-                return render(record, deleting_status(cluster.id))
+                return render(record, waiting)
             await self._jobs.remove(record, fence=fence)
             log.info("job deleted", cluster=cluster.id, job=job_id)
             return render(record, gone)

@@ -63,6 +63,7 @@ from translators.spec import (
     JobSpec,
     JobStatus,
     Replica,
+    ReplicaStatus,
     ReplicaType,
     Resources,
     RunPolicy,
@@ -850,6 +851,21 @@ def spec_from_view(rendered: dict[str, Any]) -> JobSpec:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise NotTranslatable(f"not a rendered job spec: {e}") from e
+
+
+def status_from_view(rendered: dict[str, Any]) -> JobStatus:
+    """Inverse of `render_status` (NotTranslatable when the document is not one it made)."""
+    try:
+        replicas = tuple(
+            ReplicaStatus(id=str(r["id"]), type=str(r["type"]), index=int(r["index"]), status=str(r["status"]),
+                          restart_count=int(r["restartCount"]), start_time=r["startTime"], node=r["node"],
+                          reason=r["reason"], message=r["message"], exit_code=r["exitCode"])
+            for r in rendered["replicas"])
+        return JobStatus(phase=rendered["phase"], reason=rendered["reason"], message=rendered["message"],
+                         start_time=rendered["startTime"], completion_time=rendered["completionTime"],
+                         replicas=replicas)
+    except (KeyError, TypeError, ValueError) as e:
+        raise NotTranslatable(f"not a rendered job status: {e}") from e
 
 
 def identity_from_view(metadata: dict[str, Any]) -> JobIdentity:

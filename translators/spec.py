@@ -161,6 +161,9 @@ class ClusterProfile:
     path_root: str | None = None             # bootfile and dirs must lie under it when set
     max_replicas_per_job: int = 64
     max_gpus_per_job: int = 64
+    # A job that gives no cleanPodPolicy gets this one where the backend has the field (TFJob): "Running"
+    # removes the pods still running when the job finishes (parameter servers never exit by themselves).
+    default_clean_pod_policy: Literal["All", "Running", "None"] | None = "Running"
 
 
 def _normalise_runtime(name: str) -> str:

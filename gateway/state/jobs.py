@@ -27,6 +27,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
+import orjson
 import structlog
 from redis.asyncio.client import Pipeline
 
@@ -42,6 +43,7 @@ from gateway.state.views import (
     status_bytes,
     status_fields,
 )
+from translators.clever import status_from_view
 from translators.errors import NotTranslatable
 from translators.spec import JobStatus
 
@@ -158,6 +160,16 @@ class JobStore(RedisPart):
             rows = await pipe.execute()
         return {job_id: (_float(t) or 0.0, text(p) or None)
                 for job_id, (t, p, o) in zip(ids, rows, strict=True) if o is not None}
+
+    async def last_status(self, cluster: str, partition: str, job_id: str) -> JobStatus | None:
+        """The job's stored status, decoded (for answers that change it, such as a DELETE's)."""
+        raw = await self._call("status", lambda: self.redis.hget(self.keys.job(cluster, partition, job_id), "s"))
+        if raw is None:
+            return None
+        try:
+            return status_from_view(orjson.loads(raw))
+        except (orjson.JSONDecodeError, NotTranslatable):
+            return None
 
     async def get(self, cluster: str, partition: str, job_id: str) -> JobRecord | None:
         """The record, or None (a record that cannot be decoded counts as absent, and is logged)."""

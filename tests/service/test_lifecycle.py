@@ -152,3 +152,17 @@ async def test_recreate_refused_by_the_cluster_keeps_the_old_job(gateway: Gatewa
     accepted = await gw.client.patch(f"{gw.jobs_url()}/{job_id}", json={"count": "3"}, headers=ALICE)
     assert accepted.status == 200, await accepted.text()
     assert gw.sim.store.get(TFJOBS, PARTITION, name)["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 3
+
+
+async def test_delete_answers_the_last_known_state_as_terminating(gateway: Gateway) -> None:
+    gw = gateway
+    created = await (await gw.client.post(gw.jobs_url(), json=minimal("finished"), headers=ALICE)).json()
+    job_id = created["metadata"]["id"]
+    done = await _phase_becomes(gw, job_id, "succeeded")
+    deleted = await gw.client.delete(f"{gw.jobs_url()}/{job_id}", headers=ALICE)
+    assert deleted.status == 200
+    status = (await deleted.json())["status"]
+    assert (status["phase"], status["reason"]) == ("terminating", "Deleted")
+    # When it ran, how long, and its pods: what the user saw last, not wiped by the delete.
+    for key in ("startTime", "completionTime", "duration", "replicas"):
+        assert status[key] == done["status"][key] and status[key] not in (None, []), key

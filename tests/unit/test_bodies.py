@@ -159,12 +159,22 @@ def test_dollar_signs_reach_the_program_literally() -> None:
     assert from_cluster_object(body)[0] == spec
 
 
-def test_no_run_policy_means_no_run_policy_object() -> None:
+def test_no_run_policy_means_no_run_policy_object_but_the_cluster_default_clean_pod_policy() -> None:
     spec = parse_create(MINIMAL, partition="clever", profile=PROFILE)
-    body = to_cluster_object(spec, IDENTITY, profile_for("training-operator"))
+    body = to_cluster_object(spec, IDENTITY, replace(profile_for("training-operator"), default_clean_pod_policy=None))
     assert set(body["spec"]) == {"tfReplicaSpecs"}
     container = _container(body["spec"]["tfReplicaSpecs"]["Worker"]["template"])
     assert {"args", "workingDir", "env", "volumeMounts"}.isdisjoint(container)
+    # By default a finished job's still running pods (parameter servers) go: cleanPodPolicy Running, in each
+    # dialect's place; the user's own choice wins, and the spec keeps only what the user gave.
+    default = to_cluster_object(spec, IDENTITY, profile_for("training-operator"))
+    assert default["spec"]["runPolicy"] == {"cleanPodPolicy": "Running"}
+    flat = to_cluster_object(spec, IDENTITY, profile_for("tf-operator"))
+    assert flat["spec"]["cleanPodPolicy"] == "Running"
+    kept = parse_create({**MINIMAL, "cleanPodPolicy": "None"}, partition="clever", profile=PROFILE)
+    assert to_cluster_object(kept, IDENTITY, profile_for("training-operator"))["spec"]["runPolicy"] == {
+        "cleanPodPolicy": "None"}
+    assert from_cluster_object(default)[0] == spec
 
 
 def test_volcano_body() -> None:

@@ -118,7 +118,10 @@ class TFJobBackend(ABC):
             for r in spec.replicas if r.count > 0
         }
         body_spec: dict[str, Any] = {"tfReplicaSpecs": replica_specs}
-        body_spec.update(self.run_policy_body(_policy(spec.run_policy), spec, profile))
+        policy = _policy(spec.run_policy)
+        if "cleanPodPolicy" not in policy and profile.default_clean_pod_policy is not None:
+            policy["cleanPodPolicy"] = profile.default_clean_pod_policy
+        body_spec.update(self.run_policy_body(policy, spec, profile))
         if spec.run_policy.success_policy is not None:
             body_spec["successPolicy"] = spec.run_policy.success_policy
         name = self.object_name(spec.name, identity.id)
