@@ -28,6 +28,11 @@ _NEEDS_SVC = ("tensorflow", "mpi", "pytorch", "ray")
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS1123_SUBDOMAIN_MESSAGE = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+                             "'-' or '.', and must start and end with an alphanumeric character (e.g. "
+                             "'example.com', regex used for validation is "
+                             "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
 DNS1035_MESSAGE = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
                    "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', "
                    "regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')")
@@ -43,6 +48,16 @@ def dns1035_errors(name: str) -> list[str]:
         errs.append("must be no more than 63 characters")
     if not _DNS1035.match(name):
         errs.append(DNS1035_MESSAGE)
+    return errs
+
+
+def dns1123_subdomain_errors(name: str) -> list[str]:
+    """apimachinery IsDNS1123Subdomain messages for `name` ([] = valid)."""
+    errs = []
+    if len(name) > 253:
+        errs.append("must be no more than 253 characters")
+    if not DNS1123_SUBDOMAIN.match(name):
+        errs.append(DNS1123_SUBDOMAIN_MESSAGE)
     return errs
 
 
