@@ -8,6 +8,8 @@ Contract: `admit(res, obj, old=None) -> dict` returns the (possibly mutated) obj
   queue/schedulerName/maxRetry/task names/task minAvailable/job minAvailable and the `svc` plugin for
   tensorflow/mpi/pytorch/ray; rejects duplicate task names, minAvailable > replicas, unknown plugins, and on
   update any change other than minAvailable / tasks[*].replicas / priorityClassName → 400 BadRequest.
+- batch/v1 Job, a built-in kind without webhooks: the registry's defaults, generated selector and
+  validation run at the same points (see kubesim.batch).
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ import copy
 import re
 from typing import Any
 
-from kubesim.errors import ApiError, forbidden
-from kubesim.store import TFJOBS, VCJOBS, Resource
+from kubesim import batch
+from kubesim.errors import ApiError, forbidden, invalid
+from kubesim.store import BATCH_JOBS, TFJOBS, VCJOBS, Resource
 
 TFJOB_WEBHOOK = "validator.tfjob.training-operator.kubeflow.org"
 VCJOB_WEBHOOK = "validatejob.volcano.sh"
@@ -69,18 +72,26 @@ def admit(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None)
 
 
 def mutate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Mutating admission (Volcano's on CREATE only); returns a new or the same dict."""
+    """Mutating admission (Volcano's on CREATE only) and, for batch/v1 Jobs, the registry's defaulting
+    (and generated selector on CREATE); returns a new or the same dict."""
     if res is VCJOBS and old is None:
         return mutate_vcjob(obj)
+    if res is BATCH_JOBS:
+        job = copy.deepcopy(obj)
+        return batch.prepare_for_create(job) if old is None else batch.default_job(job)
     return obj
 
 
 def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None) -> None:
-    """Validating admission; raises ApiError on denial."""
+    """Validating admission (and the built-in registries' validation); raises ApiError on denial."""
     if res is TFJOBS:
         _validate_tfjob(obj, old)
     elif res is VCJOBS:
         _validate_vcjob(obj, old)
+    elif res is BATCH_JOBS:
+        causes = batch.validation_causes(obj, old)
+        if causes:
+            raise invalid(res, str((obj.get("metadata") or {}).get("name") or ""), causes)
 
 
 # ----- TFJob -------------------------------------------------------------------------------------------------

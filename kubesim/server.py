@@ -9,8 +9,9 @@ required for custom resources), merge/JSON patch (strategic merge → 415 for cu
 propagation policies, the `/status` subresource, pod logs (tail, container, follow), SubjectAccessReviews and
 impersonation. Every error body is a `Status`. Custom resources are pruned/defaulted/validated against the
 shipped CRD schema and pass the admission webhooks of `kubesim.admission` (built-in kinds pass it too, for
-their registries' defaults and validation). batch/v1 Jobs are deleted with Orphan propagation unless the
-request names a policy. `/apis` lists built-in groups first, so kubectl's `jobs` is batch/v1.
+their registries' defaults and validation: a batch/v1 Job gets the Job registry's defaults, generated
+selector and validation there). batch/v1 Jobs are deleted with Orphan propagation unless the request names
+a policy. `/apis` lists built-in groups first, so kubectl's `jobs` is batch/v1.
 Admin endpoints (same bearer token, never faulted): `GET /kubesim/admin/state`, `POST /kubesim/admin/faults/
 {down,up,latency,fail-next,cut-watches,shrink-history,clear}`, `POST /kubesim/admin/scenario`.
 """
