@@ -8,6 +8,7 @@ Contract: `admit(res, obj, old=None) -> dict` returns the (possibly mutated) obj
   queue/schedulerName/maxRetry/task names/task minAvailable/job minAvailable and the `svc` plugin for
   tensorflow/mpi/pytorch/ray; rejects duplicate task names, minAvailable > replicas, unknown plugins, and on
   update any change other than minAvailable / tasks[*].replicas / priorityClassName → 400 BadRequest.
+- JobSet (`mjobset.kb.io` on CREATE, then the CRD's CEL rules and `vjobset.kb.io`): see kubesim.jobset.
 - batch/v1 Job, a built-in kind without webhooks: the registry's defaults, generated selector and
   validation run at the same points (see kubesim.batch).
 """
@@ -20,7 +21,7 @@ from typing import Any
 
 from kubesim import batch
 from kubesim.errors import ApiError, forbidden, invalid
-from kubesim.store import BATCH_JOBS, TFJOBS, VCJOBS, Resource
+from kubesim.store import BATCH_JOBS, JOBSETS, TFJOBS, VCJOBS, Resource
 
 TFJOB_WEBHOOK = "validator.tfjob.training-operator.kubeflow.org"
 VCJOB_WEBHOOK = "validatejob.volcano.sh"
@@ -72,10 +73,13 @@ def admit(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None)
 
 
 def mutate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Mutating admission (Volcano's on CREATE only) and, for batch/v1 Jobs, the registry's defaulting
-    (and generated selector on CREATE); returns a new or the same dict."""
+    """Mutating admission (Volcano's and JobSet's on CREATE only) and, for batch/v1 Jobs, the registry's
+    defaulting (and generated selector on CREATE); returns a new or the same dict."""
+    from kubesim import jobset  # here, not at the top: kubesim.jobset uses this module's name checks
     if res is VCJOBS and old is None:
         return mutate_vcjob(obj)
+    if res is JOBSETS and old is None:
+        return jobset.default_jobset(obj)
     if res is BATCH_JOBS:
         job = copy.deepcopy(obj)
         return batch.prepare_for_create(job) if old is None else batch.default_job(job)
@@ -84,10 +88,13 @@ def mutate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None
 
 def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None) -> None:
     """Validating admission (and the built-in registries' validation); raises ApiError on denial."""
+    from kubesim import jobset
     if res is TFJOBS:
         _validate_tfjob(obj, old)
     elif res is VCJOBS:
         _validate_vcjob(obj, old)
+    elif res is JOBSETS:
+        jobset.validate(obj, old)
     elif res is BATCH_JOBS:
         causes = batch.validation_causes(obj, old)
         if causes:
