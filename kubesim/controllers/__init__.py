@@ -15,6 +15,9 @@ nothing to do writes nothing. Scenario strings are documented in `kubesim.contro
 `gang_scheduler="volcano"` makes the training-operator dialect gang-schedule TFJobs through Volcano
 PodGroups (ignored by tf-operator; ValueError for another name); without `volcano=True` nobody admits those
 PodGroups and the jobs stay without pods, as in a cluster without Volcano.
+The batch/v1 Job controller always runs (it is part of kube-controller-manager, like the kubelet is part
+of every node). A Job's pod's scenario is `set_job_scenario(ns, <job name>)`, else the pod's own
+annotation (from the Job's pod template), else the Job's annotation, else the default.
 """
 
 from __future__ import annotations
@@ -24,18 +27,29 @@ import contextlib
 import logging
 from typing import Any, Literal
 
+from kubesim.controllers.batchjob import JobController
 from kubesim.controllers.clock import SimClock
 from kubesim.controllers.kubelet import Kubelet
 from kubesim.controllers.scenarios import SCENARIO_ANNOTATION, Scenario, ScenarioError, parse_scenario
 from kubesim.controllers.training import GANG_SCHEDULERS, TFJobController
 from kubesim.controllers.volcano import VolcanoController
-from kubesim.store import COMMANDS, PODGROUPS, PODS, TFJOBS, VCJOBS, Store, WatchEvent
+from kubesim.store import (
+    BATCH_JOBS,
+    COMMANDS,
+    PODGROUPS,
+    PODS,
+    TFJOBS,
+    VCJOBS,
+    Resource,
+    Store,
+    WatchEvent,
+)
 
 log = logging.getLogger(__name__)
 
 MIN_PAUSE = 0.002  # real seconds between passes, so a burst of events costs one pass
 IDLE_PAUSE = 2.0  # simulated seconds between passes when nothing is due
-WATCHED = frozenset({TFJOBS, VCJOBS, COMMANDS, PODGROUPS, PODS})
+WATCHED = frozenset({TFJOBS, VCJOBS, COMMANDS, PODGROUPS, PODS, BATCH_JOBS})
 
 __all__ = ["SCENARIO_ANNOTATION", "Controllers", "Scenario", "ScenarioError", "parse_scenario"]
 
@@ -61,6 +75,7 @@ class Controllers:
             if tfjob_operator else None
         self.volcano = VolcanoController(store, self.clock, self.scenario_for_job, self._scenario_for_pod) \
             if volcano else None
+        self.jobs = JobController(store, self.clock)
         # at time_scale 1 a 50 ms window coalesces a burst of writes into one pass
         self._min_pause = max(MIN_PAUSE, 0.05 * time_scale)
         self._wake = asyncio.Event()
@@ -75,7 +90,7 @@ class Controllers:
         self._wake.set()
 
     def set_job_scenario(self, namespace: str, name: str, scenario: str) -> None:
-        """Scenario for one job (TFJob or Volcano Job) by name, even before it exists."""
+        """Scenario for one job (TFJob, Volcano Job or batch/v1 Job) by name, even before it exists."""
         self._per_job[(namespace, name)] = parse_scenario(scenario)
         self._wake.set()
 
@@ -98,12 +113,31 @@ class Controllers:
     def _scenario_for_pod(self, pod: dict[str, Any]) -> Scenario:
         meta = pod["metadata"]
         owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+        if owner is not None and owner.get("apiVersion") == BATCH_JOBS.api_version and owner.get("kind") == "Job":
+            return self._scenario_for_child(pod, BATCH_JOBS, str(owner.get("name", "")))
         if owner is not None and owner.get("kind") in ("TFJob", "Job"):
             return self.scenario_for_job(meta.get("namespace", ""), owner.get("name", ""))
         text = (meta.get("annotations") or {}).get(SCENARIO_ANNOTATION)
         if text:
             with contextlib.suppress(ScenarioError):
                 return parse_scenario(text)
+        return self._default
+
+    def _scenario_for_child(self, pod: dict[str, Any], res: Resource, name: str) -> Scenario:
+        """set_job_scenario on the owning Job, the pod's annotation, the owner's annotation, the default."""
+        namespace = pod["metadata"].get("namespace", "")
+        chosen = self._per_job.get((namespace, name))
+        if chosen is not None:
+            return chosen
+        owner = self._store.try_get(res, namespace, name) or {}
+        for source in (pod, owner):
+            text = ((source.get("metadata") or {}).get("annotations") or {}).get(SCENARIO_ANNOTATION)
+            if text:
+                try:
+                    return parse_scenario(text)
+                except ScenarioError as e:
+                    log.warning("%s %s/%s: ignoring annotation %s: %s", res.kind, namespace, name,
+                                SCENARIO_ANNOTATION, e)
         return self._default
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -129,7 +163,7 @@ class Controllers:
     def reconcile_once(self) -> float | None:
         """One pass of every reconciler; the earliest simulated deadline any of them reported."""
         deadlines: list[float | None] = []
-        for reconciler in (self.tfjobs, self.volcano, self.kubelet):
+        for reconciler in (self.tfjobs, self.volcano, self.jobs, self.kubelet):
             if reconciler is None:
                 continue
             try:
