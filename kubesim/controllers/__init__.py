@@ -2,7 +2,7 @@
 
 Contract (fixed in the common brief):
     Controllers(store, *, tfjob_operator="training-operator"|"tf-operator"|None, volcano=True,
-                time_scale=1.0, default_scenario="succeed", gang_scheduler=None|"volcano")
+                time_scale=1.0, default_scenario="succeed", gang_scheduler=None|"volcano", jobset=True)
     await start() / await stop(); set_default_scenario(s); set_job_scenario(ns, name, s)
 
 One asyncio task runs every reconciler in turn: it wakes on a store event (of the kinds the
@@ -16,8 +16,10 @@ nothing to do writes nothing. Scenario strings are documented in `kubesim.contro
 PodGroups (ignored by tf-operator; ValueError for another name); without `volcano=True` nobody admits those
 PodGroups and the jobs stay without pods, as in a cluster without Volcano.
 The batch/v1 Job controller always runs (it is part of kube-controller-manager, like the kubelet is part
-of every node). A Job's pod's scenario is `set_job_scenario(ns, <job name>)`, else the pod's own
-annotation (from the Job's pod template), else the Job's annotation, else the default.
+of every node); `jobset=True` adds the JobSet controller (kubernetes-sigs/jobset v0.12.0). A JobSet pod's
+scenario is `set_job_scenario(ns, <jobset name>)`, else the pod's own annotation (from its replicated
+job's pod template), else the JobSet's annotation, else the default; a plain Job's pods likewise with the
+Job's name and annotation.
 """
 
 from __future__ import annotations
@@ -27,8 +29,10 @@ import contextlib
 import logging
 from typing import Any, Literal
 
+from kubesim import jobset as jobset_api
 from kubesim.controllers.batchjob import JobController
 from kubesim.controllers.clock import SimClock
+from kubesim.controllers.jobset import JobSetController
 from kubesim.controllers.kubelet import Kubelet
 from kubesim.controllers.scenarios import SCENARIO_ANNOTATION, Scenario, ScenarioError, parse_scenario
 from kubesim.controllers.training import GANG_SCHEDULERS, TFJobController
@@ -36,6 +40,7 @@ from kubesim.controllers.volcano import VolcanoController
 from kubesim.store import (
     BATCH_JOBS,
     COMMANDS,
+    JOBSETS,
     PODGROUPS,
     PODS,
     TFJOBS,
@@ -49,7 +54,7 @@ log = logging.getLogger(__name__)
 
 MIN_PAUSE = 0.002  # real seconds between passes, so a burst of events costs one pass
 IDLE_PAUSE = 2.0  # simulated seconds between passes when nothing is due
-WATCHED = frozenset({TFJOBS, VCJOBS, COMMANDS, PODGROUPS, PODS, BATCH_JOBS})
+WATCHED = frozenset({TFJOBS, VCJOBS, COMMANDS, PODGROUPS, PODS, JOBSETS, BATCH_JOBS})
 
 __all__ = ["SCENARIO_ANNOTATION", "Controllers", "Scenario", "ScenarioError", "parse_scenario"]
 
@@ -59,7 +64,7 @@ class Controllers:
 
     def __init__(self, store: Store, *, tfjob_operator: Literal["training-operator", "tf-operator"] | None
                  = "training-operator", volcano: bool = True, time_scale: float = 1.0,
-                 default_scenario: str = "succeed", gang_scheduler: str | None = None) -> None:
+                 default_scenario: str = "succeed", gang_scheduler: str | None = None, jobset: bool = True) -> None:
         if tfjob_operator not in ("training-operator", "tf-operator", None):
             raise ValueError(f"tfjob_operator must be 'training-operator', 'tf-operator' or None, "
                              f"not {tfjob_operator!r}")
@@ -75,6 +80,7 @@ class Controllers:
             if tfjob_operator else None
         self.volcano = VolcanoController(store, self.clock, self.scenario_for_job, self._scenario_for_pod) \
             if volcano else None
+        self.jobsets = JobSetController(store, self.clock) if jobset else None
         self.jobs = JobController(store, self.clock)
         # at time_scale 1 a 50 ms window coalesces a burst of writes into one pass
         self._min_pause = max(MIN_PAUSE, 0.05 * time_scale)
@@ -90,7 +96,7 @@ class Controllers:
         self._wake.set()
 
     def set_job_scenario(self, namespace: str, name: str, scenario: str) -> None:
-        """Scenario for one job (TFJob, Volcano Job or batch/v1 Job) by name, even before it exists."""
+        """Scenario for one job (TFJob, Volcano Job, JobSet or batch/v1 Job) by name, even before it exists."""
         self._per_job[(namespace, name)] = parse_scenario(scenario)
         self._wake.set()
 
@@ -114,6 +120,9 @@ class Controllers:
         meta = pod["metadata"]
         owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
         if owner is not None and owner.get("apiVersion") == BATCH_JOBS.api_version and owner.get("kind") == "Job":
+            jobset_name = (meta.get("labels") or {}).get(jobset_api.JOBSET_NAME)
+            if jobset_name:
+                return self._scenario_for_child(pod, JOBSETS, jobset_name)
             return self._scenario_for_child(pod, BATCH_JOBS, str(owner.get("name", "")))
         if owner is not None and owner.get("kind") in ("TFJob", "Job"):
             return self.scenario_for_job(meta.get("namespace", ""), owner.get("name", ""))
@@ -124,7 +133,7 @@ class Controllers:
         return self._default
 
     def _scenario_for_child(self, pod: dict[str, Any], res: Resource, name: str) -> Scenario:
-        """set_job_scenario on the owning Job, the pod's annotation, the owner's annotation, the default."""
+        """set_job_scenario on the owning JobSet/Job, the pod's annotation, the owner's annotation, default."""
         namespace = pod["metadata"].get("namespace", "")
         chosen = self._per_job.get((namespace, name))
         if chosen is not None:
@@ -163,7 +172,7 @@ class Controllers:
     def reconcile_once(self) -> float | None:
         """One pass of every reconciler; the earliest simulated deadline any of them reported."""
         deadlines: list[float | None] = []
-        for reconciler in (self.tfjobs, self.volcano, self.jobs, self.kubelet):
+        for reconciler in (self.tfjobs, self.volcano, self.jobsets, self.jobs, self.kubelet):
             if reconciler is None:
                 continue
             try:

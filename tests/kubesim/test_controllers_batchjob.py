@@ -27,8 +27,8 @@ LONG = 1500  # polls for flows that go through several pod lifetimes
 
 @pytest.fixture
 async def sim() -> AsyncIterator[KubeSim]:
-    # the Job controller runs in every simulated cluster with controllers; Volcano's has nothing to do here
-    async with KubeSim(namespaces=(NS,), tfjob_operator=None, volcano=True, time_scale=0.01, tls=False) as running:
+    async with KubeSim(namespaces=(NS,), tfjob_operator=None, volcano=False, jobset=True, time_scale=0.01,
+                       tls=False) as running:
         yield running
 
 
