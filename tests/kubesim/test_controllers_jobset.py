@@ -19,7 +19,7 @@ from kubesim import podenv, schema
 from kubesim.store import BATCH_JOBS, EVENTS, JOBSETS, PODS, SERVICES
 from kubesim.testing import KubeSim
 from tests.kubesim.conftest import Api
-from tests.kubesim.jobsets import JOBSETS_PATH, cluster_spec, condition, tf_jobset
+from tests.kubesim.jobsets import JOBSETS_PATH, clean, cluster_spec, condition, tf_jobset
 from tests.kubesim.polling import wait_for
 
 NS = "team-a"
@@ -415,7 +415,7 @@ async def test_in_order_startup_waits_for_each_replicated_job(sim: KubeSim, api:
     # the parameter server takes 60 s to get ready, long enough to look at the first step
     body = tf_jobset("j1", {"ps": 1, "worker": 2}, annotations={SCENARIO: "slow-start:delay=60,after=5"})
     body["spec"]["startupPolicy"] = {"startupPolicyOrder": "InOrder"}
-    await create(api, body)
+    await create(api, clean(body))
     first = await wait_for(lambda: condition(jobset_of(sim), "StartupPolicyInProgress") and jobs_of(sim),
                            "startup in progress")
     assert sorted(first) == ["j1-ps-0"]  # the workers wait for the parameter server to be ready
@@ -432,7 +432,7 @@ async def test_in_order_startup_waits_for_each_replicated_job(sim: KubeSim, api:
 async def test_depends_on_creates_a_replicated_job_once_its_dependency_is_ready(sim: KubeSim, api: Api) -> None:
     body = tf_jobset("j1", {"ps": 1, "worker": 2}, annotations={SCENARIO: "slow-start:delay=60,after=5"})
     body["spec"]["replicatedJobs"][1]["dependsOn"] = [{"name": "ps", "status": "Ready"}]
-    await create(api, body)
+    await create(api, clean(body))
     await wait_for(lambda: "j1-ps-0" in jobs_of(sim), "the ps Job")
     assert "j1-worker-0" not in jobs_of(sim)  # the ps pod is still creating its container
     ready = await wait_for(lambda: "j1-worker-0" in jobs_of(sim) and sim.store.get(BATCH_JOBS, NS, "j1-ps-0"),
