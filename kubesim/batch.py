@@ -45,7 +45,8 @@ def default_job(job: dict[str, Any]) -> dict[str, Any]:
     if spec.get("parallelism") is None:
         spec["parallelism"] = 1
     if spec.get("backoffLimit") is None:
-        spec["backoffLimit"] = MAX_INT32 if spec.get("backoffLimitPerIndex") is not None else DEFAULT_BACKOFF_LIMIT
+        per_index = spec.get("backoffLimitPerIndex") is not None
+        spec["backoffLimit"] = MAX_INT32 if per_index else DEFAULT_BACKOFF_LIMIT
     template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels")
     meta = job.setdefault("metadata", {})
     if template_labels and not meta.get("labels"):
@@ -109,20 +110,21 @@ def validation_causes(job: dict[str, Any], old: dict[str, Any] | None = None) ->
                                          reason="FieldValueRequired"))
     policy = pod_spec.get("restartPolicy") or ""
     if policy not in ("OnFailure", "Never"):
-        causes.append(errors.field_cause("spec.template.spec.restartPolicy",
-                                         f'Unsupported value: "{policy}": supported values: "OnFailure", "Never"',
-                                         reason="FieldValueNotSupported"))
+        causes.append(errors.field_cause(
+            "spec.template.spec.restartPolicy",
+            f'Unsupported value: "{policy}": supported values: "OnFailure", "Never"',
+            reason="FieldValueNotSupported"))
     mode = spec.get("completionMode")
     if mode not in (None, INDEXED, NON_INDEXED):
-        causes.append(errors.field_cause("spec.completionMode",
-                                         f'Unsupported value: "{mode}": supported values: "NonIndexed", "Indexed"',
-                                         reason="FieldValueNotSupported"))
+        causes.append(errors.field_cause(
+            "spec.completionMode", f'Unsupported value: "{mode}": supported values: "NonIndexed", "Indexed"',
+            reason="FieldValueNotSupported"))
     if mode == INDEXED and spec.get("completions") is None:
-        causes.append(errors.field_cause("spec.completions", "Required value: when completion mode is Indexed",
-                                         reason="FieldValueRequired"))
+        causes.append(errors.field_cause("spec.completions", "Required value: when completion mode is "
+                                         "Indexed", reason="FieldValueRequired"))
     if spec.get("successPolicy") is not None and mode != INDEXED:
-        causes.append(errors.field_cause("spec.successPolicy",
-                                         "Invalid value: batch.SuccessPolicy{...}: requires indexed completion mode"))
+        causes.append(errors.field_cause("spec.successPolicy", "Invalid value: batch.SuccessPolicy{...}: "
+                                         "requires indexed completion mode"))
     selector = spec.get("selector")
     if selector is None:
         causes.append(errors.field_cause("spec.selector", "Required value", reason="FieldValueRequired"))
@@ -190,7 +192,7 @@ def _go_value(value: Any) -> str:
     return "v1.LabelSelector{...}" if isinstance(value, dict) else str(value)
 
 
-__all__ = ["COMPLETION_INDEX", "COMPLETION_INDEX_ENV", "CONTROLLER_UID_LABEL", "DEFAULT_BACKOFF_LIMIT", "INDEXED",
-           "JOB_NAME_LABEL", "LEGACY_CONTROLLER_UID_LABEL", "LEGACY_JOB_NAME_LABEL", "NON_INDEXED", "default_job",
-           "format_intervals", "generate_selector", "is_indexed", "parse_intervals", "prepare_for_create",
-           "validation_causes"]
+__all__ = ["COMPLETION_INDEX", "COMPLETION_INDEX_ENV", "CONTROLLER_UID_LABEL", "DEFAULT_BACKOFF_LIMIT",
+           "INDEXED", "JOB_NAME_LABEL", "LEGACY_CONTROLLER_UID_LABEL", "LEGACY_JOB_NAME_LABEL", "NON_INDEXED",
+           "default_job", "format_intervals", "generate_selector", "is_indexed", "parse_intervals",
+           "prepare_for_create", "validation_causes"]

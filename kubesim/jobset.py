@@ -158,12 +158,12 @@ def validate(js: dict[str, Any], old: dict[str, Any] | None = None) -> None:
     causes = _webhook_create_causes(js) if old is None else _webhook_update_causes(js, old)
     if causes:
         denied = _invalid(name, causes)
-        raise ApiError(422, "Invalid", f'admission webhook "{VALIDATING_WEBHOOK}" denied the request: {denied.message}',
-                       details=denied.details)
+        prefix = f'admission webhook "{VALIDATING_WEBHOOK}" denied the request: '
+        raise ApiError(422, "Invalid", prefix + denied.message, details=denied.details)
 
 
 def _invalid(name: str, causes: list[dict[str, str]]) -> ApiError:
-    """apierrors.NewInvalid for JobSet: the aggregate drops repeated messages, as ErrorList.ToAggregate does."""
+    """apierrors.NewInvalid for JobSet (repeated messages dropped from the aggregate, as upstream)."""
     texts = list(dict.fromkeys(f"{c['field']}: {c['message']}" for c in causes))
     joined = texts[0] if len(texts) == 1 else "[" + ", ".join(texts) + "]"
     return ApiError(422, "Invalid", f'JobSet.{GROUP} "{name}" is invalid: {joined}',
@@ -187,14 +187,14 @@ def _cel_causes(js: dict[str, Any], old: dict[str, Any] | None) -> list[dict[str
     seen: set[str] = set()
     for index, rjob in enumerate(rjobs):  # x-kubernetes-list-type: map, keyed by name
         if rjob.get("name") in seen:
-            causes.append(errors.field_cause(f"spec.replicatedJobs[{index}]",
-                                             f'Duplicate value: map[string]interface {{}}{{"name":"{rjob["name"]}"}}',
+            key = f'map[string]interface {{}}{{"name":"{rjob["name"]}"}}'
+            causes.append(errors.field_cause(f"spec.replicatedJobs[{index}]", f"Duplicate value: {key}",
                                              reason="FieldValueDuplicate"))
         seen.add(str(rjob.get("name")))
     startup = spec.get("startupPolicy") or {}
     if startup.get("startupPolicyOrder") == "InOrder" and any("dependsOn" in r for r in rjobs):
-        causes.append(errors.field_cause("spec", 'Invalid value: "object": StartupPolicy and DependsOn APIs are '
-                                                 "mutually exclusive"))
+        causes.append(errors.field_cause("spec", 'Invalid value: "object": StartupPolicy and DependsOn APIs '
+                                                 "are mutually exclusive"))
     if old is None:
         return causes
     old_spec = old.get("spec") or {}
@@ -220,18 +220,16 @@ def _webhook_create_causes(js: dict[str, Any]) -> list[dict[str, str]]:
     failure_policy = spec.get("failurePolicy")
     causes: list[dict[str, str]] = []
     if (failure_policy or {}).get("restartStrategy") == "InPlaceRestart":
-        causes.append(_internal("InPlaceRestart restart strategy cannot be set when InPlaceRestart feature gate "
-                                "is disabled"))
+        causes.append(_internal("InPlaceRestart restart strategy cannot be set when InPlaceRestart feature "
+                                "gate is disabled"))
     if rjobs and rjobs[0].get("dependsOn") is not None:
         causes.append(_internal("DependsOn can't be set for the first ReplicatedJob"))
     sub = str((spec.get("network") or {}).get("subdomain") or "")
     if sub:
         for message in dns1123_subdomain_errors(sub):
             causes.append(_field_invalid("spec.network.subdomain", sub, message))
-        for message in dns1035_errors(sub):
-            if "must be no more than 63 characters" in message:
-                message = ".spec.network.subdomain is too long, must be less than 63 characters"
-            causes.append(_field_invalid("spec.network.subdomain", sub, message))
+        causes.extend(_dns1035("spec.network.subdomain", sub,
+                               ".spec.network.subdomain is too long, must be less than 63 characters"))
     if spec.get("managedBy") is not None:
         causes.extend(_managed_by_causes(str(spec["managedBy"])))
     names: list[str] = []
@@ -240,7 +238,8 @@ def _webhook_create_causes(js: dict[str, Any]) -> list[dict[str, str]]:
         names.append(str(rjob.get("name", "")))
     for target in (spec.get("successPolicy") or {}).get("targetReplicatedJobs") or []:
         if target not in names:
-            causes.append(_internal(f"invalid replicatedJob name '{target}' does not appear in .spec.ReplicatedJobs"))
+            causes.append(_internal(f"invalid replicatedJob name '{target}' does not appear in "
+                                    ".spec.ReplicatedJobs"))
     if failure_policy is not None:
         causes.extend(_failure_policy_causes(failure_policy, names))
     if spec.get("coordinator") is not None:
@@ -248,7 +247,16 @@ def _webhook_create_causes(js: dict[str, Any]) -> list[dict[str, str]]:
     return causes
 
 
-def _replicated_job_causes(js_name: str, index: int, rjob: dict[str, Any], earlier: list[str]) -> list[dict[str, str]]:
+def _dns1035(path: str, value: str, too_long: str, *, shown: str | None = None) -> list[dict[str, str]]:
+    """IsDNS1035Label errors of `value` as field.Invalid (of `shown`, if given), the length one reworded the
+    way the webhook does."""
+    return [_field_invalid(path, value if shown is None else shown,
+                           too_long if "must be no more than 63 characters" in message else message)
+            for message in dns1035_errors(value)]
+
+
+def _replicated_job_causes(js_name: str, index: int, rjob: dict[str, Any],
+                           earlier: list[str]) -> list[dict[str, str]]:
     path = f"spec.replicatedJobs[{index}]"
     rname = str(rjob.get("name", ""))
     replicas = int(rjob.get("replicas") or 0)
@@ -258,24 +266,18 @@ def _replicated_job_causes(js_name: str, index: int, rjob: dict[str, Any], earli
     if int(1 if parallelism is None else parallelism) * replicas > MAX_INT32:
         causes.append(_internal(f"the product of replicas and parallelism must not exceed {MAX_INT32} for "
                                 f"replicatedJob '{rname}'"))
-    group = str(rjob.get("groupName") or "")
-    for message in dns1035_errors(group):
-        if "must be no more than 63 characters" in message:
-            message = ".spec.replicatedJob[].groupName is too long, must be less than 63 characters"
-        causes.append(_field_invalid(f"{path}.groupName", group, message))
+    causes += _dns1035(f"{path}.groupName", str(rjob.get("groupName") or ""),
+                       ".spec.replicatedJob[].groupName is too long, must be less than 63 characters")
     longest_job = job_name(js_name, rname, replicas - 1)
-    for message in dns1035_errors(longest_job):
-        if "must be no more than 63 characters" in message:
-            message = "JobSet name is too long, job names generated for this JobSet will exceed 63 characters"
-        causes.append(_field_invalid(f"{path}.name", longest_job, message))
+    causes += _dns1035(f"{path}.name", longest_job, "JobSet name is too long, job names generated for this "
+                                                    "JobSet will exceed 63 characters")
     completions = job_spec.get("completions")
     if job_spec.get("completionMode") == "Indexed" and completions is not None:
         longest_pod = pod_name_prefix(js_name, rname, replicas - 1, int(completions) - 1) + "-abcde"
-        for message in dns1035_errors(longest_pod):
-            if "must be no more than 63 characters" in message:
-                message = "JobSet name is too long, pod names generated for this JobSet will exceed 63 characters"
-            # upstream reports the Job name here, not the pod name it measured
-            causes.append(_field_invalid(f"{path}.name", longest_job, message))
+        # upstream reports the Job name here, not the pod name it measured
+        causes += _dns1035(f"{path}.name", longest_pod, "JobSet name is too long, pod names generated for "
+                                                        "this JobSet will exceed 63 characters",
+                           shown=longest_job)
     for dependency in rjob.get("dependsOn") or []:
         target = (dependency or {}).get("name")
         if target not in earlier + [rname]:
@@ -297,7 +299,8 @@ def _managed_by_causes(manager: str) -> list[dict[str, str]]:
             causes.append(_field_invalid(path, rest, "Invalid path (regex used for validation is "
                                                      "'[A-Za-z0-9/\\-._~%!$&'()*+,;=:]+')"))
     if len(manager) > 63:
-        causes.append(errors.field_cause(path, "Too long: may not be more than 63 bytes", reason="FieldValueTooLong"))
+        causes.append(errors.field_cause(path, "Too long: may not be more than 63 bytes",
+                                         reason="FieldValueTooLong"))
     return causes
 
 
@@ -305,25 +308,26 @@ def _failure_policy_causes(policy: dict[str, Any], names: list[str]) -> list[dic
     rules = [r for r in policy.get("rules") or [] if isinstance(r, dict)]
     if any(r.get("action") in ("RestartJob", "RestartJobAndIgnoreMaxRestarts") for r in rules):
         # the RestartJob feature gate is alpha and off in v0.12.0; upstream stops validating here
-        return [_internal("RestartJob and RestartJobAndIgnoreMaxRestarts failure policy actions are not allowed "
-                          "when RestartJob feature gate is disabled")]
+        return [_internal("RestartJob and RestartJobAndIgnoreMaxRestarts failure policy actions are not "
+                          "allowed when RestartJob feature gate is disabled")]
     causes: list[dict[str, str]] = []
     by_name: dict[str, list[int]] = {}
     for index, rule in enumerate(rules):
         rule_name = str(rule.get("name") or "")
         if not 1 <= len(rule_name) <= 128:
-            causes.append(_internal(f"invalid failure policy rule name of length {len(rule_name)}, the rule name "
-                                    "must be at least 1 characters long and at most 128 characters long"))
+            causes.append(_internal(f"invalid failure policy rule name of length {len(rule_name)}, the rule "
+                                    "name must be at least 1 characters long and at most 128 characters "
+                                    "long"))
         by_name.setdefault(rule_name, []).append(index)
         if not _RULE_NAME.match(rule_name):
-            causes.append(_internal(f"invalid failure policy rule name '{rule_name}', a failure policy rule name "
-                                    "must start with an alphabetic character, optionally followed by a string of "
-                                    "alphanumeric characters or '_,:', and must end with an alphanumeric character "
-                                    "or '_'"))
+            causes.append(_internal(f"invalid failure policy rule name '{rule_name}', a failure policy rule "
+                                    "name must start with an alphabetic character, optionally followed by a "
+                                    "string of alphanumeric characters or '_,:', and must end with an "
+                                    "alphanumeric character or '_'"))
         for target in rule.get("targetReplicatedJobs") or []:
             if target not in names:
-                causes.append(_internal(f"invalid replicatedJob name '{target}' in failure policy does not appear "
-                                        "in .spec.ReplicatedJobs"))
+                causes.append(_internal(f"invalid replicatedJob name '{target}' in failure policy does not "
+                                        "appear in .spec.ReplicatedJobs"))
         for reason in rule.get("onJobFailureReasons") or []:
             if reason not in FAILURE_REASONS:
                 causes.append(_internal(f"invalid job failure reason '{reason}' in failure policy is not a "
@@ -331,8 +335,8 @@ def _failure_policy_causes(policy: dict[str, Any], names: list[str]) -> list[dic
     for rule_name, indexes in by_name.items():
         if len(indexes) > 1:
             listed = "[" + " ".join(str(i) for i in indexes) + "]"
-            causes.append(_internal(f"rule names are not unique, rules with indices {listed} all have the same "
-                                    f"name '{rule_name}'"))
+            causes.append(_internal(f"rule names are not unique, rules with indices {listed} all have the "
+                                    f"same name '{rule_name}'"))
     return causes
 
 
@@ -348,18 +352,20 @@ def _coordinator_causes(js: dict[str, Any], rjobs: list[dict[str, Any]]) -> list
         job_spec = (rjob.get("template") or {}).get("spec") or {}
         completions = job_spec.get("completions")
         if not 0 <= job_index < int(rjob.get("replicas") or 0):
-            causes.append(_internal(f"coordinator job index {job_index} is invalid for replicatedJob {wanted}"))
+            causes.append(_internal(f"coordinator job index {job_index} is invalid for replicatedJob "
+                                    f"{wanted}"))
         elif job_spec.get("completionMode") != "Indexed" or completions is None:
-            causes.append(_internal("job for coordinator pod must be indexed completion mode, and completions "
-                                    "number must be set"))
+            causes.append(_internal("job for coordinator pod must be indexed completion mode, and "
+                                    "completions number must be set"))
         elif not 0 <= pod_index < int(completions):
-            causes.append(_internal(f"coordinator pod index {pod_index} is invalid for replicatedJob {wanted} job "
-                                    f"index {job_index}"))
+            causes.append(_internal(f"coordinator pod index {pod_index} is invalid for replicatedJob "
+                                    f"{wanted} job index {job_index}"))
     endpoint = coordinator_endpoint(js)
     problem = label_value_error(endpoint)
     if problem:
         causes.append(_internal(f'spec will lead to invalid label value "{endpoint}" for coordinator label '
-                                f'"{COORDINATOR}" (long JobSet / ReplicatedJob / SubDomain name?): {problem}'))
+                                f'"{COORDINATOR}" (long JobSet / ReplicatedJob / SubDomain name?): '
+                                f"{problem}"))
     return causes
 
 
@@ -380,8 +386,8 @@ def _webhook_update_causes(js: dict[str, Any], old: dict[str, Any]) -> list[dict
                 _copy_key(pod.setdefault("spec", {}), old_pod.get("spec") or {}, key)
     causes: list[dict[str, str]] = []
     if munged != (old_spec.get("replicatedJobs") or []):
-        causes.append(errors.field_cause("spec.replicatedJobs", "Invalid value: []v1alpha2.ReplicatedJob{...}: "
-                                                                "field is immutable"))
+        causes.append(errors.field_cause("spec.replicatedJobs",
+                                         "Invalid value: []v1alpha2.ReplicatedJob{...}: field is immutable"))
     if spec.get("managedBy") != old_spec.get("managedBy"):
         causes.append(_field_invalid("spec.managedBy", spec.get("managedBy"), "field is immutable"))
     return causes

@@ -1020,8 +1020,9 @@ def _service_ports(svc: dict[str, Any]) -> str:
 
 
 def _job_status(job: dict[str, Any]) -> str:
-    """kube-apiserver's printJob STATUS: terminal conditions first, then Terminating, Suspended, interim ones."""
-    true_types = {c.get("type") for c in (job.get("status") or {}).get("conditions") or [] if c.get("status") == "True"}
+    """kube-apiserver's printJob STATUS: terminal conditions, then Terminating, Suspended, interim ones."""
+    conditions = (job.get("status") or {}).get("conditions") or []
+    true_types = {c.get("type") for c in conditions if c.get("status") == "True"}
     for ctype, shown in (("Complete", "Complete"), ("Failed", "Failed")):
         if ctype in true_types:
             return shown
@@ -1048,7 +1049,8 @@ def _job_duration(job: dict[str, Any]) -> str:
     if not status.get("completionTime"):
         return _age(status["startTime"])
     import datetime as dt
-    start, end = (dt.datetime.strptime(str(status[k]), "%Y-%m-%dT%H:%M:%SZ") for k in ("startTime", "completionTime"))
+    start, end = (dt.datetime.strptime(str(status[key]), "%Y-%m-%dT%H:%M:%SZ")
+                  for key in ("startTime", "completionTime"))
     return f"{max(int((end - start).total_seconds()), 0)}s"
 
 

@@ -2,8 +2,8 @@
 
 Contract (common brief): `KubeSim(namespaces=("default",), token=..., tfjob_operator=..., volcano=...,
 time_scale=0.01, default_scenario="succeed", tls=True, host="127.0.0.1", port=0, history_limit=1000,
-watch_buffer=1000, gang_scheduler=None, jobset=None)` (`watch_buffer`: events a watcher may fall behind before its
-stream is closed) (`gang_scheduler="volcano"`: training-operator gang-schedules TFJobs through Volcano
+watch_buffer=1000, gang_scheduler=None, jobset=None)` (`watch_buffer`: events a watcher may fall behind
+before its stream is closed) (`gang_scheduler="volcano"`: training-operator gang-schedules TFJobs through Volcano
 PodGroups, see kubesim.controllers) (`jobset`: run the JobSet controller, kubernetes-sigs/jobset v0.12.0;
 None, the default, runs it whenever another operator runs, as a Trainer v2 cluster has JobSet installed,
 so `tfjob_operator=None, volcano=False` still means no controllers at all; `jobset=True` alone gives a

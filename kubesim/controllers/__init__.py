@@ -64,7 +64,8 @@ class Controllers:
 
     def __init__(self, store: Store, *, tfjob_operator: Literal["training-operator", "tf-operator"] | None
                  = "training-operator", volcano: bool = True, time_scale: float = 1.0,
-                 default_scenario: str = "succeed", gang_scheduler: str | None = None, jobset: bool = True) -> None:
+                 default_scenario: str = "succeed", gang_scheduler: str | None = None,
+                 jobset: bool = True) -> None:
         if tfjob_operator not in ("training-operator", "tf-operator", None):
             raise ValueError(f"tfjob_operator must be 'training-operator', 'tf-operator' or None, "
                              f"not {tfjob_operator!r}")
@@ -96,7 +97,7 @@ class Controllers:
         self._wake.set()
 
     def set_job_scenario(self, namespace: str, name: str, scenario: str) -> None:
-        """Scenario for one job (TFJob, Volcano Job, JobSet or batch/v1 Job) by name, even before it exists."""
+        """Scenario for one job (TFJob, Volcano Job, JobSet, batch/v1 Job) by name, even before it exists."""
         self._per_job[(namespace, name)] = parse_scenario(scenario)
         self._wake.set()
 
@@ -119,7 +120,8 @@ class Controllers:
     def _scenario_for_pod(self, pod: dict[str, Any]) -> Scenario:
         meta = pod["metadata"]
         owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
-        if owner is not None and owner.get("apiVersion") == BATCH_JOBS.api_version and owner.get("kind") == "Job":
+        owner_gvk = (owner.get("apiVersion"), owner.get("kind")) if owner is not None else None
+        if owner is not None and owner_gvk == (BATCH_JOBS.api_version, BATCH_JOBS.kind):
             jobset_name = (meta.get("labels") or {}).get(jobset_api.JOBSET_NAME)
             if jobset_name:
                 return self._scenario_for_child(pod, JOBSETS, jobset_name)
@@ -133,7 +135,7 @@ class Controllers:
         return self._default
 
     def _scenario_for_child(self, pod: dict[str, Any], res: Resource, name: str) -> Scenario:
-        """set_job_scenario on the owning JobSet/Job, the pod's annotation, the owner's annotation, default."""
+        """set_job_scenario on the owning JobSet/Job, the pod's annotation, the owner's, the default."""
         namespace = pod["metadata"].get("namespace", "")
         chosen = self._per_job.get((namespace, name))
         if chosen is not None:

@@ -148,8 +148,8 @@ class JobController:
                 log.debug("job %s: %s", job["metadata"].get("name"), e)
                 due = None
             except Exception:
-                log.warning("job %s/%s: sync failed", job["metadata"].get("namespace"), job["metadata"].get("name"),
-                            exc_info=True)
+                log.warning("job %s/%s: sync failed", job["metadata"].get("namespace"),
+                            job["metadata"].get("name"), exc_info=True)
                 due = None
             if due is not None and (next_due is None or due < next_due):
                 next_due = due
@@ -189,24 +189,26 @@ class JobController:
         if not suspended:
             finish = self._failure(job, active, failed, fail_job, track, now)
             if finish is None and indexed and completions is not None:
-                matched = _match_success_policy(spec.get("successPolicy"), int(completions), succeeded_indexes)
+                policy = spec.get("successPolicy")
+                matched = _match_success_policy(policy, int(completions), succeeded_indexes)
                 if matched is not None:
                     finish = _Finish("SuccessCriteriaMet", "Complete", "SuccessPolicy", matched)
         if finish is not None:
             failed += self._delete_pods(job, active, track, counted_as_failure=finish.final == "Failed")
             self._set_counts(status, active=0, ready=0, succeeded=succeeded, failed=failed,
                              completed_indexes=succeeded_indexes if indexed else None)
-            self._finish(job, status, finish, track, now)
-            return self._expire(self._store.try_get(BATCH_JOBS, meta["namespace"], meta["name"]) or job, track, now)
+            return self._finish(job, status, finish, track, now)
 
         due: float | None = None
         if suspended:
             self._delete_pods(job, active, track, counted_as_failure=False)
             active = []
-            self._set_condition(job, status, "Suspended", "True", "JobSuspended", "Job suspended", event="Suspended")
+            self._set_condition(job, status, "Suspended", "True", "JobSuspended", "Job suspended",
+                                event="Suspended")
         else:
             active, due = self._manage(job, active, succeeded, succeeded_indexes, track, now)
-            if self._set_condition(job, status, "Suspended", "False", "JobResumed", "Job resumed", event="Resumed"):
+            if self._set_condition(job, status, "Suspended", "False", "JobResumed", "Job resumed",
+                                   event="Resumed"):
                 status["startTime"] = ts  # the active deadline counts from the resume
                 track.started = now
         ready = sum(1 for p in active if _ready(p))
@@ -214,9 +216,8 @@ class JobController:
                          completed_indexes=succeeded_indexes if indexed else None)
         done = succeeded >= int(completions) if completions is not None else succeeded > 0
         if not suspended and done and not active:
-            self._finish(job, status, _Finish("SuccessCriteriaMet", "Complete", "CompletionsReached",
-                                              COMPLETIONS_MESSAGE), track, now)
-            return self._expire(self._store.try_get(BATCH_JOBS, meta["namespace"], meta["name"]) or job, track, now)
+            return self._finish(job, status, _Finish("SuccessCriteriaMet", "Complete", "CompletionsReached",
+                                                     COMPLETIONS_MESSAGE), track, now)
         self._write(job, status)
         deadline = spec.get("activeDeadlineSeconds")
         if not suspended and isinstance(deadline, int) and track.started is not None:
@@ -294,7 +295,8 @@ class JobController:
         return None
 
     def _manage(self, job: dict[str, Any], active: list[dict[str, Any]], succeeded: int,
-                succeeded_indexes: set[int], track: _Tracking, now: float) -> tuple[list[dict[str, Any]], float | None]:
+                succeeded_indexes: set[int], track: _Tracking,
+                now: float) -> tuple[list[dict[str, Any]], float | None]:
         """manageJob: delete surplus pods or create missing ones; the active pods after it, and when to
         come back if the creation backoff holds pods back."""
         spec = job.get("spec") or {}
@@ -314,7 +316,8 @@ class JobController:
         if missing <= 0:
             return active, None
         if track.last_failure is not None and track.consecutive_failures > 0:
-            ready_at = track.last_failure + min(BACKOFF_BASE * 2 ** (track.consecutive_failures - 1), BACKOFF_MAX)
+            backoff = min(BACKOFF_BASE * 2 ** (track.consecutive_failures - 1), BACKOFF_MAX)
+            ready_at = track.last_failure + backoff
             if ready_at > now:
                 return active, ready_at
         indexes: list[int | None] = [None] * missing
@@ -346,10 +349,10 @@ class JobController:
             generate_name = meta["name"][:MAX_GENERATED_NAME - len(suffix)] + suffix
         else:
             generate_name = (meta["name"] + "-")[:MAX_GENERATED_NAME]
-        pod_meta: dict[str, Any] = {"generateName": generate_name, "namespace": meta["namespace"], "labels": labels,
-                                    "ownerReferences": [{"apiVersion": BATCH_JOBS.api_version, "kind": "Job",
-                                                         "name": meta["name"], "uid": meta["uid"],
-                                                         "controller": True, "blockOwnerDeletion": True}]}
+        owner = {"apiVersion": BATCH_JOBS.api_version, "kind": "Job", "name": meta["name"],
+                 "uid": meta["uid"], "controller": True, "blockOwnerDeletion": True}
+        pod_meta: dict[str, Any] = {"generateName": generate_name, "namespace": meta["namespace"],
+                                    "labels": labels, "ownerReferences": [owner]}
         if annotations:
             pod_meta["annotations"] = annotations
         for _ in range(5):  # a taken random name is simply drawn again, as the API server's generator does
@@ -386,26 +389,29 @@ class JobController:
         return counted
 
     def _finish(self, job: dict[str, Any], status: dict[str, Any], finish: _Finish, track: _Tracking,
-                now: float) -> None:
-        """The interim condition first, then the terminal one, as two status writes."""
+                now: float) -> float | None:
+        """The interim condition first, then the terminal one, as two status writes; then the TTL, if due."""
         ts = self._clock.timestamp()
         conditions = status.setdefault("conditions", [])
         if not has_condition(status, finish.interim):
             conditions.append(_condition(finish.interim, "True", finish.reason, finish.message, ts))
         written = self._write(job, status)
         if written is None:
-            return
+            return None
         status = copy.deepcopy(written.get("status") or {})
-        status.setdefault("conditions", []).append(_condition(finish.final, "True", finish.reason, finish.message, ts))
+        final = _condition(finish.final, "True", finish.reason, finish.message, ts)
+        status.setdefault("conditions", []).append(final)
         if finish.final == "Complete":
             status["completionTime"] = ts
-        if self._write(written, status) is None:
-            return
+        finished = self._write(written, status)
+        if finished is None:
+            return None
         track.finished = now
         if finish.final == "Complete":
             self._event(job, "Completed", "Job completed")
         else:
             self._event(job, finish.reason, finish.message, type="Warning")
+        return self._expire(finished, track, now)
 
     def _expire(self, job: dict[str, Any], track: _Tracking, now: float) -> float | None:
         """ttlSecondsAfterFinished: delete the finished Job when its time has come, else say when."""
@@ -424,16 +430,19 @@ class JobController:
             log.debug("job %s: ttl delete: %s", meta["name"], e)
         return None
 
-    def _set_condition(self, job: dict[str, Any], status: dict[str, Any], ctype: str, cstatus: str, reason: str,
-                       message: str, *, event: str) -> bool:
+    def _set_condition(self, job: dict[str, Any], status: dict[str, Any], ctype: str, cstatus: str,
+                       reason: str, message: str, *, event: str) -> bool:
         """ensureJobConditionStatus: added when True and absent, replaced when its status changes."""
         conditions: list[dict[str, Any]] = status.get("conditions") or []
         current = next((c for c in conditions if c.get("type") == ctype), None)
-        if (current is None and cstatus != "True") or (current is not None and current.get("status") == cstatus):
+        if current is None and cstatus != "True":
+            return False
+        if current is not None and current.get("status") == cstatus:
             return False
         fresh = _condition(ctype, cstatus, reason, message, self._clock.timestamp())
-        status["conditions"] = [fresh if c is current else c for c in conditions] + ([fresh] if current is None
-                                                                                    else [])
+        status["conditions"] = [fresh if c is current else c for c in conditions]
+        if current is None:
+            status["conditions"].append(fresh)
         self._event(job, event, message)
         return True
 
@@ -583,8 +592,10 @@ def _match_pod_failure_policy(policy: dict[str, Any] | None, pod: dict[str, Any]
                                     f"matching {action} rule at index {index}")
         for pattern in rule.get("onPodConditions") or []:
             for cond in status.get("conditions") or []:
-                if cond.get("type") == pattern.get("type") and cond.get("status") == pattern.get("status", "True"):
-                    return action, f"Pod {ref} has condition {cond['type']} matching {action} rule at index {index}"
+                wanted_status = pattern.get("status", "True")
+                if cond.get("type") == pattern.get("type") and cond.get("status") == wanted_status:
+                    return action, (f"Pod {ref} has condition {cond['type']} matching {action} rule at index "
+                                    f"{index}")
     return None, ""
 
 

@@ -198,8 +198,8 @@ class JobSetController:
             self._fail(step, *FAIL_JOBSET_ACTION, failed_job)
             return
         counts_toward_max = action == "RestartJobSet"
-        if counts_toward_max and int(step.status.get("restartsCountTowardsMax") or 0) >= int(policy.get("maxRestarts")
-                                                                                              or 0):
+        counted = int(step.status.get("restartsCountTowardsMax") or 0)
+        if counts_toward_max and counted >= int(policy.get("maxRestarts") or 0):
             self._fail(step, *REACHED_MAX_RESTARTS, failed_job)
             return
         event_reason, base = RESTART_ACTION if counts_toward_max else RESTART_IGNORE_MAX_ACTION
@@ -252,7 +252,8 @@ class JobSetController:
 
     # -- children ---------------------------------------------------------------------------------
 
-    def _reconcile_replicated_jobs(self, step: _Pass, children: _Children, counts: list[dict[str, Any]]) -> bool:
+    def _reconcile_replicated_jobs(self, step: _Pass, children: _Children,
+                                   counts: list[dict[str, Any]]) -> bool:
         in_order = (step.spec.get("startupPolicy") or {}).get("startupPolicyOrder") == "InOrder"
         blocking = (step.spec.get("failurePolicy") or {}).get("restartStrategy") == "BlockingRecreate"
         replicas: dict[str, int] = {}
@@ -261,12 +262,13 @@ class JobSetController:
             replicas[rname] = int(rjob.get("replicas", 1))
             if not _dependencies_reached(rjob, replicas, counts):
                 continue
-            if not step.suspended and in_order and _all_replicas_started(replicas[rname], _count_of(counts, rname)):
+            started = _all_replicas_started(replicas[rname], _count_of(counts, rname))
+            if not step.suspended and in_order and started:
                 continue
             if not (blocking and children.previous):
                 names = children.names()
-                wanted = [i for i in range(replicas[rname]) if jobset.job_name(step.js["metadata"]["name"], rname, i)
-                          not in names]
+                wanted = [i for i in range(replicas[rname])
+                          if jobset.job_name(step.js["metadata"]["name"], rname, i) not in names]
                 if not self._create_jobs(step, rjob, wanted):
                     return False
             if not step.suspended and in_order:
@@ -316,12 +318,13 @@ class JobSetController:
         publish = network.get("publishNotReadyAddresses")
         # the API server's Service defaults are written here, kubesim has no Service registry
         service = {"apiVersion": "v1", "kind": "Service",
-                   "metadata": {"name": name, "namespace": meta["namespace"], "ownerReferences": [_owner(js)]},
+                   "metadata": {"name": name, "namespace": meta["namespace"],
+                                "ownerReferences": [_owner(js)]},
                    "spec": {"clusterIP": "None", "clusterIPs": ["None"], "type": "ClusterIP",
                             "selector": {jobset.JOBSET_NAME: meta["name"]},
                             "publishNotReadyAddresses": True if publish is None else bool(publish),
-                            "sessionAffinity": "None", "ipFamilies": ["IPv4"], "ipFamilyPolicy": "SingleStack",
-                            "internalTrafficPolicy": "Cluster"},
+                            "sessionAffinity": "None", "ipFamilies": ["IPv4"],
+                            "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"},
                    "status": {"loadBalancer": {}}}
         try:
             self._store.create(SERVICES, service)
@@ -371,13 +374,13 @@ class JobSetController:
             merged = {**(pod_meta.get(key) or {}), **((wanted.get("metadata") or {}).get(key) or {})}
             if merged:
                 pod_meta[key] = merged
-        node_selector = {**(pod_spec.get("nodeSelector") or {}), **((wanted.get("spec") or {}).get("nodeSelector")
-                                                                     or {})}
+        wanted_spec = wanted.get("spec") or {}
+        node_selector = {**(pod_spec.get("nodeSelector") or {}), **(wanted_spec.get("nodeSelector") or {})}
         if node_selector:
             pod_spec["nodeSelector"] = node_selector
         for key in ("tolerations", "schedulingGates"):
             merged_list = list(pod_spec.get(key) or [])
-            merged_list += [item for item in (wanted.get("spec") or {}).get(key) or [] if item not in merged_list]
+            merged_list += [item for item in wanted_spec.get(key) or [] if item not in merged_list]
             if merged_list:
                 pod_spec[key] = merged_list
         job["spec"]["suspend"] = False
@@ -389,8 +392,8 @@ class JobSetController:
                        event_type: str = "Normal") -> None:
         """setCondition: updateCondition, then the event queued for after the status write."""
         conditions: list[dict[str, Any]] = list(step.status.get("conditions") or [])
-        fresh = {"type": ctype, "status": cstatus, "lastTransitionTime": self._clock.timestamp(), "reason": reason,
-                 "message": message}
+        fresh = {"type": ctype, "status": cstatus, "lastTransitionTime": self._clock.timestamp(),
+                 "reason": reason, "message": message}
         found = changed = False
         for i, current in enumerate(conditions):
             if current.get("type") == ctype:
@@ -443,7 +446,12 @@ def _classify(jobs: list[dict[str, Any]], restarts: int) -> _Children:
             children.previous.append(job)
             continue
         outcome = finished_type(job)
-        {"Complete": children.successful, "Failed": children.failed}.get(outcome or "", children.active).append(job)
+        if outcome == "Complete":
+            children.successful.append(job)
+        elif outcome == "Failed":
+            children.failed.append(job)
+        else:
+            children.active.append(job)
     return children
 
 
@@ -495,7 +503,8 @@ def _all_replicas_started(replicas: int, count: dict[str, Any]) -> bool:
     return replicas == int(count["failed"]) + int(count["ready"]) + int(count["succeeded"])
 
 
-def _dependencies_reached(rjob: dict[str, Any], replicas: dict[str, int], counts: list[dict[str, Any]]) -> bool:
+def _dependencies_reached(rjob: dict[str, Any], replicas: dict[str, int],
+                          counts: list[dict[str, Any]]) -> bool:
     for dependency in rjob.get("dependsOn") or []:
         name = str((dependency or {}).get("name"))
         count = next((c for c in counts if c.get("name") == name), None)
@@ -573,7 +582,8 @@ def _construct_job(js: dict[str, Any], rjob: dict[str, Any], index: int) -> dict
         pod_spec["subdomain"] = jobset.subdomain(js)
     annotations = job_meta["annotations"]
     if jobset.EXCLUSIVE_TOPOLOGY in annotations and jobset.NODE_SELECTOR_STRATEGY in annotations:
-        pod_spec.setdefault("nodeSelector", {})[jobset.NAMESPACED_JOB] = f"{meta['namespace']}_{job_meta['name']}"
+        namespaced = f"{meta['namespace']}_{job_meta['name']}"
+        pod_spec.setdefault("nodeSelector", {})[jobset.NAMESPACED_JOB] = namespaced
         pod_spec.setdefault("tolerations", []).append({"key": jobset.NO_SCHEDULE_TAINT, "operator": "Exists",
                                                        "effect": "NoSchedule"})
     spec["suspend"] = bool((js.get("spec") or {}).get("suspend"))
@@ -616,8 +626,8 @@ def _label_and_annotate(target: dict[str, Any], js: dict[str, Any], rjob: dict[s
         values[jobset.COORDINATOR] = jobset.coordinator_endpoint(js)
     target["labels"] = {**(target.get("labels") or {}), **values}
     annotations = {**(target.get("annotations") or {}), **values}
-    for source in (meta.get("annotations") or {}, (rjob.get("template") or {}).get("metadata", {}).get("annotations")
-                   or {}):
+    rjob_annotations = ((rjob.get("template") or {}).get("metadata") or {}).get("annotations") or {}
+    for source in (meta.get("annotations") or {}, rjob_annotations):
         if jobset.EXCLUSIVE_TOPOLOGY in source:
             annotations[jobset.EXCLUSIVE_TOPOLOGY] = source[jobset.EXCLUSIVE_TOPOLOGY]
             if jobset.NODE_SELECTOR_STRATEGY in source:
