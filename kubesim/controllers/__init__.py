@@ -107,14 +107,9 @@ class Controllers:
         if chosen is not None:
             return chosen
         for res in (TFJOBS, VCJOBS):
-            job = self._store.try_get(res, namespace, name)
-            text = ((job or {}).get("metadata", {}).get("annotations") or {}).get(SCENARIO_ANNOTATION)
-            if text:
-                try:
-                    return parse_scenario(text)
-                except ScenarioError as e:
-                    log.warning("%s %s/%s: ignoring annotation %s: %s", res.kind, namespace, name,
-                                SCENARIO_ANNOTATION, e)
+            annotated = _annotated(self._store.try_get(res, namespace, name), f"{res.kind} {namespace}/{name}")
+            if annotated is not None:
+                return annotated
         return self._default
 
     def _scenario_for_pod(self, pod: dict[str, Any]) -> Scenario:
@@ -140,16 +135,9 @@ class Controllers:
         chosen = self._per_job.get((namespace, name))
         if chosen is not None:
             return chosen
-        owner = self._store.try_get(res, namespace, name) or {}
-        for source in (pod, owner):
-            text = ((source.get("metadata") or {}).get("annotations") or {}).get(SCENARIO_ANNOTATION)
-            if text:
-                try:
-                    return parse_scenario(text)
-                except ScenarioError as e:
-                    log.warning("%s %s/%s: ignoring annotation %s: %s", res.kind, namespace, name,
-                                SCENARIO_ANNOTATION, e)
-        return self._default
+        annotated = _annotated(pod, f"Pod {namespace}/{pod['metadata'].get('name', '')}") \
+            or _annotated(self._store.try_get(res, namespace, name), f"{res.kind} {namespace}/{name}")
+        return annotated or self._default
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -228,3 +216,15 @@ class Controllers:
             if waker in done:
                 self._wake.clear()
                 return
+
+
+def _annotated(obj: dict[str, Any] | None, what: str) -> Scenario | None:
+    """The scenario an object's annotation names, if any; a malformed one is logged and ignored."""
+    text = (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(SCENARIO_ANNOTATION)
+    if not text:
+        return None
+    try:
+        return parse_scenario(text)
+    except ScenarioError as e:
+        log.warning("%s: ignoring annotation %s: %s", what, SCENARIO_ANNOTATION, e)
+        return None
