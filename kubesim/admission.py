@@ -20,7 +20,7 @@ import re
 from typing import Any
 
 from kubesim import batch
-from kubesim.errors import ApiError, forbidden, invalid
+from kubesim.errors import ApiError, bad_request, forbidden, invalid
 from kubesim.store import BATCH_JOBS, JOBSETS, TFJOBS, VCJOBS, Resource
 
 TFJOB_WEBHOOK = "validator.tfjob.training-operator.kubeflow.org"
@@ -81,6 +81,9 @@ def mutate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None
     if res is JOBSETS and old is None:
         return jobset.default_jobset(obj)
     if res is BATCH_JOBS:
+        problem = batch.decode_error(obj)
+        if problem is not None:
+            raise bad_request(f'Job in version "v1" cannot be handled as a Job: {problem}')
         job = copy.deepcopy(obj)
         return batch.prepare_for_create(job) if old is None else batch.default_job(job)
     return obj

@@ -15,6 +15,8 @@ Contract:
   counts, restartPolicy OnFailure|Never, containers present, Indexed needs completions, successPolicy only
   for Indexed Jobs, selector matches the template labels; on update completions, selector and (unless the
   Job is suspended) the pod template are immutable. Each cause is a `StatusCause` for `errors.invalid`.
+- `decode_error(job)` is the typed decoding that comes first: a field of the wrong JSON type (spec, counts,
+  template, containers, policies) gives Go's `json: cannot unmarshal ...` text for a 400 BadRequest.
 - `parse_intervals` / `format_intervals` read and write index sets like `status.completedIndexes` ("0-2,4").
 """
 
@@ -88,6 +90,66 @@ def generate_selector(job: dict[str, Any]) -> dict[str, Any]:
     match_labels.setdefault(CONTROLLER_UID_LABEL, uid)
     spec["selector"] = selector
     return job
+
+
+# What the API server's typed decoding checks before anything else: (JSON path, Go struct, Go type, JSON kind).
+_TYPED_FIELDS: tuple[tuple[str, str, str, str], ...] = (
+    ("spec", "Job", "v1.JobSpec", "object"),
+    *((f"spec.{key}", "JobSpec", "int32", "number") for key in (
+        "parallelism", "completions", "backoffLimit", "backoffLimitPerIndex", "maxFailedIndexes",
+        "ttlSecondsAfterFinished")),
+    ("spec.activeDeadlineSeconds", "JobSpec", "int64", "number"),
+    ("spec.suspend", "JobSpec", "bool", "bool"),
+    ("spec.manualSelector", "JobSpec", "bool", "bool"),
+    ("spec.completionMode", "JobSpec", "v1.CompletionMode", "string"),
+    ("spec.podReplacementPolicy", "JobSpec", "v1.PodReplacementPolicy", "string"),
+    ("spec.selector", "JobSpec", "v1.LabelSelector", "object"),
+    ("spec.successPolicy", "JobSpec", "v1.SuccessPolicy", "object"),
+    ("spec.successPolicy.rules", "SuccessPolicy", "[]v1.SuccessPolicyRule", "array"),
+    ("spec.podFailurePolicy", "JobSpec", "v1.PodFailurePolicy", "object"),
+    ("spec.podFailurePolicy.rules", "PodFailurePolicy", "[]v1.PodFailurePolicyRule", "array"),
+    ("spec.template", "JobSpec", "v1.PodTemplateSpec", "object"),
+    ("spec.template.metadata", "PodTemplateSpec", "v1.ObjectMeta", "object"),
+    ("spec.template.metadata.labels", "ObjectMeta", "map[string]string", "object"),
+    ("spec.template.metadata.annotations", "ObjectMeta", "map[string]string", "object"),
+    ("spec.template.spec", "PodTemplateSpec", "v1.PodSpec", "object"),
+    ("spec.template.spec.containers", "PodSpec", "[]v1.Container", "array"),
+    ("spec.template.spec.initContainers", "PodSpec", "[]v1.Container", "array"),
+    ("spec.template.spec.restartPolicy", "PodSpec", "v1.RestartPolicy", "string"),
+)
+_ELEMENTS = {"spec.successPolicy.rules": "v1.SuccessPolicyRule", "spec.podFailurePolicy.rules":
+             "v1.PodFailurePolicyRule", "spec.template.spec.containers": "v1.Container",
+             "spec.template.spec.initContainers": "v1.Container"}
+
+
+def decode_error(job: dict[str, Any]) -> str | None:
+    """Why a Job body cannot be decoded into the Go types (kube-apiserver answers 400 BadRequest with
+    `Job in version "v1" cannot be handled as a Job: <this>`), or None."""
+    for path, struct, go_type, kind in _TYPED_FIELDS:
+        node: Any = job
+        for segment in path.split("."):
+            node = node.get(segment) if isinstance(node, dict) else None
+        if node is None:
+            continue
+        if _json_kind(node) != kind:
+            return f"json: cannot unmarshal {_json_kind(node)} into Go struct field {struct}.{path} of type {go_type}"
+        if kind == "number" and isinstance(node, float) and not node.is_integer():
+            return f"json: cannot unmarshal number {node} into Go struct field {struct}.{path} of type {go_type}"
+        if path in _ELEMENTS and any(not isinstance(item, dict) for item in node):
+            bad = next(_json_kind(item) for item in node if not isinstance(item, dict))
+            return (f"json: cannot unmarshal {bad} into Go struct field {struct}.{path} of type "
+                    f"{_ELEMENTS[path]}")
+    return None
+
+
+def _json_kind(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, str):
+        return "string"
+    return "array" if isinstance(value, list) else "object"
 
 
 def is_indexed(job: dict[str, Any]) -> bool:
@@ -194,5 +256,5 @@ def _go_value(value: Any) -> str:
 
 __all__ = ["COMPLETION_INDEX", "COMPLETION_INDEX_ENV", "CONTROLLER_UID_LABEL", "DEFAULT_BACKOFF_LIMIT",
            "INDEXED", "JOB_NAME_LABEL", "LEGACY_CONTROLLER_UID_LABEL", "LEGACY_JOB_NAME_LABEL", "NON_INDEXED",
-           "default_job", "format_intervals", "generate_selector", "is_indexed", "parse_intervals",
-           "prepare_for_create", "validation_causes"]
+           "decode_error", "default_job", "format_intervals", "generate_selector", "is_indexed",
+           "parse_intervals", "prepare_for_create", "validation_causes"]

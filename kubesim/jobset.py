@@ -102,48 +102,67 @@ def coordinator_endpoint(js: dict[str, Any]) -> str:
 
 
 def default_jobset(js: dict[str, Any]) -> dict[str, Any]:
-    """The `mjobset.kb.io` defaults (and the Go round trip's traces); returns a new dict."""
+    """The `mjobset.kb.io` defaults (and the Go round trip's traces); returns a new dict. A part of the wrong
+    type is left alone for the schema validation that follows to report."""
     js = copy.deepcopy(js)
-    spec = js.setdefault("spec", {})
+    spec = _part(js, "spec")
+    if spec is None:
+        return js
     if spec.get("successPolicy") is None:
         spec["successPolicy"] = {"operator": "All"}
     if spec.get("startupPolicy") is None:
         spec["startupPolicy"] = {"startupPolicyOrder": "AnyOrder"}
-    for rjob in spec.get("replicatedJobs") or []:
-        if not isinstance(rjob, dict):
-            continue
+    for rjob in _items(spec.get("replicatedJobs")):
         for key in ("replicas", "groupName"):
             if key in rjob and not rjob[key]:  # omitempty: Go never sends a zero value back
                 del rjob[key]
-        job_template = rjob.setdefault("template", {})
-        job_template.setdefault("metadata", {})
-        job_spec = job_template.setdefault("spec", {})
+        job_template = _part(rjob, "template")
+        job_spec = _part(job_template, "spec") if job_template is not None else None
+        if job_template is None or job_spec is None:
+            continue
+        _part(job_template, "metadata")
         if not job_spec.get("completionMode"):
             job_spec["completionMode"] = "Indexed"
-        pod_template = job_spec.setdefault("template", {})
-        pod_template.setdefault("metadata", {})
-        pod_spec = pod_template.setdefault("spec", {})
+        pod_template = _part(job_spec, "template")
+        pod_spec = _part(pod_template, "spec") if pod_template is not None else None
+        if pod_template is None or pod_spec is None:
+            continue
+        _part(pod_template, "metadata")
         if not pod_spec.get("restartPolicy"):
             pod_spec["restartPolicy"] = "OnFailure"
         for kind in ("initContainers", "containers", "ephemeralContainers"):
-            for container in pod_spec.get(kind) or []:
-                if isinstance(container, dict):
-                    container.setdefault("resources", {})
-    network = spec.get("network") or {}
-    if "subdomain" in network and not network["subdomain"]:
-        del network["subdomain"]
-    if network.get("enableDNSHostnames") is None:
-        network["enableDNSHostnames"] = True
-    if network.get("publishNotReadyAddresses") is None:
-        network["publishNotReadyAddresses"] = True
-    spec["network"] = network
-    for index, rule in enumerate((spec.get("failurePolicy") or {}).get("rules") or []):
+            for container in _items(pod_spec.get(kind)):
+                container.setdefault("resources", {})
+    network = _part(spec, "network")
+    if network is not None:
+        if "subdomain" in network and not network["subdomain"]:
+            del network["subdomain"]
+        if network.get("enableDNSHostnames") is None:
+            network["enableDNSHostnames"] = True
+        if network.get("publishNotReadyAddresses") is None:
+            network["publishNotReadyAddresses"] = True
+    failure_policy = spec.get("failurePolicy")
+    rules = failure_policy.get("rules") if isinstance(failure_policy, dict) else None
+    for index, rule in enumerate(rules if isinstance(rules, list) else []):
         if isinstance(rule, dict) and not rule.get("name"):
             rule["name"] = f"failurePolicyRule{index}"
-    for policy in spec.get("volumeClaimPolicies") or []:
-        if isinstance(policy, dict) and policy.get("retentionPolicy") is None:
+    for policy in _items(spec.get("volumeClaimPolicies")):
+        if policy.get("retentionPolicy") is None:
             policy["retentionPolicy"] = {"whenDeleted": "Delete"}
     return js
+
+
+def _part(parent: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """parent[key] as an object, created empty when absent or null; None when it is something else."""
+    if parent.get(key) is None:
+        parent[key] = {}
+    value = parent[key]
+    return value if isinstance(value, dict) else None
+
+
+def _items(value: Any) -> list[dict[str, Any]]:
+    """The objects of a list field (nothing for a missing or mistyped one)."""
+    return [item for item in value if isinstance(item, dict)] if isinstance(value, list) else []
 
 
 # ----- validation ----------------------------------------------------------------------------------------

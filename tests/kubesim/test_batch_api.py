@@ -65,3 +65,18 @@ async def test_deleting_a_job_without_a_policy_orphans_its_pods(api: Any) -> Non
     assert (await api.delete(f"{JOBS}/keep")).status == 200
     orphan = api.sim.store.get(PODS, NS, "keep-abcde")
     assert "ownerReferences" not in orphan["metadata"]
+
+
+@pytest.mark.parametrize(("spec", "problem"), [
+    ("x", "json: cannot unmarshal string into Go struct field Job.spec of type v1.JobSpec"),
+    ({"completions": "3"}, "json: cannot unmarshal string into Go struct field JobSpec.spec.completions of type int32"),
+    ({"template": {"spec": {"restartPolicy": "Never", "containers": "c"}}},
+     ("json: cannot unmarshal string into Go struct field PodSpec.spec.template.spec.containers of type "
+     "[]v1.Container")),
+])
+async def test_a_job_of_the_wrong_shape_cannot_be_decoded(api: Any, spec: Any, problem: str) -> None:
+    body = plain_job("shape")
+    body["spec"] = spec if not isinstance(spec, dict) else {**body["spec"], **spec}
+    status = api.status(await api.post(JOBS, body), 400, "BadRequest")
+    assert status["message"] == f'Job in version "v1" cannot be handled as a Job: {problem}'
+    assert (await api.get(f"{JOBS}/shape")).status == 404

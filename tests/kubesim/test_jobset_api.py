@@ -195,3 +195,12 @@ async def test_jobset_deletion_answers_a_success_status(api: Any) -> None:
     assert reply.status == 200 and reply.body["status"] == "Success"
     assert reply.body["details"] == {"name": "gone", "group": "jobset.x-k8s.io", "kind": "jobsets",
                                      "uid": created["metadata"]["uid"]}
+
+
+async def test_a_mistyped_jobset_gets_the_schema_errors_not_a_crash(api: Any) -> None:
+    # the webhook leaves what it cannot default alone; the schema validation after it reports the type
+    body = minimal_jobset("typed")
+    body["spec"]["replicatedJobs"][0]["template"] = "a string"
+    body["spec"]["network"] = "n"
+    status = api.status(await api.post(JS, body), 422, "Invalid")
+    assert [c["field"] for c in status["details"]["causes"]] == ["spec.replicatedJobs[0].template", "spec.network"]
