@@ -1,4 +1,5 @@
-"""kubesim: a local Kubernetes API server (real HTTPS, bearer token) with simulated TFJob/Volcano controllers.
+"""kubesim: a local Kubernetes API server (real HTTPS, bearer token) with simulated TFJob, Volcano and JobSet
+controllers.
 
 `from kubesim import KubeSim` gives the in-process fixture (see kubesim.testing); `python -m kubesim` runs it
 standalone. The store contract lives in kubesim.store, errors in kubesim.errors.

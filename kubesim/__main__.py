@@ -1,10 +1,11 @@
 """Run kubesim as a standalone local Kubernetes API server.
 
 `python -m kubesim --port P --token T [--namespaces a,b] [--tfjob-operator training-operator|tf-operator|none]
-[--no-volcano] [--gang-scheduler volcano] [--time-scale X] [--scenario S] [--kubeconfig PATH] [--host H]
-[--no-tls]` starts the server (and controllers), prints the URL and CA file, optionally writes a kubeconfig,
-and runs until interrupted. `--gang-scheduler volcano` is training-operator's `--gang-scheduler-name`
-(TFJobs get Volcano PodGroups; tf-operator ignores it).
+[--no-volcano] [--no-jobset] [--gang-scheduler volcano] [--time-scale X] [--scenario S] [--kubeconfig PATH]
+[--host H] [--no-tls]` starts the server (and controllers), prints the URL and CA file, optionally writes a
+kubeconfig, and runs until interrupted. `--gang-scheduler volcano` is training-operator's
+`--gang-scheduler-name` (TFJobs get Volcano PodGroups; tf-operator ignores it). The JobSet controller
+(kubernetes-sigs/jobset v0.12.0) runs unless `--no-jobset`.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--tfjob-operator", default="training-operator",
                         choices=["training-operator", "tf-operator", "none"])
     parser.add_argument("--no-volcano", action="store_true", help="do not run the Volcano controller")
+    parser.add_argument("--no-jobset", action="store_true", help="do not run the JobSet controller")
     parser.add_argument("--gang-scheduler", metavar="NAME", choices=["volcano"],
                         help="gang-schedule TFJobs through PodGroups of this scheduler (training-operator only)")
     parser.add_argument("--time-scale", type=float, default=1.0, help="real seconds per simulated second")
@@ -44,7 +46,7 @@ async def run(args: argparse.Namespace) -> None:
                   tfjob_operator=None if args.tfjob_operator == "none" else args.tfjob_operator,
                   volcano=not args.no_volcano, time_scale=args.time_scale, default_scenario=args.scenario,
                   tls=not args.no_tls, host=args.host, port=args.port, history_limit=args.history_limit,
-                  gang_scheduler=args.gang_scheduler)
+                  gang_scheduler=args.gang_scheduler, jobset=not args.no_jobset)
     await sim.start()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

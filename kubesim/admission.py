@@ -8,6 +8,9 @@ Contract: `admit(res, obj, old=None) -> dict` returns the (possibly mutated) obj
   queue/schedulerName/maxRetry/task names/task minAvailable/job minAvailable and the `svc` plugin for
   tensorflow/mpi/pytorch/ray; rejects duplicate task names, minAvailable > replicas, unknown plugins, and on
   update any change other than minAvailable / tasks[*].replicas / priorityClassName → 400 BadRequest.
+- JobSet (`mjobset.kb.io` on CREATE, then the CRD's CEL rules and `vjobset.kb.io`): see kubesim.jobset.
+- batch/v1 Job, a built-in kind without webhooks: the registry's defaults, generated selector and
+  validation run at the same points (see kubesim.batch).
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import copy
 import re
 from typing import Any
 
-from kubesim.errors import ApiError, forbidden
-from kubesim.store import TFJOBS, VCJOBS, Resource
+from kubesim import batch
+from kubesim.errors import ApiError, bad_request, forbidden, invalid
+from kubesim.store import BATCH_JOBS, JOBSETS, TFJOBS, VCJOBS, Resource
 
 TFJOB_WEBHOOK = "validator.tfjob.training-operator.kubeflow.org"
 VCJOB_WEBHOOK = "validatejob.volcano.sh"
@@ -28,6 +32,11 @@ _NEEDS_SVC = ("tensorflow", "mpi", "pytorch", "ray")
 
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+DNS1123_SUBDOMAIN_MESSAGE = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
+                             "'-' or '.', and must start and end with an alphanumeric character (e.g. "
+                             "'example.com', regex used for validation is "
+                             "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
 DNS1035_MESSAGE = ("a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an "
                    "alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', "
                    "regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')")
@@ -46,6 +55,16 @@ def dns1035_errors(name: str) -> list[str]:
     return errs
 
 
+def dns1123_subdomain_errors(name: str) -> list[str]:
+    """apimachinery IsDNS1123Subdomain messages for `name` ([] = valid)."""
+    errs = []
+    if len(name) > 253:
+        errs.append("must be no more than 253 characters")
+    if not DNS1123_SUBDOMAIN.match(name):
+        errs.append(DNS1123_SUBDOMAIN_MESSAGE)
+    return errs
+
+
 def admit(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
     """Run the mutating then validating webhooks registered for `res`; returns the admitted object."""
     obj = mutate(res, obj, old)
@@ -54,18 +73,35 @@ def admit(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None)
 
 
 def mutate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Mutating admission (Volcano's on CREATE only); returns a new or the same dict."""
+    """Mutating admission (Volcano's and JobSet's on CREATE only) and, for batch/v1 Jobs, the registry's
+    defaulting (and generated selector on CREATE); returns a new or the same dict."""
+    from kubesim import jobset  # here, not at the top: kubesim.jobset uses this module's name checks
     if res is VCJOBS and old is None:
         return mutate_vcjob(obj)
+    if res is JOBSETS and old is None:
+        return jobset.default_jobset(obj)
+    if res is BATCH_JOBS:
+        problem = batch.decode_error(obj)
+        if problem is not None:
+            raise bad_request(f'Job in version "v1" cannot be handled as a Job: {problem}')
+        job = copy.deepcopy(obj)
+        return batch.prepare_for_create(job) if old is None else batch.default_job(job)
     return obj
 
 
 def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None) -> None:
-    """Validating admission; raises ApiError on denial."""
+    """Validating admission (and the built-in registries' validation); raises ApiError on denial."""
+    from kubesim import jobset
     if res is TFJOBS:
         _validate_tfjob(obj, old)
     elif res is VCJOBS:
         _validate_vcjob(obj, old)
+    elif res is JOBSETS:
+        jobset.validate(obj, old)
+    elif res is BATCH_JOBS:
+        causes = batch.validation_causes(obj, old)
+        if causes:
+            raise invalid(res, str((obj.get("metadata") or {}).get("name") or ""), causes)
 
 
 # ----- TFJob -------------------------------------------------------------------------------------------------

@@ -26,15 +26,14 @@ from typing import Any
 
 import yaml
 
-from kubesim.store import COMMANDS, TFJOBS, VCJOBS, Resource
+from kubesim.store import COMMANDS, JOBSETS, TFJOBS, VCJOBS, Resource
 
 CRD_DIR = Path(__file__).parent / "crds"
 CRD_FILES: dict[Resource, str] = {
     TFJOBS: "kubeflow.org_tfjobs.yaml",
     VCJOBS: "batch.volcano.sh_jobs.yaml",
     COMMANDS: "bus.volcano.sh_commands.yaml",
-    Resource("jobset.x-k8s.io", "v1alpha2", "jobsets", "JobSet",
-             status_subresource=True): "jobset.x-k8s.io_jobsets.yaml",
+    JOBSETS: "jobset.x-k8s.io_jobsets.yaml",
 }
 
 # ObjectMeta fields a client may set and the server keeps on the root object of a custom resource.

@@ -2,13 +2,16 @@
 
 Contract: `ApiServer(store, token=..., faults=..., policy=...)`; `ApiServer.app()` returns the aiohttp application.
 It serves what clients that know nothing of kubesim (kubectl, kubernetes_asyncio) need for TFJobs, Volcano
-Jobs/Commands/PodGroups and core pods/services/configmaps/events/namespaces:
+Jobs/Commands/PodGroups, JobSets, batch/v1 Jobs and core pods/services/configmaps/events/namespaces:
 discovery (`/version`, `/api`, `/apis`, resource lists), list (label/field selectors, limit/continue), watch
 (chunked JSON lines, history replay, bookmarks, 410 ERROR events, timeoutSeconds), get, create, replace (RV
 required for custom resources), merge/JSON patch (strategic merge → 415 for custom resources), delete with
 propagation policies, the `/status` subresource, pod logs (tail, container, follow), SubjectAccessReviews and
 impersonation. Every error body is a `Status`. Custom resources are pruned/defaulted/validated against the
-shipped CRD schema and pass the admission webhooks of `kubesim.admission`.
+shipped CRD schema and pass the admission webhooks of `kubesim.admission` (built-in kinds pass it too, for
+their registries' defaults and validation: a batch/v1 Job gets the Job registry's defaults, generated
+selector and validation there). batch/v1 Jobs are deleted with Orphan propagation unless the request names
+a policy. `/apis` lists built-in groups first, so kubectl's `jobs` is batch/v1.
 Admin endpoints (same bearer token, never faulted): `GET /kubesim/admin/state`, `POST /kubesim/admin/faults/
 {down,up,latency,fail-next,cut-watches,shrink-history,clear}`, `POST /kubesim/admin/scenario`.
 """
@@ -37,6 +40,7 @@ from kubesim.policy import AccessPolicy
 from kubesim.selectors import label_key_error, label_value_error, parse_field_selector, parse_label_selector
 from kubesim.store import (
     ALL_RESOURCES,
+    BATCH_JOBS,
     CUSTOM_RESOURCES,
     NAMESPACES,
     PODS,
@@ -65,11 +69,6 @@ SHORT_NAMES: dict[Resource, list[str]] = {}
 CATEGORIES: dict[str, list[str]] = {"pods": ["all"], "services": ["all"]}
 CORE_SHORT = {"pods": ["po"], "services": ["svc"], "configmaps": ["cm"], "events": ["ev"], "namespaces": ["ns"]}
 AUTHZ_GROUP = "authorization.k8s.io"
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-DNS1123_SUBDOMAIN_MESSAGE = ("a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, "
-                             "'-' or '.', and must start and end with an alphanumeric character (e.g. "
-                             "'example.com', regex used for validation is "
-                             "'[a-z0-9]([-a-z0-9]*[a-z0-9])?(\\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*')")
 _DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
@@ -570,15 +569,17 @@ class ApiServer:
         _check_type_meta(body, res)
         if res.status_subresource and res is not PODS:
             body.pop("status", None)
+        # the uid is fixed before the registry runs, which derives fields from it (a Job's selector)
+        uid = meta["uid"] = str(uuid.uuid4())
         obj, warnings = self._admit_write(request, res, body, old=None)
         if _dry_run(request):
             if res.namespaced and not self.store.namespace_exists(target.namespace or ""):
                 raise errors.not_found(NAMESPACES, target.namespace or "")
             if self.store.try_get(res, target.namespace, meta.get("name", "")) is not None:
                 raise errors.already_exists(res, meta.get("name", ""))
-            obj["metadata"].update(uid=str(uuid.uuid4()), creationTimestamp=now_rfc3339(), generation=1)
+            obj["metadata"].update(uid=uid, creationTimestamp=now_rfc3339(), generation=1)
             return json_response(obj, status=201, warnings=warnings)
-        created = self.store.create(res, obj)
+        created = self.store.create(res, obj, uid=uid)
         return json_response(created, status=201, warnings=warnings)
 
     async def _replace(self, request: web.Request, target: Target) -> web.StreamResponse:
@@ -642,7 +643,7 @@ class ApiServer:
         res = target.res
         assert target.name is not None
         content_type = request.headers.get("Content-Type", "").split(";")[0].strip().lower()
-        accepted = CR_PATCH_TYPES if res.group else CORE_PATCH_TYPES
+        accepted = CR_PATCH_TYPES if res in CUSTOM_RESOURCES else CORE_PATCH_TYPES
         if content_type not in accepted:
             raise errors.unsupported_media_type(content_type, accepted)
         raw = await request.read()
@@ -695,10 +696,11 @@ class ApiServer:
             meta["name"] = target.name
             if target.res.namespaced:
                 meta["namespace"] = target.namespace
+            uid = meta["uid"] = str(uuid.uuid4())
             obj, warnings = self._admit_write(request, target.res, body, old=None)
             if target.res.status_subresource and target.res is not PODS:
                 obj.pop("status", None)
-            return json_response(self.store.create(target.res, obj), status=201, warnings=warnings)
+            return json_response(self.store.create(target.res, obj, uid=uid), status=201, warnings=warnings)
         patched = apply_merge_patch(current, applied)
         if target.subresource == "status":
             return await self._write_status(request, target, current, patched.get("status") or {})
@@ -722,7 +724,7 @@ class ApiServer:
         if _dry_run(request) or "All" in (options.get("dryRun") or []):
             return json_response(current)
         result = self.store.delete(target.res, target.namespace, target.name,
-                                   propagation=propagation or "Background",
+                                   propagation=propagation or _default_propagation(target.res),
                                    resource_version=preconditions.get("resourceVersion"),
                                    uid=preconditions.get("uid"))
         still_there = self.store.try_get(target.res, target.namespace, target.name)
@@ -781,9 +783,11 @@ class ApiServer:
                 raise errors.invalid(res, name, causes)
             admission.validate(res, obj, old)
         else:
+            obj = admission.mutate(res, obj, old)
             causes = _metadata_causes(res, obj)
             if causes:
                 raise errors.invalid(res, name, causes)
+            admission.validate(res, obj, old)
         return obj, warnings
 
     # ----- authorization -----------------------------------------------------------------------------------
@@ -823,6 +827,11 @@ class ApiServer:
         return json_response({"kind": kind, "apiVersion": f"{AUTHZ_GROUP}/v1",
                               "metadata": {"creationTimestamp": None}, "spec": response_spec, "status": status},
                              status=201)
+
+
+def _default_propagation(res: Resource) -> str:
+    """batch/v1 Jobs keep the legacy default of orphaning their pods (kubectl always asks for Background)."""
+    return "Orphan" if res is BATCH_JOBS else "Background"
 
 
 # How often a quiet stream checks whether its client is still connected (seconds).
@@ -869,12 +878,12 @@ def parse_target(parts: list[str]) -> Target:
 
 
 def group_list() -> dict[str, Any]:
-    """The `/apis` APIGroupList."""
-    groups: dict[str, str] = {}
-    for res in ALL_RESOURCES:
-        if res.group:
-            groups.setdefault(res.group, res.version)
-    groups[AUTHZ_GROUP] = "v1"
+    """The `/apis` APIGroupList: built-in groups first, as kube-apiserver lists them, so that kubectl's
+    `jobs` means batch/v1 Jobs before Volcano's."""
+    groups: dict[str, str] = {AUTHZ_GROUP: "v1"}
+    builtin = [res for res in ALL_RESOURCES if res.group and res not in CUSTOM_RESOURCES]
+    for res in builtin + [res for res in ALL_RESOURCES if res in CUSTOM_RESOURCES]:
+        groups.setdefault(res.group, res.version)
     items = []
     for name, version in groups.items():
         gv = {"groupVersion": f"{name}/{version}", "version": version}
@@ -1014,6 +1023,45 @@ def _service_ports(svc: dict[str, Any]) -> str:
     return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in ports) or "<none>"
 
 
+def _job_status(job: dict[str, Any]) -> str:
+    """kube-apiserver's printJob STATUS: terminal conditions, then Terminating, Suspended, interim ones."""
+    conditions = (job.get("status") or {}).get("conditions") or []
+    true_types = {c.get("type") for c in conditions if c.get("status") == "True"}
+    for ctype, shown in (("Complete", "Complete"), ("Failed", "Failed")):
+        if ctype in true_types:
+            return shown
+    if job["metadata"].get("deletionTimestamp"):
+        return "Terminating"
+    for ctype in ("Suspended", "FailureTarget", "SuccessCriteriaMet"):
+        if ctype in true_types:
+            return ctype
+    return "Running"
+
+
+def _job_completions(job: dict[str, Any]) -> str:
+    spec, succeeded = job.get("spec") or {}, int((job.get("status") or {}).get("succeeded") or 0)
+    if spec.get("completions") is not None:
+        return f"{succeeded}/{spec['completions']}"
+    parallelism = int(spec.get("parallelism") or 0)
+    return f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
+
+
+def _job_duration(job: dict[str, Any]) -> str:
+    status = job.get("status") or {}
+    if not status.get("startTime"):
+        return ""
+    if not status.get("completionTime"):
+        return _age(status["startTime"])
+    import datetime as dt
+    start, end = (dt.datetime.strptime(str(status[key]), "%Y-%m-%dT%H:%M:%SZ")
+                  for key in ("startTime", "completionTime"))
+    return f"{max(int((end - start).total_seconds()), 0)}s"
+
+
+JOB_COLUMNS: list[Column] = [("Status", "string", _job_status), ("Completions", "string", _job_completions),
+                             ("Duration", "string", _job_duration),
+                             ("Age", "string", _age_of(".metadata.creationTimestamp"))]
+
 CORE_COLUMNS: dict[str, list[Column]] = {
     "pods": [("Ready", "string", _pod_ready), ("Status", "string", _pod_status),
              ("Restarts", "integer", _pod_restarts), ("Age", "string", _age_of(".metadata.creationTimestamp"))],
@@ -1047,6 +1095,7 @@ def table_for(res: Resource, items: list[dict[str, Any]], metadata: dict[str, An
                 else:
                     columns.append((column["name"], column.get("type", "string"), _json_path_of(path)))
     columns += CORE_COLUMNS.get(res.plural, []) if not res.group else []
+    columns += JOB_COLUMNS if res is BATCH_JOBS else []
     if not any(name.lower() in ("age", "last seen") for name, _, _ in columns):
         columns.append(("Age", "string", _age_of(".metadata.creationTimestamp")))
     rows = [{"cells": [extract(item) for _, _, extract in columns],
@@ -1059,11 +1108,18 @@ def table_for(res: Resource, items: list[dict[str, Any]], metadata: dict[str, An
             "rows": rows}
 
 
+# A printer-column step: a `[?(@.key=="value")]` filter (first match), a `.field`, or an `[index]`.
+_JSON_PATH_STEP = re.compile(r'\[\?\(@\.([A-Za-z0-9_]+)=="([^"]*)"\)\]|\.([A-Za-z0-9_]+)|\[(-?\d*):?\]')
+
+
 def _json_path(obj: dict[str, Any], path: str) -> Any:
     node: Any = obj
-    for segment in re.findall(r"\.([A-Za-z0-9_]+)|\[(-?\d*):?\]", path):
-        field_name, index = segment
-        if field_name:
+    for key, wanted, field_name, index in _JSON_PATH_STEP.findall(path):
+        if key:
+            matches = [item for item in node if isinstance(item, dict) and item.get(key) == wanted] \
+                if isinstance(node, list) else []
+            node = matches[0] if matches else None
+        elif field_name:
             node = node.get(field_name) if isinstance(node, dict) else None
         elif isinstance(node, list) and node:
             node = node[int(index)] if index else node
@@ -1153,8 +1209,9 @@ def _metadata_causes(res: Resource, obj: dict[str, Any]) -> list[dict[str, str]]
         if res in (NAMESPACES,) and (len(name) > 63 or not _DNS1123_LABEL.match(name)):
             causes.append(errors.field_cause("metadata.name", f'Invalid value: "{name}": '
                                              + admission.DNS1123_LABEL_MESSAGE))
-        elif len(name) > 253 or not _DNS1123_SUBDOMAIN.match(name):
-            causes.append(errors.field_cause("metadata.name", f'Invalid value: "{name}": {DNS1123_SUBDOMAIN_MESSAGE}'))
+        elif len(name) > 253 or not admission.DNS1123_SUBDOMAIN.match(name):
+            causes.append(errors.field_cause("metadata.name",
+                                             f'Invalid value: "{name}": {admission.DNS1123_SUBDOMAIN_MESSAGE}'))
     for key, value in (meta.get("labels") or {}).items():
         problem = label_key_error(str(key))
         if problem:

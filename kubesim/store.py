@@ -55,6 +55,8 @@ TFJOBS = Resource("kubeflow.org", "v1", "tfjobs", "TFJob", status_subresource=Tr
 VCJOBS = Resource("batch.volcano.sh", "v1alpha1", "jobs", "Job", status_subresource=True)
 COMMANDS = Resource("bus.volcano.sh", "v1alpha1", "commands", "Command")
 PODGROUPS = Resource("scheduling.volcano.sh", "v1beta1", "podgroups", "PodGroup", status_subresource=True)
+JOBSETS = Resource("jobset.x-k8s.io", "v1alpha2", "jobsets", "JobSet", status_subresource=True)
+BATCH_JOBS = Resource("batch", "v1", "jobs", "Job", status_subresource=True)
 PODS = Resource("", "v1", "pods", "Pod", status_subresource=True)
 SERVICES = Resource("", "v1", "services", "Service")
 CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap")
@@ -62,8 +64,8 @@ EVENTS = Resource("", "v1", "events", "Event")
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
 
 ALL_RESOURCES: tuple[Resource, ...] = (TFJOBS, VCJOBS, COMMANDS, PODGROUPS, PODS, SERVICES, CONFIGMAPS, EVENTS,
-                                       NAMESPACES)
-CUSTOM_RESOURCES: tuple[Resource, ...] = (TFJOBS, VCJOBS, COMMANDS, PODGROUPS)
+                                       NAMESPACES, JOBSETS, BATCH_JOBS)
+CUSTOM_RESOURCES: tuple[Resource, ...] = (TFJOBS, VCJOBS, COMMANDS, PODGROUPS, JOBSETS)
 
 # Field selectors each resource supports (metadata.name/namespace everywhere), as kube-apiserver does.
 _COMMON_FIELDS = ("metadata.name", "metadata.namespace")
@@ -187,8 +189,10 @@ class Store:
             return existing
         return self.create(NAMESPACES, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
 
-    def create(self, res: Resource, obj: dict[str, Any]) -> dict[str, Any]:
-        """Store a new object; sets uid, resourceVersion, creationTimestamp, generation=1."""
+    def create(self, res: Resource, obj: dict[str, Any], *, uid: str | None = None) -> dict[str, Any]:
+        """Store a new object; sets uid (`uid` if given: a registry that derives fields from the uid before
+        storing, as the Job strategy's generated selector does, picks it first), resourceVersion,
+        creationTimestamp, generation=1."""
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
         name = meta.get("name")
@@ -219,7 +223,7 @@ class Store:
             raise errors.already_exists(res, name)
         obj["apiVersion"] = res.api_version
         obj["kind"] = res.kind
-        meta["uid"] = str(uuid.uuid4())
+        meta["uid"] = uid or str(uuid.uuid4())
         meta["creationTimestamp"] = now_rfc3339()
         meta["generation"] = 1
         for transient in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "selfLink"):
@@ -547,10 +551,12 @@ def _component_for(kind: str) -> str:
 
 __all__ = [
     "ALL_RESOURCES",
+    "BATCH_JOBS",
     "COMMANDS",
     "CONFIGMAPS",
     "CUSTOM_RESOURCES",
     "EVENTS",
+    "JOBSETS",
     "NAMESPACES",
     "PODGROUPS",
     "PODS",

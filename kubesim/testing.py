@@ -2,11 +2,14 @@
 
 Contract (common brief): `KubeSim(namespaces=("default",), token=..., tfjob_operator=..., volcano=...,
 time_scale=0.01, default_scenario="succeed", tls=True, host="127.0.0.1", port=0, history_limit=1000,
-watch_buffer=1000, gang_scheduler=None)` (`watch_buffer`: events a watcher may fall behind before its stream is
-closed) (`gang_scheduler="volcano"`: training-operator gang-schedules TFJobs through Volcano
-PodGroups, see kubesim.controllers);
+watch_buffer=1000, gang_scheduler=None, jobset=None)` (`watch_buffer`: events a watcher may fall behind
+before its stream is closed) (`gang_scheduler="volcano"`: training-operator gang-schedules TFJobs through Volcano
+PodGroups, see kubesim.controllers) (`jobset`: run the JobSet controller, kubernetes-sigs/jobset v0.12.0;
+None, the default, runs it whenever another operator runs, as a Trainer v2 cluster has JobSet installed,
+so `tfjob_operator=None, volcano=False` still means no controllers at all; `jobset=True` alone gives a
+JobSet cluster: JobSet + Job controllers and the kubelet);
 `await start()` / `await stop()` or `async with KubeSim() as sim:`. After start: `url`, `ca_file`, `token`,
-`store`, `controllers` (None when both operators are off or kubesim.controllers provides no `Controllers`),
+`store`, `controllers` (None when every operator is off or kubesim.controllers provides no `Controllers`),
 `faults`, `policy`, `impersonations`, `write_kubeconfig(path)`.
 The listener is a real TCP socket with a self-signed CA (HTTPS by default), so clients exercise their TLS
 and bearer-token paths exactly as against a real cluster. `faults.down("refuse")` really stops listening and
@@ -47,12 +50,13 @@ class KubeSim:
                  tfjob_operator: str | None = "training-operator", volcano: bool = True, time_scale: float = 0.01,
                  default_scenario: str = "succeed", tls: bool = True, host: str = "127.0.0.1", port: int = 0,
                  history_limit: int = 1000, watch_buffer: int = 1000, bookmark_interval: float = 1.0,
-                 gang_scheduler: str | None = None) -> None:
+                 gang_scheduler: str | None = None, jobset: bool | None = None) -> None:
         self.namespaces = list(namespaces)
         self.token = token
         self.tfjob_operator = tfjob_operator
         self.volcano = volcano
         self.gang_scheduler = gang_scheduler
+        self.jobset = bool(tfjob_operator or volcano) if jobset is None else jobset
         self.time_scale = time_scale
         self.default_scenario = default_scenario
         self.tls = tls
@@ -151,7 +155,7 @@ class KubeSim:
     # ----- internals ---------------------------------------------------------------------------------------
 
     async def _start_controllers(self) -> None:
-        if not self.tfjob_operator and not self.volcano:
+        if not self.tfjob_operator and not self.volcano and not self.jobset:
             return
         try:
             module = importlib.import_module("kubesim.controllers")
@@ -164,7 +168,7 @@ class KubeSim:
             return
         self.controllers = factory(self.store, tfjob_operator=self.tfjob_operator, volcano=self.volcano,
                                    time_scale=self.time_scale, default_scenario=self.default_scenario,
-                                   gang_scheduler=self.gang_scheduler)
+                                   gang_scheduler=self.gang_scheduler, jobset=self.jobset)
         await self.controllers.start()
 
     async def _serve(self, sock: socket.socket) -> None:

@@ -2,7 +2,7 @@
 
 Contract (fixed in the common brief):
     Controllers(store, *, tfjob_operator="training-operator"|"tf-operator"|None, volcano=True,
-                time_scale=1.0, default_scenario="succeed", gang_scheduler=None|"volcano")
+                time_scale=1.0, default_scenario="succeed", gang_scheduler=None|"volcano", jobset=True)
     await start() / await stop(); set_default_scenario(s); set_job_scenario(ns, name, s)
 
 One asyncio task runs every reconciler in turn: it wakes on a store event (of the kinds the
@@ -15,6 +15,11 @@ nothing to do writes nothing. Scenario strings are documented in `kubesim.contro
 `gang_scheduler="volcano"` makes the training-operator dialect gang-schedule TFJobs through Volcano
 PodGroups (ignored by tf-operator; ValueError for another name); without `volcano=True` nobody admits those
 PodGroups and the jobs stay without pods, as in a cluster without Volcano.
+The batch/v1 Job controller always runs (it is part of kube-controller-manager, like the kubelet is part
+of every node); `jobset=True` adds the JobSet controller (kubernetes-sigs/jobset v0.12.0). A JobSet pod's
+scenario is `set_job_scenario(ns, <jobset name>)`, else the pod's own annotation (from its replicated
+job's pod template), else the JobSet's annotation, else the default; a plain Job's pods likewise with the
+Job's name and annotation.
 """
 
 from __future__ import annotations
@@ -24,18 +29,32 @@ import contextlib
 import logging
 from typing import Any, Literal
 
+from kubesim import jobset as jobset_api
+from kubesim.controllers.batchjob import JobController
 from kubesim.controllers.clock import SimClock
+from kubesim.controllers.jobset import JobSetController
 from kubesim.controllers.kubelet import Kubelet
 from kubesim.controllers.scenarios import SCENARIO_ANNOTATION, Scenario, ScenarioError, parse_scenario
 from kubesim.controllers.training import GANG_SCHEDULERS, TFJobController
 from kubesim.controllers.volcano import VolcanoController
-from kubesim.store import COMMANDS, PODGROUPS, PODS, TFJOBS, VCJOBS, Store, WatchEvent
+from kubesim.store import (
+    BATCH_JOBS,
+    COMMANDS,
+    JOBSETS,
+    PODGROUPS,
+    PODS,
+    TFJOBS,
+    VCJOBS,
+    Resource,
+    Store,
+    WatchEvent,
+)
 
 log = logging.getLogger(__name__)
 
 MIN_PAUSE = 0.002  # real seconds between passes, so a burst of events costs one pass
 IDLE_PAUSE = 2.0  # simulated seconds between passes when nothing is due
-WATCHED = frozenset({TFJOBS, VCJOBS, COMMANDS, PODGROUPS, PODS})
+WATCHED = frozenset({TFJOBS, VCJOBS, COMMANDS, PODGROUPS, PODS, JOBSETS, BATCH_JOBS})
 
 __all__ = ["SCENARIO_ANNOTATION", "Controllers", "Scenario", "ScenarioError", "parse_scenario"]
 
@@ -45,7 +64,8 @@ class Controllers:
 
     def __init__(self, store: Store, *, tfjob_operator: Literal["training-operator", "tf-operator"] | None
                  = "training-operator", volcano: bool = True, time_scale: float = 1.0,
-                 default_scenario: str = "succeed", gang_scheduler: str | None = None) -> None:
+                 default_scenario: str = "succeed", gang_scheduler: str | None = None,
+                 jobset: bool = True) -> None:
         if tfjob_operator not in ("training-operator", "tf-operator", None):
             raise ValueError(f"tfjob_operator must be 'training-operator', 'tf-operator' or None, "
                              f"not {tfjob_operator!r}")
@@ -61,6 +81,8 @@ class Controllers:
             if tfjob_operator else None
         self.volcano = VolcanoController(store, self.clock, self.scenario_for_job, self._scenario_for_pod) \
             if volcano else None
+        self.jobsets = JobSetController(store, self.clock) if jobset else None
+        self.jobs = JobController(store, self.clock)
         # at time_scale 1 a 50 ms window coalesces a burst of writes into one pass
         self._min_pause = max(MIN_PAUSE, 0.05 * time_scale)
         self._wake = asyncio.Event()
@@ -75,7 +97,7 @@ class Controllers:
         self._wake.set()
 
     def set_job_scenario(self, namespace: str, name: str, scenario: str) -> None:
-        """Scenario for one job (TFJob or Volcano Job) by name, even before it exists."""
+        """Scenario for one job (TFJob, Volcano Job, JobSet, batch/v1 Job) by name, even before it exists."""
         self._per_job[(namespace, name)] = parse_scenario(scenario)
         self._wake.set()
 
@@ -85,19 +107,20 @@ class Controllers:
         if chosen is not None:
             return chosen
         for res in (TFJOBS, VCJOBS):
-            job = self._store.try_get(res, namespace, name)
-            text = ((job or {}).get("metadata", {}).get("annotations") or {}).get(SCENARIO_ANNOTATION)
-            if text:
-                try:
-                    return parse_scenario(text)
-                except ScenarioError as e:
-                    log.warning("%s %s/%s: ignoring annotation %s: %s", res.kind, namespace, name,
-                                SCENARIO_ANNOTATION, e)
+            annotated = _annotated(self._store.try_get(res, namespace, name), f"{res.kind} {namespace}/{name}")
+            if annotated is not None:
+                return annotated
         return self._default
 
     def _scenario_for_pod(self, pod: dict[str, Any]) -> Scenario:
         meta = pod["metadata"]
         owner = next((o for o in meta.get("ownerReferences") or [] if o.get("controller")), None)
+        owner_gvk = (owner.get("apiVersion"), owner.get("kind")) if owner is not None else None
+        if owner is not None and owner_gvk == (BATCH_JOBS.api_version, BATCH_JOBS.kind):
+            jobset_name = (meta.get("labels") or {}).get(jobset_api.JOBSET_NAME)
+            if jobset_name:
+                return self._scenario_for_child(pod, JOBSETS, jobset_name)
+            return self._scenario_for_child(pod, BATCH_JOBS, str(owner.get("name", "")))
         if owner is not None and owner.get("kind") in ("TFJob", "Job"):
             return self.scenario_for_job(meta.get("namespace", ""), owner.get("name", ""))
         text = (meta.get("annotations") or {}).get(SCENARIO_ANNOTATION)
@@ -105,6 +128,16 @@ class Controllers:
             with contextlib.suppress(ScenarioError):
                 return parse_scenario(text)
         return self._default
+
+    def _scenario_for_child(self, pod: dict[str, Any], res: Resource, name: str) -> Scenario:
+        """set_job_scenario on the owning JobSet/Job, the pod's annotation, the owner's, the default."""
+        namespace = pod["metadata"].get("namespace", "")
+        chosen = self._per_job.get((namespace, name))
+        if chosen is not None:
+            return chosen
+        annotated = _annotated(pod, f"Pod {namespace}/{pod['metadata'].get('name', '')}") \
+            or _annotated(self._store.try_get(res, namespace, name), f"{res.kind} {namespace}/{name}")
+        return annotated or self._default
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -129,7 +162,7 @@ class Controllers:
     def reconcile_once(self) -> float | None:
         """One pass of every reconciler; the earliest simulated deadline any of them reported."""
         deadlines: list[float | None] = []
-        for reconciler in (self.tfjobs, self.volcano, self.kubelet):
+        for reconciler in (self.tfjobs, self.volcano, self.jobsets, self.jobs, self.kubelet):
             if reconciler is None:
                 continue
             try:
@@ -183,3 +216,15 @@ class Controllers:
             if waker in done:
                 self._wake.clear()
                 return
+
+
+def _annotated(obj: dict[str, Any] | None, what: str) -> Scenario | None:
+    """The scenario an object's annotation names, if any; a malformed one is logged and ignored."""
+    text = (((obj or {}).get("metadata") or {}).get("annotations") or {}).get(SCENARIO_ANNOTATION)
+    if not text:
+        return None
+    try:
+        return parse_scenario(text)
+    except ScenarioError as e:
+        log.warning("%s: ignoring annotation %s: %s", what, SCENARIO_ANNOTATION, e)
+        return None

@@ -17,6 +17,10 @@ OnFailure/Always, like a real kubelet; with Never the pod ends Failed. A pod's
 `spec.activeDeadlineSeconds` counts from its binding (`status.startTime`): when it passes, the pod
 is Failed with reason `DeadlineExceeded` and its containers killed (exit 137), whatever its
 restartPolicy, as the kubelet's active-deadline handler does.
+Each container starts with the environment a kubelet would give it (kubesim.podenv: downward-API
+values such as the Job completion index resolved, `$(VAR)` expanded, ConfigMap references read), and
+its first log lines show the TF_CONFIG it sees (`INFO:tensorflow:TF_CONFIG environment variable: {...}`);
+a JobSet pod whose TF_CONFIG makes it a `ps` task serves until deleted, like a TFJob's PS replica.
 """
 
 from __future__ import annotations
@@ -31,7 +35,9 @@ from typing import Any
 from kubesim.controllers.clock import SimClock
 from kubesim.controllers.scenarios import Scenario
 from kubesim.errors import ApiError
-from kubesim.store import EVENTS, PODGROUPS, PODS, Store
+from kubesim.jobset import JOBSET_NAME
+from kubesim.podenv import container_env
+from kubesim.store import CONFIGMAPS, EVENTS, PODGROUPS, PODS, Store
 
 log = logging.getLogger(__name__)
 
@@ -257,7 +263,8 @@ class Kubelet:
             self._event(pod, "Started", f"Started container {c['name']}", container=c)
             _set_container(status, c["name"], state={"running": {"startedAt": ts}}, ready=True, started=True,
                            container_id=_container_id(pod, c, run.crashes))
-            self._log(pod, c, _startup_lines(pod, c, restart=restart))
+            env = container_env(pod, c, config_map=lambda ns, name: self._store.try_get(CONFIGMAPS, ns, name))
+            self._log(pod, c, _startup_lines(env, restart=restart))
         self._write_status(pod, status)
         run.stage = "running"
         run.due = self._run_until(pod, run.scenario, now)
@@ -399,12 +406,16 @@ def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _serves_forever(pod: dict[str, Any]) -> bool:
-    """TFJob parameter servers never exit on their own."""
+    """TensorFlow parameter servers never exit on their own: a TFJob's PS replicas, and a JobSet pod whose
+    TF_CONFIG, as its container sees it, makes it a `ps` task."""
     owners = pod["metadata"].get("ownerReferences") or []
-    if not any(o.get("kind") in TFJOB_KINDS for o in owners):
-        return False
     labels = pod["metadata"].get("labels") or {}
-    return any(labels.get(key) == "ps" for key in PS_LABELS)
+    if any(o.get("kind") in TFJOB_KINDS for o in owners):
+        return any(labels.get(key) == "ps" for key in PS_LABELS)
+    if JOBSET_NAME in labels:
+        return any(((_tf_config(container_env(pod, c)) or {}).get("task") or {}).get("type") == "ps"
+                   for c in _containers(pod))
+    return False
 
 
 def _node_for(pod: dict[str, Any]) -> tuple[str, str]:
@@ -510,24 +521,28 @@ def _set_container(status: dict[str, Any], name: str, *, state: dict[str, Any],
                 f"{image.split(':')[0]}@sha256:" + hashlib.sha256(image.encode()).hexdigest())
 
 
-def _tf_config(container: dict[str, Any]) -> dict[str, Any] | None:
-    for env in container.get("env") or []:
-        if isinstance(env, dict) and env.get("name") == "TF_CONFIG" and isinstance(env.get("value"), str):
-            try:
-                parsed = json.loads(env["value"])
-            except ValueError:
-                return None
-            return parsed if isinstance(parsed, dict) else None
-    return None
+def _tf_config(env: dict[str, str]) -> dict[str, Any] | None:
+    """TF_CONFIG of a resolved environment, parsed; None when unset or not a JSON object."""
+    if "TF_CONFIG" not in env:
+        return None
+    try:
+        parsed = json.loads(env["TF_CONFIG"])
+    except ValueError:
+        return None
+    return parsed if isinstance(parsed, dict) else None
 
 
-def _startup_lines(pod: dict[str, Any], container: dict[str, Any], *, restart: bool) -> list[str]:
+def _startup_lines(env: dict[str, str], *, restart: bool) -> list[str]:
+    """What the simulated TensorFlow program prints first, from the environment the kubelet gave it."""
     lines = [("I tensorflow/core/platform/cpu_feature_guard.cc:193] This TensorFlow binary is optimized "
               "with oneAPI Deep Neural Network Library (oneDNN) to use the following CPU instructions: AVX2 FMA")]
     if restart:
         lines.insert(0, "kubesim: container restarted")
-    tf_config = _tf_config(container)
-    if tf_config is not None:
+    tf_config = _tf_config(env)
+    if "TF_CONFIG" in env and tf_config is None:
+        lines.append("INFO:tensorflow:TF_CONFIG environment variable: " + env["TF_CONFIG"])
+        lines.append("WARNING:tensorflow:TF_CONFIG is not a JSON object; running in single-process mode")
+    elif tf_config is not None:
         task = tf_config.get("task") or {}
         lines.append("INFO:tensorflow:TF_CONFIG environment variable: " + json.dumps(tf_config, sort_keys=True))
         lines.append(f"INFO:tensorflow:Starting {task.get('type', 'worker')} task {task.get('index', 0)}")

@@ -48,9 +48,12 @@ async def test_discovery_documents(api: Any) -> None:
     core = (await api.get("/api/v1")).body
     core_names = {r["name"] for r in core["resources"]}
     assert {"pods", "pods/log", "pods/status", "services", "configmaps", "events", "namespaces"} <= core_names
-    groups = {g["name"]: g["preferredVersion"]["version"] for g in (await api.get("/apis")).body["groups"]}
-    assert groups == {"kubeflow.org": "v1", "batch.volcano.sh": "v1alpha1", "bus.volcano.sh": "v1alpha1",
-                      "scheduling.volcano.sh": "v1beta1", "authorization.k8s.io": "v1"}
+    listed = [(g["name"], g["preferredVersion"]["version"]) for g in (await api.get("/apis")).body["groups"]]
+    assert dict(listed) == {"kubeflow.org": "v1", "batch.volcano.sh": "v1alpha1", "bus.volcano.sh": "v1alpha1",
+                            "scheduling.volcano.sh": "v1beta1", "authorization.k8s.io": "v1", "batch": "v1",
+                            "jobset.x-k8s.io": "v1alpha2"}
+    # built-in groups come first, so kubectl's `jobs` resolves to batch/v1 before Volcano's
+    assert [name for name, _ in listed][:2] == ["authorization.k8s.io", "batch"]
     kubeflow = (await api.get("/apis/kubeflow.org/v1")).body
     tfjobs = next(r for r in kubeflow["resources"] if r["name"] == "tfjobs")
     assert tfjobs["kind"] == "TFJob" and tfjobs["namespaced"] is True and "watch" in tfjobs["verbs"]

@@ -167,7 +167,8 @@ async def test_seed_000_tf_operator_create_to_succeeded(sim: Sim) -> None:
 async def test_dist_mnist_example_is_chief_driven(sim: Sim) -> None:
     body = yaml.safe_load(shared_file("examples/kubeflow-tfjob-dist-mnist.yaml").read_text())
     body["metadata"]["namespace"] = NS
-    body["metadata"]["annotations"] = {"kubesim.clever.dev/scenario": "succeed:after=2"}
+    # 30 simulated seconds (0.3 s here) of Running: long enough for the poll to see it on a loaded machine.
+    body["metadata"]["annotations"] = {"kubesim.clever.dev/scenario": "succeed:after=30"}
     name = body["metadata"]["name"]
     sim.store.create(TFJOBS, body)
     running = await wait_for(lambda: condition(sim, name, "Running"), "Running")

@@ -1,5 +1,6 @@
 """The real kubectl against kubesim with a kubeconfig from `write_kubeconfig` (HTTPS + bearer token):
-create -f, get, get -o json, patch --type=merge (and the strategic-merge refusal), logs (and -f), delete.
+create -f, get, get -o json, patch --type=merge (and the strategic-merge refusal), logs (and -f), delete;
+and a JobSet run through `get jobsets` / `get jobs` (batch/v1) to its end and its deletion.
 
 kubectl runs as a subprocess through asyncio so the in-process server keeps serving. Set
 KUBESIM_KUBECTL_TRANSCRIPT=<path> to save the commands and their output.
@@ -15,9 +16,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
-from kubesim.store import PODS, TFJOBS
+from kubesim.store import BATCH_JOBS, JOBSETS, PODS, TFJOBS
 from kubesim.testing import KubeSim
+from tests.kubesim.jobsets import tf_jobset
+from tests.kubesim.polling import wait_for
 
 INSTALL_HINT = ("kubectl is not on PATH. Install it, e.g. `curl -LO https://dl.k8s.io/release/v1.32.4/bin/linux/"
                 "amd64/kubectl && install -m 0755 kubectl /usr/local/bin/kubectl` (or apt-get install kubectl "
@@ -103,3 +107,44 @@ async def exercise(kubectl: Kubectl, sim: KubeSim, manifest: Path) -> None:
     assert 'tfjob.kubeflow.org "tfjob-simple" deleted' in await kubectl("delete", "tfjob", "tfjob-simple",
                                                                          "-n", "kubeflow")
     assert "No resources found in kubeflow namespace." in await kubectl("get", "tfjobs", "-n", "kubeflow")
+
+
+async def test_kubectl_against_jobsets(kubectl_binary: str, tmp_path: Path) -> None:
+    body = tf_jobset("j1", {"worker": 2}, annotations={"kubesim.clever.dev/scenario": "hold"})
+    manifest = tmp_path / "jobset.yaml"
+    manifest.write_text(yaml.safe_dump(body, sort_keys=False))
+    async with KubeSim(namespaces=("default",), tfjob_operator=None, volcano=False, jobset=True,
+                       time_scale=0.01) as sim:
+        kubectl = Kubectl(kubectl_binary, sim.write_kubeconfig(tmp_path / "kubeconfig"))
+        try:
+            await exercise_jobsets(kubectl, sim, manifest)
+        finally:
+            (tmp_path / "transcript.txt").write_text("".join(kubectl.transcript))
+
+
+async def exercise_jobsets(kubectl: Kubectl, sim: KubeSim, manifest: Path) -> None:
+    assert "jobset.jobset.x-k8s.io/j1 created" in await kubectl("create", "-f", str(manifest))
+    table = await kubectl("get", "jobsets", stdout_only=True)
+    assert table.splitlines()[0].split() == ["NAME", "TERMINALSTATE", "RESTARTS", "COMPLETED", "SUSPENDED", "AGE"]
+    assert table.splitlines()[1].split()[:1] == ["j1"]
+    await wait_for(lambda: len([p for p in sim.store.list(PODS, "default")[0]
+                                if p["status"].get("phase") == "Running"]) == 2, "2 running pods")
+    # `jobs` means batch/v1 here even with Volcano's jobs served: built-in groups come first
+    jobs = await kubectl("get", "jobs", stdout_only=True)
+    assert jobs.splitlines()[0].split() == ["NAME", "STATUS", "COMPLETIONS", "DURATION", "AGE"]
+    assert jobs.splitlines()[1].split()[:3] == ["j1-worker-0", "Running", "0/2"]
+    pods = await kubectl("get", "pods", "-l", "jobset.sigs.k8s.io/jobset-name=j1", "-o", "name", stdout_only=True)
+    assert len(pods.split()) == 2 and all(p.startswith("pod/j1-worker-0-") for p in pods.split())
+    sim.controllers.set_job_scenario("default", "j1", "succeed:after=1")
+    await wait_for(lambda: (sim.store.get(JOBSETS, "default", "j1").get("status") or {}).get("terminalState"),
+                   "JobSet finished", attempts=1500)
+    table = await kubectl("get", "jobsets", stdout_only=True)
+    assert table.splitlines()[1].split()[:4] == ["j1", "Completed", "0", "True"]
+    jobs = await kubectl("get", "jobs", stdout_only=True)
+    assert jobs.splitlines()[1].split()[:3] == ["j1-worker-0", "Complete", "2/2"]
+    obj = json.loads(await kubectl("get", "jobset", "j1", "-o", "json", stdout_only=True))
+    assert obj["status"]["terminalState"] == "Completed"
+    assert obj["spec"]["replicatedJobs"][0]["template"]["spec"]["completionMode"] == "Indexed"
+    assert 'jobset.jobset.x-k8s.io "j1" deleted' in await kubectl("delete", "jobset", "j1")
+    await wait_for(lambda: not sim.store.list(BATCH_JOBS, "default")[0], "Jobs collected")
+    assert "No resources found in default namespace." in await kubectl("get", "jobs")
