@@ -4,7 +4,8 @@ Shared by `tests/service/test_backends.py`, `tests/service/test_status_truth.py`
 `bench/status_report.py` so the table a user reads comes from exactly the flows the tests check.
 
 - `BACKENDS`: cluster id -> (gateway backend, KubeSim keyword arguments). `to` runs the
-  training-operator, `tfo` the older tf-operator, `vc` Volcano; each sim runs only its own operator.
+  training-operator, `tfo` the older tf-operator, `vc` Volcano, `js` JobSet; each sim runs only its own
+  operator.
 - `MultiCluster(prefix)`: `async with` starts the three sims, the real gateway on a loopback port
   (aiohttp `TestServer`, real Redis under `prefix`), and on exit stops them and deletes every key
   under the prefix. Helpers speak the legacy HTTP API only.
@@ -29,7 +30,7 @@ from gateway.app import create_app
 from gateway.config import Settings, load_settings
 from kubesim.testing import KubeSim
 from tests.conftest import REDIS_URL, RUNTIMES, GatewayTestServer
-from translators.naming import object_name
+from translators.backends.registry import backend_named
 
 PARTITION = "clever"
 USER = {"X-User": "alice"}
@@ -39,6 +40,7 @@ BACKENDS: dict[str, tuple[str, dict[str, Any]]] = {
     "to": ("training-operator", {"tfjob_operator": "training-operator", "volcano": False}),
     "tfo": ("tf-operator", {"tfjob_operator": "tf-operator", "volcano": False}),
     "vc": ("volcano", {"tfjob_operator": None, "volcano": True}),
+    "js": ("jobset", {"tfjob_operator": None, "volcano": False, "jobset": True}),
 }
 
 
@@ -182,8 +184,9 @@ class MultiCluster:
             raise AssertionError(f"{e}; last status seen: {seen[0]['status'] if seen else None}") from None
 
     def k8s_name(self, job: dict[str, Any]) -> str:
-        """The cluster object's name of a legacy job."""
-        return object_name(job["metadata"]["name"], job["metadata"]["id"])
+        """The cluster object's name of a legacy job (each backend names its objects)."""
+        backend = backend_named(BACKENDS[job["metadata"]["cluster"]][0])
+        return backend.object_name(job["metadata"]["name"], job["metadata"]["id"])
 
     async def create_with_scenario(self, cid: str, body: dict[str, Any], scenario: str) -> dict[str, Any]:
         """Create a job whose pods follow `scenario` from their very first reconcile.
@@ -238,6 +241,8 @@ class FailureCase:
 
 
 _TF = ("to", "tfo")
+# JobSet pods run with restartPolicy Never and their Jobs with backoffLimit 0: a failed pod fails its Job, and
+# with no maxRestarts (no backoffLimit given) the JobSet; with backoffLimit N the JobSet restarts N times.
 # Volcano answers every pod failure with RestartJob (new pods, the failed ones deleted) until maxRetry (3 by
 # default): the verdict is the job's own, and the pod's story survives only as the gateway's "last failure".
 
@@ -252,35 +257,41 @@ def _each(ids: tuple[str, ...], expected: Expected) -> dict[str, Expected]:
 
 FAILURE_CASES: tuple[FailureCase, ...] = (
     FailureCase("unschedulable", "unschedulable", expected=_each(
-        ("to", "tfo", "vc"), Expected(("pending",), "Unschedulable", "cannot be scheduled", "Unschedulable"))),
+        ("to", "tfo", "vc", "js"), Expected(("pending",), "Unschedulable", "cannot be scheduled", "Unschedulable"))),
     FailureCase("image-pull-backoff", "image-pull-backoff", expected=_each(
-        ("to", "tfo", "vc"), Expected(("pending",), "ImagePullBackOff", "Back-off pulling image",
-                                      "ImagePullBackOff"))),
+        ("to", "tfo", "vc", "js"), Expected(("pending",), "ImagePullBackOff", "Back-off pulling image",
+                                            "ImagePullBackOff"))),
     # Exit 137 is retryable under the workers' ExitCode policy: the operator keeps replacing the pod.
     FailureCase("oomkilled", "oomkilled:after=1", expected={
         **_each(_TF, Expected(("running", "restarting"), "OOMKilled", "exceeding its memory limit", "OOMKilled", 137)),
-        "vc": _volcano_gave_up("exceeding its memory limit (OOMKilled, exit code 137)")}),
+        "vc": _volcano_gave_up("exceeding its memory limit (OOMKilled, exit code 137)"),
+        "js": Expected(("failed",), "OOMKilled", "exceeding its memory limit", "OOMKilled", 137)}),
     # Exit 3 is permanent under ExitCode: the TFJob fails at once.
     FailureCase("fail:exit=3", "fail:exit=3,after=1", expected={
         **_each(_TF, Expected(("failed",), "Error", "exited with code 3", "Error", 3)),
-        "vc": _volcano_gave_up("exited with code 3 (Error)")}),
+        "vc": _volcano_gave_up("exited with code 3 (Error)"),
+        "js": Expected(("failed",), "Error", "exited with code 3", "Error", 3)}),
     # A crash loop needs in-place restarts; workers use ExitCode (exit 1 = permanent) and Volcano pods Never,
     # so what each backend really shows is the first crash failing the job.
     FailureCase("crashloop", "crashloop:restarts=3,exit=1,after=1", expected={
         **_each(_TF, Expected(("failed",), "Error", "exited with code 1", "Error", 1)),
-        "vc": _volcano_gave_up("exited with code 1 (Error)")}),
+        "vc": _volcano_gave_up("exited with code 1 (Error)"),
+        "js": Expected(("failed",), "Error", "exited with code 1", "Error", 1)}),
     # The kubelet fails the pod itself; the TFJob operator replaces it (exit 137 is retryable).
     FailureCase("evicted", "evicted:after=1", expected={
         **_each(_TF, Expected(("running", "restarting"), "Evicted", "low on resource: memory", "Evicted", 137)),
-        "vc": _volcano_gave_up("Evicted: The node was low on resource: memory")}),
+        "vc": _volcano_gave_up("Evicted: The node was low on resource: memory"),
+        "js": Expected(("failed",), "Evicted", "low on resource: memory", "Evicted", 137)}),
     FailureCase("backoff-limit", "oomkilled:after=1", {"backoffLimit": 1}, expected={
         **_each(_TF, Expected(("failed",), "BackoffLimitExceeded", ("backoff limit", "OOMKilled, exit code 137"))),
-        "vc": _volcano_gave_up("OOMKilled, exit code 137", retries=1)}),
+        "vc": _volcano_gave_up("OOMKilled, exit code 137", retries=1),
+        "js": Expected(("failed",), "BackoffLimitExceeded", ("maxRestarts 1", "OOMKilled, exit code 137"))}),
     # Volcano has no job deadline: the pods carry it, and each kill at the deadline uses up a retry.
     FailureCase("deadline", "hold", {"activeDeadlineSeconds": 2}, expected={
         **_each(_TF, Expected(("failed",), "DeadlineExceeded", "longer than specified deadline")),
         "vc": _volcano_gave_up("DeadlineExceeded: Pod was active on the node longer than the specified deadline",
-                               reason="DeadlineExceeded")}),
+                               reason="DeadlineExceeded"),
+        "js": Expected(("failed",), "DeadlineExceeded", "longer than specified deadline")}),
 )
 
 

@@ -1,6 +1,6 @@
-"""The same legacy lifecycle on all three backends behind one gateway: a client cannot tell them apart.
+"""The same legacy lifecycle on all four backends behind one gateway: a client cannot tell them apart.
 
-One gateway, three KubeSim clusters (`to` training-operator, `tfo` tf-operator, `vc` Volcano), real
+One gateway, four KubeSim clusters (`to` training-operator, `tfo` tf-operator, `vc` Volcano, `js` JobSet), real
 Redis under a unique prefix, real HTTP on loopback. For each cluster: create (seed 003 body) -> list
 -> get -> pending -> running -> succeeded; PATCH description in place; PATCH shape while running ->
 409; PATCH shape after success -> recreated under the same id; delete -> 404. The key sets of every
@@ -13,7 +13,7 @@ import asyncio
 import uuid
 from typing import Any
 
-from kubesim.store import TFJOBS, VCJOBS
+from kubesim.store import JOBSETS, TFJOBS, VCJOBS
 from tests.service.backends_harness import BACKENDS, PARTITION, MultiCluster, seed_body
 from tests.service.seed_bodies import assert_legacy_object
 
@@ -38,7 +38,7 @@ def same_shape(a: Any, b: Any) -> bool:
 
 def cluster_object(mc: MultiCluster, cid: str, name: str) -> dict[str, Any] | None:
     """The job's object on its cluster (TFJob or Volcano Job), or None."""
-    resource = VCJOBS if BACKENDS[cid][0] == "volcano" else TFJOBS
+    resource = {"volcano": VCJOBS, "jobset": JOBSETS}.get(BACKENDS[cid][0], TFJOBS)
     obj: dict[str, Any] | None = mc.sims[cid].store.try_get(resource, PARTITION, name)
     return obj
 

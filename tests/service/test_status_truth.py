@@ -29,7 +29,8 @@ def check_replicas(status: dict[str, Any], *, unscheduled: bool) -> None:
     """Every replica entry is the job's one worker, with a node exactly when it was scheduled."""
     for replica in status["replicas"]:
         assert (replica["type"], replica["index"]) == ("worker", 0), replica
-        assert replica["id"].endswith("-worker-0"), replica
+        # The pod's name: <job>-worker-0 (TFJob, Volcano), <jobset>-worker-0-0-<5 random> (JobSet).
+        assert replica["id"].endswith("-worker-0") or "-worker-0-0-" in replica["id"], replica
         assert isinstance(replica["restartCount"], int)
         if unscheduled:
             assert replica["node"] is None and replica["status"] == "Pending", replica
