@@ -1,9 +1,10 @@
 """`clever-gateway demo`: the whole gateway on one machine, nothing to install or configure.
 
-Starts KubeSim (a simulated Kubernetes API over HTTPS with a simulated training operator, namespaces
-`clever` and `default`, real-time clock so a job takes a few seconds), an embedded Redis (fakeredis,
-in-process, not durable), auth off (X-User trusted, loudly warned), and one cluster `c1` whose runtime
-catalog covers the legacy seed's runtimes. Prints a ready-to-paste curl session and runs until Ctrl-C.
+Starts two KubeSims (simulated Kubernetes APIs over HTTPS, namespaces `clever` and `default`, real-time
+clock so a job takes a few seconds): cluster `c1` runs the training-operator (TFJobs), cluster `c2` runs
+JobSet (where TFJob has gone); an embedded Redis (fakeredis, in-process, not durable); auth off (X-User
+trusted, loudly warned; `admin` is an admin, so `?user=` can be tried). Both clusters' runtime catalogs
+cover the legacy seed's runtimes. Prints a ready-to-paste curl session and runs until Ctrl-C.
 Not for production: KubeSim runs no containers, the Redis is not shared, and anyone can be anyone.
 """
 
@@ -26,6 +27,8 @@ from gateway.web.server import GatewayRunner
 log = structlog.get_logger(__name__)
 
 DEMO_CLUSTER = "c1"
+DEMO_JOBSET_CLUSTER = "c2"
+DEMO_ADMIN = "admin"
 DEMO_RUNTIMES: dict[str, dict[str, Any]] = {
     "Python_2.7+Tensorflow_1.2.1": {"image": "tensorflow/tensorflow:1.2.1",
                                     "gpuImage": "tensorflow/tensorflow:1.2.1-gpu", "command": ["python2"]},
@@ -34,18 +37,22 @@ DEMO_RUNTIMES: dict[str, dict[str, Any]] = {
 }
 
 
-def demo_settings(*, server: str, token: str, ca_file: str, port: int, host: str = "127.0.0.1") -> Settings:
-    """Settings of the demo gateway against a running KubeSim."""
+def demo_settings(*, server: str, token: str, ca_file: str, port: int, host: str = "127.0.0.1",
+                  jobset: tuple[str, str, str] | None = None) -> Settings:
+    """Settings of the demo gateway against a running KubeSim (and a JobSet one: server, token, CA file)."""
+    def cluster(cid: str, backend: str, url: str, tok: str, ca: str) -> dict[str, Any]:
+        return {"id": cid, "server": url, "token": tok, "caFile": ca, "backend": backend, "runtimes": DEMO_RUNTIMES,
+                "volumes": [{"name": "clever-data", "mountPath": "/clever", "hostPath": "/clever"}],
+                "pathRoot": "/clever"}
+
+    clusters = [cluster(DEMO_CLUSTER, "training-operator", server, token, ca_file)]
+    if jobset is not None:
+        clusters.append(cluster(DEMO_JOBSET_CLUSTER, "jobset", *jobset))
     return load_settings(environ={}, base={
         "listen": {"host": host, "port": port},
         "redis": {"url": EMBEDDED_REDIS, "keyPrefix": "demo:"},
-        "auth": {"mode": "none"},
-        "clusters": [{
-            "id": DEMO_CLUSTER, "server": server, "token": token, "caFile": ca_file,
-            "backend": "training-operator", "runtimes": DEMO_RUNTIMES,
-            "volumes": [{"name": "clever-data", "mountPath": "/clever", "hostPath": "/clever"}],
-            "pathRoot": "/clever",
-        }],
+        "auth": {"mode": "none", "adminUsers": [DEMO_ADMIN]},
+        "clusters": clusters,
         "limits": {"statusStalenessSeconds": 1},
         "sync": {"relistBackoffSeconds": 0.5, "leaseSeconds": 6, "outboxRetrySeconds": 1},
     })
@@ -54,6 +61,7 @@ def demo_settings(*, server: str, token: str, ca_file: str, port: int, host: str
 def curl_examples(base: str) -> str:
     """The copy-paste session printed at start."""
     api = f"{base}/api/v1alpha1/clusters/{DEMO_CLUSTER}/partitions/clever/tfjobs"
+    jobset_api = f"{base}/api/v1alpha1/clusters/{DEMO_JOBSET_CLUSTER}/partitions/clever/tfjobs"
     return f"""
 clever-gateway demo is up on {base}   (auth is OFF: X-User is trusted; demo only)
 
@@ -70,6 +78,8 @@ clever-gateway demo is up on {base}   (auth is OFF: X-User is trusted; demo only
   curl -s -X PATCH {api}/<id> -H 'X-User: admin' -H 'Content-Type: application/json' \\
        -d '{{"description": "renamed"}}'
   curl -s -X DELETE {api}/<id> -H 'X-User: admin'
+  curl -s '{api}?user=*' -H 'X-User: admin'               # admin is an admin here: every user's jobs
+  curl -s {jobset_api} -H 'X-User: admin'                # cluster {DEMO_JOBSET_CLUSTER} runs the same API on JobSet
 
 Ctrl-C stops the demo.
 """
@@ -86,9 +96,13 @@ async def run_demo(*, host: str = "127.0.0.1", port: int = 8080, ready: asyncio.
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     with tempfile.TemporaryDirectory(prefix="clever-gateway-demo-") as workdir:
-        async with KubeSim(namespaces=("clever", "default"), time_scale=1.0) as sim:
+        async with KubeSim(namespaces=("clever", "default"), time_scale=1.0, jobset=False) as sim, \
+                KubeSim(namespaces=("clever", "default"), time_scale=1.0, tfjob_operator=None, volcano=False,
+                        jobset=True) as jobset_sim:
             kubeconfig = sim.write_kubeconfig(Path(workdir) / "kubeconfig")
-            settings = demo_settings(server=sim.url, token=sim.token, ca_file=sim.ca_file, port=port, host=host)
+            jobset_kubeconfig = jobset_sim.write_kubeconfig(Path(workdir) / "kubeconfig-jobset")
+            settings = demo_settings(server=sim.url, token=sim.token, ca_file=sim.ca_file, port=port, host=host,
+                                     jobset=(jobset_sim.url, jobset_sim.token, jobset_sim.ca_file))
             runner = GatewayRunner(create_app(settings), access_log=None, **server_options(settings))
             await runner.setup()
             try:
@@ -97,7 +111,9 @@ async def run_demo(*, host: str = "127.0.0.1", port: int = 8080, ready: asyncio.
                 bound = port or _bound_port(runner)
                 log.warning("DEMO MODE: authentication is off, Redis is in-process, the cluster is simulated")
                 print(curl_examples(f"http://{host}:{bound}"), flush=True)
-                print(f"  (the simulated cluster: kubectl --kubeconfig {kubeconfig} get tfjobs -A)\n", flush=True)
+                print(f"  (the simulated clusters: kubectl --kubeconfig {kubeconfig} get tfjobs -A\n"
+                      f"                          kubectl --kubeconfig {jobset_kubeconfig} get jobsets,pods -A)\n",
+                      flush=True)
                 if ready is not None:
                     ready.set()
                 await stop.wait()

@@ -120,6 +120,13 @@ async def test_demo_serves_the_legacy_api() -> None:
                 created = await response.json()
             async with http.get(f"{url}/{created['metadata']['id']}", headers={"X-User": "admin"}) as response:
                 assert response.status == 200
+            # The same job on the JobSet cluster; admin sees every user's jobs there.
+            jobset_url = url.replace("/clusters/c1/", "/clusters/c2/")
+            async with http.post(jobset_url, json={**body, "count": "2"}, headers={"X-User": "bob"}) as response:
+                assert response.status == 200, await response.text()
+            async with http.get(f"{jobset_url}?user=*", headers={"X-User": "admin"}) as response:
+                listing = await response.json()
+                assert [item["metadata"]["uid"] for item in listing["items"]] == ["bob"]
             async with http.get(f"{base}/api/ping") as response:
                 assert response.status == 200
                 assert "warning" in await response.json()
