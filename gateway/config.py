@@ -450,3 +450,33 @@ def load_settings(path: str | Path | None = None, *, environ: Mapping[str, str] 
         return Settings(**data)
     except ValidationError as e:
         raise ConfigError(_format_errors(e)) from e
+
+
+def referenced_files(settings: BaseModel, path: str = "") -> list[tuple[str, str]]:
+    """Every file the configuration names, as (key path, file path): fields named `...File`/`..._file` and
+    `kubeconfig`, in every section and list item (so a new such key is checked without being listed)."""
+    found: list[tuple[str, str]] = []
+    for name, field in type(settings).model_fields.items():
+        value = getattr(settings, name)
+        key = f"{path}{field.alias or to_camel(name)}"
+        if isinstance(value, BaseModel):
+            found += referenced_files(value, key + ".")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                if isinstance(item, BaseModel):
+                    found += referenced_files(item, f"{key}.{i}.")
+        elif isinstance(value, str) and (name.endswith("_file") or name.endswith("File") or name == "kubeconfig"):
+            found.append((key, value))
+    return found
+
+
+def unreadable_files(settings: Settings) -> list[str]:
+    """One line per referenced file that cannot be read: `key.path: /the/path: why`."""
+    problems = []
+    for key, file in referenced_files(settings):
+        try:
+            with open(file, "rb") as handle:
+                handle.read(1)
+        except OSError as e:
+            problems.append(f"{key}: {file}: {e.strerror or e}")
+    return problems

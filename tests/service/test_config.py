@@ -14,7 +14,18 @@ EXAMPLE = ROOT / "deploy" / "config.example.yaml"
 MINIMAL = {"auth": {"mode": "none"}, "clusters": [{"id": "c1", "server": "https://127.0.0.1:6443", "token": "t"}]}
 
 
-def test_example_config_is_accepted_by_serve_check(capsys: pytest.CaptureFixture[str]) -> None:
+def test_serve_check_wants_every_named_file_readable(tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # The example names files under /etc/clever-gateway (mounted Secrets): here they are missing.
+    assert main(["serve", "--config", str(EXAMPLE), "--check"]) == 2
+    err = capsys.readouterr().err
+    assert "clusters.0.tokenFile: /etc/clever-gateway/clusters/c1/token: No such file or directory" in err
+    assert "clusters.1.kubeconfig" in err and "Traceback" not in err
+    for name, key in (("token", "TOKEN_FILE"), ("ca.crt", "CA_FILE")):
+        (tmp_path / name).write_text("x")
+        monkeypatch.setenv(f"CLEVER_GATEWAY__CLUSTERS__0__{key}", str(tmp_path / name))
+    (tmp_path / "kubeconfig").write_text("x")
+    monkeypatch.setenv("CLEVER_GATEWAY__CLUSTERS__1__KUBECONFIG", str(tmp_path / "kubeconfig"))
     assert main(["serve", "--config", str(EXAMPLE), "--check"]) == 0
     assert "2 cluster(s): c1, c2" in capsys.readouterr().out
 
@@ -90,3 +101,37 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
 def test_env_override_of_unknown_key_is_an_error() -> None:
     with pytest.raises(ConfigError, match="CLEVER_GATEWAY__REDIS__NOPE"):
         load_settings(environ={"CLEVER_GATEWAY__REDIS__NOPE": "1"}, base=MINIMAL)
+
+
+def test_a_busy_port_is_one_line_naming_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import socket
+
+    path = tmp_path / "gw.yaml"
+    path.write_text("auth: {mode: none}\nredis: {url: 'redis://127.0.0.1:6379/0', keyPrefix: 'test:cli:'}\n"
+                    "clusters:\n  - {id: c1, server: 'https://127.0.0.1:1', token: t}\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "--config", str(path), "--host", "127.0.0.1", "--port", str(port)]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"cannot listen on 127.0.0.1:{port} (listen.host/listen.port, --host/--port): address already in use" in err
+
+
+def test_translate_prints_the_cluster_object(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    body = tmp_path / "job.json"
+    body.write_text(json.dumps({"name": "mnist", "runtime": "Python 2.7 + Tensorflow 1.2.1",
+                                "bootfile": "/clever/a.py", "cpu": "1", "memory": "1Gi", "count": "2"}))
+    assert main(["translate", "--config", str(EXAMPLE), "--cluster", "c1", "--partition", "clever", str(body)]) == 0
+    tfjob = json.loads(capsys.readouterr().out)
+    assert (tfjob["apiVersion"], tfjob["kind"]) == ("kubeflow.org/v1", "TFJob")
+    assert tfjob["metadata"]["namespace"] == "clever-jobs"  # the cluster's namespaceMap
+    assert tfjob["spec"]["tfReplicaSpecs"]["Worker"]["replicas"] == 2
+    body.write_text(json.dumps({"name": "x"}))
+    assert main(["translate", "--config", str(EXAMPLE), "--cluster", "c1", str(body)]) == 2
+    assert "runtime: required" in capsys.readouterr().err
+    assert main(["translate", "--config", str(EXAMPLE), "--cluster", "nope", str(body)]) == 2
+    assert "--cluster: no cluster 'nope'" in capsys.readouterr().err
