@@ -23,6 +23,7 @@ import errno
 import json
 import sys
 from collections.abc import Coroutine
+from pathlib import Path
 from typing import Any
 
 from gateway.config import ConfigError, Settings, load_settings, unreadable_files
@@ -161,7 +162,7 @@ def _translate(args: argparse.Namespace, settings: Settings) -> int:
         known = ", ".join(c.id for c in settings.clusters)
         raise ConfigError(f"--cluster: no cluster {args.cluster!r} in the configuration (clusters: {known})")
     try:
-        text = sys.stdin.read() if args.body == "-" else open(args.body, encoding="utf-8").read()
+        text = sys.stdin.read() if args.body == "-" else Path(args.body).read_text(encoding="utf-8")
         body = json.loads(text)
     except OSError as e:
         raise ConfigError(f"{args.body}: {e.strerror or e}") from e

@@ -465,7 +465,7 @@ def referenced_files(settings: BaseModel, path: str = "") -> list[tuple[str, str
             for i, item in enumerate(value):
                 if isinstance(item, BaseModel):
                     found += referenced_files(item, f"{key}.{i}.")
-        elif isinstance(value, str) and (name.endswith("_file") or name.endswith("File") or name == "kubeconfig"):
+        elif isinstance(value, str) and (name.endswith(("_file", "File")) or name == "kubeconfig"):
             found.append((key, value))
     return found
 
