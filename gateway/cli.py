@@ -6,6 +6,7 @@
     clever-gateway translate --cluster ID [--config FILE] [--partition P] [--user U] [FILE|-]
                                            print the exact cluster object a legacy create body becomes on
                                            that cluster (no cluster is called)
+    clever-gateway config-reference       print the configuration reference (docs/configuration.md)
     clever-gateway demo [--host H] [--port 8080]
                                            a self-contained demo: simulated clusters in-process, embedded
                                            Redis, auth off (see gateway.demo)
@@ -55,6 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     translate.add_argument("--cluster", required=True, help="cluster id (clusters[].id)")
     translate.add_argument("--partition", default="default", help="partition (default: default)")
     translate.add_argument("--user", default="someone", help="owner of the job (default: someone)")
+    commands.add_parser("config-reference", help="print the configuration reference (docs/configuration.md)")
     demo = commands.add_parser("demo", help="run a self-contained demo (simulated clusters, auth off)")
     demo.add_argument("--host", default="127.0.0.1", help="listen address (default 127.0.0.1)")
     demo.add_argument("--port", type=int, default=8080, help="listen port (default 8080)")
@@ -82,6 +84,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "demo":
             return _demo(args)
+        if args.command == "config-reference":
+            from gateway.config_reference import config_reference
+
+            print(config_reference(), end="")
+            return 0
         settings = _settings(args)
         if args.command == "translate":
             return _translate(args, settings)

@@ -47,7 +47,8 @@ class ConfigError(Exception):
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True,
+                              use_attribute_docstrings=True)
 
 
 class ListenSettings(_Section):
@@ -96,12 +97,19 @@ class VolumeSettings(_Section):
     """A volume mounted into every replica of every job on the cluster (exactly one source)."""
 
     name: str
+    """Volume name in the pod (a DNS-1123 label)."""
     mount_path: str
+    """Where the containers see it."""
     host_path: str | None = None
+    """A directory of the node."""
     claim_name: str | None = None
+    """A PersistentVolumeClaim of the job's namespace."""
     nfs_server: str | None = None
+    """An NFS server (with nfsPath)."""
     nfs_path: str | None = None
+    """The exported path on nfsServer."""
     read_only: bool = False
+    """Mount read-only."""
 
     @model_validator(mode="after")
     def _one_source(self) -> VolumeSettings:
@@ -284,22 +292,33 @@ class LoggingSettings(_Section):
     """Structured logs on stdout."""
 
     level: Literal["debug", "info", "warning", "error"] = "info"
+    """Lowest level written."""
     format: Literal["json", "console"] = "json"
+    """One JSON object per line, or console lines for humans."""
 
 
 class Settings(BaseSettings):
     """The whole configuration (DESIGN §6). Build it with `load_settings`."""
 
-    model_config = SettingsConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
+    model_config = SettingsConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True,
+                                      use_attribute_docstrings=True)
 
     listen: ListenSettings = Field(default_factory=ListenSettings)
+    """Where the HTTP server listens."""
     redis: RedisSettings = Field(default_factory=RedisSettings)
+    """The Redis every replica shares."""
     auth: AuthSettings = Field(default_factory=lambda: {"mode": "oidc"}, validate_default=True)
+    """Who may call, and what they may touch."""
     clusters: list[ClusterSettings] = Field(default_factory=list, validate_default=True)
+    """The Kubernetes clusters served (at least one)."""
     retry: RetrySettings = Field(default_factory=RetrySettings)
+    """Retries of safe cluster calls."""
     limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    """Request limits and freshness bounds."""
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    """Watches and the outbox."""
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
+    """Logs."""
 
     @classmethod
     def settings_customise_sources(

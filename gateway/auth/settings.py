@@ -65,7 +65,7 @@ def check_secure_url(url: str, *, what: str) -> str:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 class OIDCSettings(_Model):
