@@ -7,6 +7,7 @@ set -eu
 
 secrets=${REDIS_SECRETS_DIR:-/run/secrets/redis}
 conf=${REDIS_CONF_DIR:-/conf}
+data=${REDIS_DATA_DIR:-/data}
 service=${REDIS_SERVICE:-redis-headless}
 self="${POD_NAME:-$(hostname)}.$service"
 
@@ -34,7 +35,7 @@ umask 077
 {
   echo "bind 0.0.0.0"
   echo "port 6379"
-  echo "dir /data"
+  echo "dir $data"
   echo 'save ""'
   echo "appendonly no"
   echo "requirepass $password"
