@@ -305,3 +305,30 @@ def test_impersonation_names_every_identity(renders: dict[str, str]) -> None:
         assert rule["resourceNames"], rule
         assert not [n for n in rule["resourceNames"] if n.startswith("system:")], rule
     assert not [r for r in rules if "*" in r["resources"] or "*" in r["verbs"]]
+
+
+def image_name(reference: str) -> str:
+    """`registry/name` of `registry/name:tag@sha256:...`."""
+    reference = reference.split("@", 1)[0]
+    return reference.rsplit(":", 1)[0] if ":" in reference.rsplit("/", 1)[-1] else reference
+
+
+@pytest.mark.parametrize("overlay", ["demo", "redis-sentinel"])
+def test_overlay_images_match_an_image_they_change(overlay: str, renders: dict[str, str]) -> None:
+    """kustomize applies the base's `images:` first: an overlay entry must name the image as the base
+    left it (or as its own manifests write it), or it silently changes nothing."""
+    directory = KUBERNETES / "overlays" / overlay
+    spec = yaml.safe_load((directory / "kustomization.yaml").read_text())
+    before = {image_name(c["image"]) for doc in documents(renders["production"]) if doc["kind"] == "Deployment"
+              for c in doc["spec"]["template"]["spec"]["containers"]}
+    for resource in spec["resources"]:
+        if resource.endswith(".yaml"):
+            for doc in documents((directory / resource).read_text()):
+                if doc["kind"] in ("Deployment", "StatefulSet"):
+                    pod = doc["spec"]["template"]["spec"]
+                    before |= {image_name(c["image"]) for c in pod["containers"] + pod.get("initContainers", [])}
+    rendered = {c["image"] for doc in documents(renders[overlay]) if doc["kind"] in ("Deployment", "StatefulSet")
+                for c in doc["spec"]["template"]["spec"]["containers"]}
+    for entry in spec["images"]:
+        assert entry["name"] in before, (entry["name"], before)
+        assert any(image.endswith("@" + entry["digest"]) for image in rendered), entry
