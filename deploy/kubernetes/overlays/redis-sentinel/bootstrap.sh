@@ -9,7 +9,7 @@ secrets=${REDIS_SECRETS_DIR:-/run/secrets/redis}
 conf=${REDIS_CONF_DIR:-/conf}
 data=${REDIS_DATA_DIR:-/data}
 service=${REDIS_SERVICE:-redis-headless}
-self="${POD_NAME:-$(hostname)}.$service"
+self="${POD_NAME:-${HOSTNAME:-$(hostname)}}.$service"   # the pod name (HOSTNAME in a pod)
 
 password=$(cat "$secrets/password")
 if [ "$password" = "REPLACE-ME" ] || [ -z "$password" ]; then
