@@ -31,8 +31,6 @@ from gateway.config import ConfigError, Settings, load_settings, unreadable_file
 from gateway.logging import configure_logging
 from gateway.version import VERSION
 
-# In-flight requests get this long to finish at SIGTERM (the Deployment's grace period is longer).
-SHUTDOWN_TIMEOUT_SECONDS = 20.0
 EXIT_CONFIG, EXIT_START = 2, 1
 
 
@@ -131,7 +129,7 @@ def _serve(settings: Settings) -> int:
     async def start() -> None:
         try:
             await serve(create_app(settings), host=settings.listen.host, port=settings.listen.port,
-                        shutdown_timeout=SHUTDOWN_TIMEOUT_SECONDS, server_options=server_options(settings))
+                        shutdown_timeout=settings.listen.shutdown_timeout_seconds, server_options=server_options(settings))
         except OSError as e:
             why = "address already in use" if e.errno == errno.EADDRINUSE else (e.strerror or str(e))
             raise StartupError(f"cannot listen on {settings.listen.host}:{settings.listen.port} "

@@ -58,6 +58,9 @@ class ListenSettings(_Section):
     """Bind address."""
     port: int = Field(default=8080, ge=0, le=65535)
     """TCP port (0: pick a free one)."""
+    shutdown_timeout_seconds: float = Field(default=20.0, gt=0)
+    """At SIGTERM, requests in flight get this long to finish, seconds (the pod's grace period must be
+    longer: deploy/kubernetes budgets preStop pause + this + the background tasks' stop)."""
 
 
 class RedisSettings(_Section):

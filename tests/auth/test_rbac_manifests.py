@@ -23,8 +23,8 @@ def allows(rule_list: list[dict[str, Any]], group: str, resource: str, verb: str
 
 
 def test_every_binding_names_the_gateway_and_an_existing_role() -> None:
-    for path in sorted(RBAC.glob("*.yaml")):
-        docs = documents(path.name)
+    for path in sorted(RBAC.rglob("*.yaml")):
+        docs = documents(str(path.relative_to(RBAC)))
         roles = {doc["metadata"]["name"] for doc in docs if doc["kind"] == "ClusterRole"}
         for doc in docs:
             if doc["kind"] == "ClusterRoleBinding":
@@ -34,7 +34,7 @@ def test_every_binding_names_the_gateway_and_an_existing_role() -> None:
 
 
 def test_base_role_covers_the_gateway_operations() -> None:
-    base = rules("10-base.yaml")
+    base = rules("base/clusterrole.yaml")
     for verb in ("get", "list", "watch", "create", "update", "patch", "delete"):
         assert allows(base, "kubeflow.org", "tfjobs", verb)
         assert allows(base, "batch.volcano.sh", "jobs", verb)
@@ -45,9 +45,21 @@ def test_base_role_covers_the_gateway_operations() -> None:
     assert not any("*" in r["verbs"] or "*" in r["resources"] for r in base)
 
 
+def test_base_role_grants_every_rule_each_backend_says_it_needs() -> None:
+    from translators.backends.registry import REGISTRY
+
+    base = rules("base/clusterrole.yaml")
+    for name, backend in REGISTRY.items():
+        for rule in backend.rbac_rules():
+            for group in rule["apiGroups"]:
+                for resource in rule["resources"]:
+                    for verb in rule["verbs"]:
+                        assert allows(base, group, resource, verb), (name, group, resource, verb)
+
+
 def test_sar_and_impersonation_roles() -> None:
-    assert allows(rules("20-subjectaccessreview.yaml"), "authorization.k8s.io", "subjectaccessreviews", "create")
-    impersonation = rules("30-impersonation.yaml")
+    assert allows(rules("sar/subjectaccessreview.yaml"), "authorization.k8s.io", "subjectaccessreviews", "create")
+    impersonation = rules("impersonation/impersonation.yaml")
     assert allows(impersonation, "", "users", "impersonate")
     groups_rule = next(r for r in impersonation if "groups" in r["resources"])
     # Without resourceNames the gateway could impersonate system:masters.

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from gateway.metrics import Metrics
 from gateway.web.routes import add_routes
 
-KUBERNETES = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes"
+KUBERNETES = Path(__file__).resolve().parents[2] / "deploy" / "kubernetes" / "base"
 
 
 def exported_series() -> set[str]:
