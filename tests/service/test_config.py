@@ -103,18 +103,24 @@ def test_env_override_of_unknown_key_is_an_error() -> None:
         load_settings(environ={"CLEVER_GATEWAY__REDIS__NOPE": "1"}, base=MINIMAL)
 
 
-def test_a_busy_port_is_one_line_naming_the_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_busy_port_is_one_line_naming_the_flag(tmp_path: Path) -> None:
+    # A process of its own: `serve` configures logging for the whole process.
     import socket
+    import subprocess
+    import sys
 
     path = tmp_path / "gw.yaml"
     path.write_text("auth: {mode: none}\nredis: {url: 'redis://127.0.0.1:6379/0', keyPrefix: 'test:cli:'}\n"
-                    "clusters:\n  - {id: c1, server: 'https://127.0.0.1:1', token: t}\n")
+                    "logging: {level: error}\nclusters:\n  - {id: c1, server: 'https://127.0.0.1:1', token: t}\n")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        assert main(["serve", "--config", str(path), "--host", "127.0.0.1", "--port", str(port)]) == 1
-    err = capsys.readouterr().err
+        result = subprocess.run([sys.executable, "-m", "gateway.cli", "serve", "--config", str(path), "--host",
+                                 "127.0.0.1", "--port", str(port)], capture_output=True, text=True, timeout=60,
+                                check=False)
+    assert result.returncode == 1, result
+    err = result.stderr
     assert err.count("\n") == 1 and "Traceback" not in err
     assert f"cannot listen on 127.0.0.1:{port} (listen.host/listen.port, --host/--port): address already in use" in err
 
