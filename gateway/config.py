@@ -132,6 +132,14 @@ class ClusterSettings(_Section):
     """Bearer token inline (demo and tests; prefer tokenFile)."""
     ca_file: str | None = None
     """PEM bundle that signed the API server's certificate."""
+    proxy_url: str | None = None
+    """http:// or https:// proxy for this cluster's API traffic (a kubeconfig's `proxy-url` wins). The
+    environment's HTTPS_PROXY/NO_PROXY are not applied to cluster traffic."""
+    credentials_dir: str | None = None
+    """A private directory (0700, e.g. an emptyDir with medium Memory) where client certificate data from a
+    kubeconfig is written for an instant, only where the kernel has no memfd_create; normally unused."""
+    service_account_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount"
+    """inCluster: the folder holding the service account's `token` (re-read when it rotates) and `ca.crt`."""
     insecure_skip_tls_verify: bool = Field(
         default=False, alias="insecureSkipTLSVerify",
         validation_alias=AliasChoices("insecureSkipTLSVerify", "insecure_skip_tls_verify"))

@@ -25,9 +25,9 @@ from typing import Any
 import structlog
 
 from gateway.auth import Principal
-from gateway.clusters import ClusterClient, ClusterNotFound, ClusterRegistry, ObjectRef, is_transient
 from gateway.config import SyncSettings
-from gateway.errors import GatewayError, NotFound, StoreUnavailable
+from gateway.errors import StoreUnavailable
+from gateway.kube import ClusterApiError, ClusterClient, ClusterRegistry, KubeError, ObjectRef, UnknownCluster
 from gateway.metrics import Metrics
 from gateway.state import JobBusy, JobChanged, JobFence, JobRecord, State
 from gateway.workers.status import StatusWriter
@@ -131,7 +131,7 @@ class Outbox:
             return True
         try:
             cluster = self._clusters.get(cluster_id)
-        except NotFound:
+        except UnknownCluster:
             log.error("outbox entry for an unknown cluster dropped", cluster=cluster_id, job=job_id)
             return True
         try:
@@ -169,12 +169,13 @@ class Outbox:
             return True
         except JobChanged:
             return False  # the lock lapsed and someone changed the job: look again next round
-        except GatewayError as e:
-            if is_transient(e):
+        except KubeError as e:
+            if e.transient:
                 log.info("cluster still unavailable, outbox entry kept", cluster=cluster_id, job=job_id, op=op,
-                         error=type(e).__name__)
+                         error=e.kind)
                 return False
-            await self._refuse(record, reason=e.reason, message=e.message, fence=fence)
+            reason = e.status.reason if isinstance(e, ClusterApiError) else e.kind
+            await self._refuse(record, reason=reason, message=e.message, fence=fence)
             return True
 
     async def _take_back(self, cluster: ClusterClient, ref: ObjectRef, principal: Principal | None,
@@ -183,12 +184,10 @@ class Outbox:
         log.info("queued create landed after its job was deleted; deleting it", cluster=cluster.id, job=job_id)
         try:
             await cluster.delete(ref, impersonate=principal)
-        except ClusterNotFound:
-            pass
-        except GatewayError as e:
+        except KubeError as e:
             # The record is gone and its tombstone expires: the watch then shows the job again, deletable.
             log.error("a deleted job's late create could not be taken back", cluster=cluster.id, job=job_id,
-                      reason=e.reason, message=e.message)
+                      error=e.kind, message=e.message)
 
     async def _refuse(self, record: JobRecord, *, reason: str, message: str, fence: JobFence) -> None:
         ident = record.identity

@@ -28,9 +28,9 @@ from typing import Any
 
 import structlog
 
-from gateway.clusters import PODS, ClusterClient, ClusterNotFound, is_transient
 from gateway.config import SyncSettings
-from gateway.errors import GatewayError, StoreUnavailable
+from gateway.errors import StoreUnavailable
+from gateway.kube import PODS, ClusterApiError, ClusterClient, KubeError
 from gateway.state import State, StatusUpdate
 from gateway.state.views import JobRecord
 from translators.backends import MANAGED_SELECTOR, job_status, pod_selector
@@ -124,8 +124,8 @@ class StatusWriter:
             obj = await cluster.try_get(ref)
             pods = await cluster.list(cluster.ref(PODS, record.namespace),
                                       label_selector=pod_selector(record.identity.id), page_size=self._page_size)
-        except GatewayError as e:
-            if not is_transient(e):
+        except KubeError as e:
+            if not e.transient:
                 raise
             return  # the cluster is away: the stored status (and its age) is the best there is
         status = await self.status_from_cluster(cluster, record.identity.id, obj, pods.items)
@@ -145,8 +145,8 @@ class StatusWriter:
                                       page_size=self._page_size)
             pods = await cluster.list(cluster.ref(PODS, namespace), label_selector=MANAGED_SELECTOR,
                                       page_size=self._page_size)
-        except GatewayError as e:
-            if not is_transient(e) and not isinstance(e, ClusterNotFound):
+        except KubeError as e:
+            if not e.transient and not (isinstance(e, ClusterApiError) and e.status.code == 404):
                 raise
             return
         objects = {job_id_of(o): o for o in jobs.items}
