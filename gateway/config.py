@@ -282,6 +282,12 @@ class SyncSettings(_Section):
     """Delay between attempts to land a queued create/delete."""
     outbox_claim_idle_seconds: float = Field(default=30.0, gt=0)
     """An outbox entry a dead replica left pending this long is taken over."""
+    outbox_max_age_seconds: float = Field(default=86400.0, gt=0)
+    """A queued create or delete the cluster has not taken within this many seconds is given up: a create
+    turns the job `failed` (reason `QueueExpired`), a delete leaves the job as it was, for the user to retry."""
+    outbox_auth_attempts: int = Field(default=5, ge=1)
+    """Tries of a queued operation that the cluster answers 401/403 (or for which the gateway cannot obtain
+    credentials) before it is given up (job `failed`, the reason says the cluster refused the gateway)."""
 
 
 class LoggingSettings(_Section):

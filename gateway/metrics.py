@@ -56,6 +56,9 @@ class Metrics:
             ["cluster", "kind"], registry=self.registry)
         self.outbox_depth = Gauge("clever_gateway_outbox_depth", "Operations waiting for a cluster",
                                   registry=self.registry)
+        self.outbox_oldest_age = Gauge("clever_gateway_outbox_oldest_age_seconds",
+                                       "Age of the oldest queued operation this replica is working on (0: none)",
+                                       registry=self.registry)
         self.sync_backlog = Gauge("clever_gateway_sync_backlog_jobs",
                                   "Jobs whose latest cluster state is not in Redis yet (watching replica only)",
                                   ["cluster"], registry=self.registry)
