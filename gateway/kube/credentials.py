@@ -311,8 +311,10 @@ def load_connection(settings: ClusterSettings, *, environ: Mapping[str, str] | N
     except ClusterCredentialsError as e:
         raise ConfigError(f"clusters[{settings.id}]: {e.message.removeprefix(f'cluster {settings.id}: ')}") from e
     except (OSError, ssl.SSLError, ValueError) as e:
-        raise ConfigError(f"clusters[{settings.id}]: cannot set up the connection: "
-                          f"{getattr(e, 'strerror', None) or e}") from e
+        # ssl.SSLError is an OSError: its text names the problem (e.g. a key that does not match), not secrets.
+        why = (f"{e.strerror}: {e.filename}" if isinstance(e, OSError) and e.strerror and e.filename
+               else str(e) or type(e).__name__)
+        raise ConfigError(f"clusters[{settings.id}]: cannot set up the connection: {why}") from e
     return connection
 
 

@@ -478,6 +478,15 @@ def test_kubeconfig_refusals_are_clear(tmp_path: Path, user: dict[str, Any], mes
     assert message in str(raised.value)
 
 
+def test_a_missing_certificate_file_is_named(tmp_path: Path) -> None:
+    kubeconfig = _kubeconfig(tmp_path / "config", cluster={"server": "https://127.0.0.1:6443"},
+                             user={"client-certificate": "gw.crt", "client-key": "gw.key"})
+    with pytest.raises(ConfigError) as raised:
+        load_connection(ClusterSettings.model_validate({"id": "c1", "kubeconfig": str(kubeconfig)}))
+    assert str(raised.value) == (f"clusters[c1]: cannot set up the connection: No such file or directory: "
+                                 f"{tmp_path / 'gw.crt'}")
+
+
 def test_kubeconfig_relative_paths_and_socks_proxies(tmp_path: Path, kubesim: Any) -> None:
     (tmp_path / "certs").mkdir()
     (tmp_path / "certs" / "ca.crt").write_bytes(Path(kubesim.ca_file).read_bytes())
