@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import structlog
 
 from gateway.appkeys import CLUSTERS
-from gateway.clusters import PODS, ClusterClient
+from gateway.kube import PODS, ClusterClient
 from tests.service.backends_harness import PARTITION, MultiCluster, small_body, wait_for
 from translators.backends import MANAGED_SELECTOR, from_cluster_object, job_status, pod_selector
 from translators.clever import render_job, render_list

@@ -20,9 +20,9 @@ from aiohttp import web
 from gateway import appkeys
 from gateway.auth import build_authenticator
 from gateway.auth.policy import PartitionAccess, impersonates
-from gateway.clusters import ClusterClient, ClusterRegistry
 from gateway.config import Settings
 from gateway.errors import StoreUnavailable
+from gateway.kube import ClusterClient, ClusterRegistry
 from gateway.metrics import Metrics
 from gateway.service import JobService
 from gateway.state import State

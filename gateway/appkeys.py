@@ -8,8 +8,8 @@ from aiohttp import web
 
 if TYPE_CHECKING:
     from gateway.auth import Authenticator
-    from gateway.clusters import ClusterRegistry
     from gateway.config import Settings
+    from gateway.kube import ClusterRegistry
     from gateway.metrics import Metrics
     from gateway.service import JobService
     from gateway.state import State

@@ -143,6 +143,14 @@ class ClusterSettings(_Section):
     """Bearer token inline (demo and tests; prefer tokenFile)."""
     ca_file: str | None = None
     """PEM bundle that signed the API server's certificate."""
+    proxy_url: str | None = None
+    """http:// or https:// proxy for this cluster's API traffic (a kubeconfig's `proxy-url` wins). The
+    environment's HTTPS_PROXY/NO_PROXY are not applied to cluster traffic."""
+    credentials_dir: str | None = None
+    """A private directory (0700, e.g. an emptyDir with medium Memory) where client certificate data from a
+    kubeconfig is written for an instant, only where the kernel has no memfd_create; normally unused."""
+    service_account_dir: str = "/var/run/secrets/kubernetes.io/serviceaccount"
+    """inCluster: the folder holding the service account's `token` (re-read when it rotates) and `ca.crt`."""
     insecure_skip_tls_verify: bool = Field(
         default=False, alias="insecureSkipTLSVerify",
         validation_alias=AliasChoices("insecureSkipTLSVerify", "insecure_skip_tls_verify"))
@@ -289,6 +297,12 @@ class SyncSettings(_Section):
     """Delay between attempts to land a queued create/delete."""
     outbox_claim_idle_seconds: float = Field(default=30.0, gt=0)
     """An outbox entry a dead replica left pending this long is taken over."""
+    outbox_max_age_seconds: float = Field(default=86400.0, gt=0)
+    """A queued create or delete the cluster has not taken within this many seconds is given up: a create
+    turns the job `failed` (reason `QueueExpired`), a delete leaves the job as it was, for the user to retry."""
+    outbox_auth_attempts: int = Field(default=5, ge=1)
+    """Tries of a queued operation that the cluster answers 401/403 (or for which the gateway cannot obtain
+    credentials) before it is given up (job `failed`, the reason says the cluster refused the gateway)."""
 
 
 class LoggingSettings(_Section):

@@ -2,8 +2,9 @@
 
 Every error carries the legacy body fields: `code` (HTTP status), `reason` (a stable word such as
 `BadRequest`), `message` (for humans) and `details` (field paths, the cluster's answer, ...).
-Client modules (Kubernetes, Redis, OIDC) raise these, chained `from` the library's own exception,
-so no aiohttp/redis/kubernetes_asyncio exception escapes its module.
+Client modules (Redis, OIDC) raise these, chained `from` the library's own exception, so no aiohttp or
+redis exception escapes its module. The Kubernetes client raises its own errors, which carry the
+cluster's `Status` (`gateway.kube.errors`); `gateway.web.errors.legacy_error` turns them into these.
 """
 
 from __future__ import annotations
@@ -88,16 +89,20 @@ class TooManyRequests(GatewayError):
 
 
 class ClusterError(GatewayError):
-    """A cluster answered with an error we cannot blame on the client."""
+    """A cluster answered with an error we cannot blame on the client (or refused the gateway)."""
 
     status, reason = 502, "BadGateway"
 
 
 class ClusterUnavailable(GatewayError):
+    """A cluster cannot be reached or says it is unavailable."""
+
     status, reason = 503, "ServiceUnavailable"
 
 
 class ClusterTimeout(GatewayError):
+    """A cluster (or the whole request) took too long."""
+
     status, reason = 504, "GatewayTimeout"
 
 

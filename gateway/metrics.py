@@ -49,8 +49,16 @@ class Metrics:
         self.cluster_errors = Counter("clever_gateway_cluster_errors_total",
                                       "Kubernetes API calls that failed (transport or 5xx)",
                                       ["cluster", "verb", "kind"], registry=self.registry)
+        self.cluster_auth_failures = Counter(
+            "clever_gateway_cluster_auth_failures_total",
+            "Cluster calls refused for the gateway's credentials (kind unauthorized: 401 after a fresh token; "
+            "forbidden: 403; credentials: none could be obtained, e.g. an exec plugin failed)",
+            ["cluster", "kind"], registry=self.registry)
         self.outbox_depth = Gauge("clever_gateway_outbox_depth", "Operations waiting for a cluster",
                                   registry=self.registry)
+        self.outbox_oldest_age = Gauge("clever_gateway_outbox_oldest_age_seconds",
+                                       "Age of the oldest queued operation this replica is working on (0: none)",
+                                       registry=self.registry)
         self.sync_backlog = Gauge("clever_gateway_sync_backlog_jobs",
                                   "Jobs whose latest cluster state is not in Redis yet (watching replica only)",
                                   ["cluster"], registry=self.registry)

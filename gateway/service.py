@@ -2,9 +2,11 @@
 
 Contract (handlers call exactly these; each returns the legacy JSON answer as bytes, sent with 200):
 - `create(principal, cluster_id=, partition=, body=)`: parse + validate (translators) → claim the name
-  in Redis → create on the cluster (idempotent: deterministic name + job-id label) → record. A cluster
-  4xx releases the claim and keeps nothing; an unreachable cluster (or 5xx) queues the create in the
-  outbox and records the job with phase `queued`.
+  in Redis → create on the cluster (idempotent: deterministic name + job-id label) → record. An error
+  that is not transient (a 4xx, the gateway's credentials refused) releases the claim and keeps nothing;
+  a transient one (unreachable, timed out, 429, 5xx) queues the create in the outbox and records the job
+  with phase `queued`. Cluster errors are told apart by `error.transient` and `error.status`, and reach
+  the client through the middleware's one mapping.
 - `get(...)`, `list(...)`: the read model (`gateway.state.views`): the stored answer bytes, one round trip
   for a GET, an index range plus one script call per 500 jobs for a LIST; nothing is parsed or rendered.
   While the cluster's watch is not live (`gateway.workers.status.watch_is_live`) a status older than
@@ -40,17 +42,9 @@ import structlog
 from gateway.auth import Principal
 from gateway.auth.policy import PartitionAccess, can_access_job, list_owner_filter
 from gateway.auth.settings import AuthSettings
-from gateway.clusters import (
-    PODS,
-    ClusterAlreadyExists,
-    ClusterClient,
-    ClusterNotFound,
-    ClusterRegistry,
-    ObjectRef,
-    is_transient,
-)
 from gateway.config import Settings
-from gateway.errors import Conflict, Forbidden, GatewayError, NotFound, TooManyRequests
+from gateway.errors import Conflict, Forbidden, NotFound, TooManyRequests
+from gateway.kube import PODS, ClusterApiError, ClusterClient, ClusterRegistry, KubeError, ObjectRef
 from gateway.state import JobChanged, JobFence, JobRecord, State, StoredJob
 from gateway.state.views import list_bytes, record_from_object, render
 from gateway.workers.outbox import Outbox
@@ -134,14 +128,16 @@ class JobService:
         try:
             created = await cluster.create(ref, body_object, same_if_label=(LABEL_JOB_ID, label_value(identity.id)),
                                            impersonate=principal)
-        except GatewayError as e:
-            if is_transient(e):
+        except KubeError as e:
+            if e.transient:
                 return await self._queue_create(record, principal, error=e)
             await self._jobs.release_name(cluster.id, partition, spec.name, identity.id)
-            if isinstance(e, ClusterNotFound):  # a create finds nothing only when the namespace is missing
+            if isinstance(e, ClusterApiError) and e.status.code == 404:
+                # A create finds nothing only when the namespace is missing.
                 raise NotFound(f"partition {partition!r} does not exist on cluster {cluster.id!r} (the cluster has "
                                f"no namespace {namespace!r})",
-                               details={**e.details, "partition": partition, "namespace": namespace}) from e
+                               details={"cluster": cluster.id, "clusterStatus": e.status.summary(),
+                                        "partition": partition, "namespace": namespace}) from e
             raise
         except BaseException:
             await self._jobs.release_name(cluster.id, partition, spec.name, identity.id)
@@ -152,14 +148,14 @@ class JobService:
                  object=record.object_name)
         return render(record, status)
 
-    async def _queue_create(self, record: JobRecord, principal: Principal, *, error: GatewayError,
+    async def _queue_create(self, record: JobRecord, principal: Principal, *, error: KubeError,
                             fence: JobFence | None = None) -> bytes:
         queued = record.with_pending("create")
         status = queued_status(record.identity.cluster)
         await self._jobs.put(queued, status=status, observed_at=self._clock(), fence=fence)
         await self._outbox.enqueue("create", queued.identity, principal=principal)
         log.warning("cluster unavailable, create queued", cluster=record.identity.cluster,
-                    job=record.identity.id, error=type(error).__name__)
+                    job=record.identity.id, error=error.kind)
         return render(record, status)
 
     # ----- read
@@ -267,16 +263,19 @@ class JobService:
             # Let the cluster judge the new object before the old one is gone: a dry-run create runs schema
             # validation and admission, then finds the name taken (AlreadyExists = everything else passed).
             # Any other refusal leaves the job exactly as it was.
-            with contextlib.suppress(ClusterAlreadyExists):
+            try:
                 await cluster.create(ref, new_body, dry_run=True, impersonate=principal)
+            except ClusterApiError as e:
+                if e.status.reason != "AlreadyExists":
+                    raise
             await cluster.delete(ref, impersonate=principal)
             await self._wait_gone(cluster, ref)
         updated = replace(record, spec=new_spec, identity=identity)
         try:
             created = await cluster.create(ref, new_body, same_if_label=(LABEL_JOB_ID, label_value(identity.id)),
                                            impersonate=principal)
-        except GatewayError as e:
-            if is_transient(e):
+        except KubeError as e:
+            if e.transient:
                 return await self._queue_create(updated, principal, error=e, fence=fence)
             raise
         new_status = self._statuses.status_of(cluster, created, [])
@@ -285,7 +284,7 @@ class JobService:
         except JobChanged:
             # The lock lapsed under us and the job changed meanwhile (a DELETE, most likely): what this
             # request created must not outlive it.
-            with contextlib.suppress(GatewayError):
+            with contextlib.suppress(KubeError):
                 await cluster.delete(ref, impersonate=principal)
             raise
         log.info("job recreated with a new shape", cluster=cluster.id, job=identity.id)
@@ -318,8 +317,8 @@ class JobService:
             gone = replace(last, phase="terminating", reason="Deleted", message="the job was deleted")
             try:
                 await cluster.delete(self._job_ref(cluster, record), impersonate=principal)
-            except GatewayError as e:
-                if not is_transient(e):
+            except KubeError as e:
+                if not e.transient:
                     raise
                 waiting = replace(last, **_fields_of(deleting_status(cluster.id)))
                 await self._jobs.put(record.with_pending("delete"), status=waiting, observed_at=self._clock(),
@@ -407,8 +406,8 @@ class JobService:
         try:
             found = await cluster.list(cluster.ref(cluster.jobs, namespace), label_selector=pod_selector(job_id),
                                        page_size=self._settings.limits.list_page_size)
-        except GatewayError as e:
-            if not isinstance(e, ClusterNotFound) and not is_transient(e):
+        except KubeError as e:
+            if not e.transient and not (isinstance(e, ClusterApiError) and e.status.code == 404):
                 raise
             return None
         for obj in found.items:

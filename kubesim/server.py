@@ -120,6 +120,10 @@ class ApiServer:
         self._streams: dict[web.StreamResponse, tuple[web.Request, asyncio.Task[Any] | None]] = {}
         self.requests: int = 0
         faults.on_cut_watches = self.cut_watches
+        # Test hooks (None: off): more bearer tokens (`token_validator(token) -> bool`, e.g. short-lived
+        # ones), and an observer of every request before it is authenticated or faulted.
+        self.token_validator: Callable[[str], bool] | None = None
+        self.on_request: Callable[[web.Request], None] | None = None
 
     # ----- app ---------------------------------------------------------------------------------------------
 
@@ -162,6 +166,8 @@ class ApiServer:
     async def _middleware(self, request: web.Request,
                           handler: Callable[[web.Request], Awaitable[web.StreamResponse]]) -> web.StreamResponse:
         self.requests += 1
+        if self.on_request is not None:
+            self.on_request(request)
         try:
             admin = request.path.startswith("/kubesim/admin/")
             if self.faults.mode == "refuse" and not admin and request.transport is not None:
@@ -190,8 +196,13 @@ class ApiServer:
     def _authenticate(self, request: web.Request) -> None:
         header = request.headers.get("Authorization", "")
         scheme, _, credential = header.partition(" ")
-        if scheme.lower() != "bearer" or credential.strip() != self.token:
-            raise errors.unauthorized()
+        if scheme.lower() == "bearer" and credential.strip() == self.token:
+            return
+        if scheme.lower() == "bearer" and self.token_validator is not None and self.token_validator(credential.strip()):
+            return
+        if request.transport is not None and request.transport.get_extra_info("peercert"):
+            return  # a client certificate the TLS layer verified against the CA (only asked for when enabled)
+        raise errors.unauthorized()
 
     def _caller(self, request: web.Request) -> Caller:
         user = request.headers.get("Impersonate-User")

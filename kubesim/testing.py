@@ -11,6 +11,9 @@ JobSet cluster: JobSet + Job controllers and the kubelet);
 `await start()` / `await stop()` or `async with KubeSim() as sim:`. After start: `url`, `ca_file`, `token`,
 `store`, `controllers` (None when every operator is off or kubesim.controllers provides no `Controllers`),
 `faults`, `policy`, `impersonations`, `write_kubeconfig(path)`.
+Authentication hooks for client tests: `KubeSim(client_certificates=True)` also accepts client certificates
+signed by its CA (`issue_client_certificate(user, groups)` makes one); `server.token_validator` accepts
+more bearer tokens (e.g. short-lived ones); `server.on_request` observes every request (headers included).
 The listener is a real TCP socket with a self-signed CA (HTTPS by default), so clients exercise their TLS
 and bearer-token paths exactly as against a real cluster. `faults.down("refuse")` really stops listening and
 drops open connections; `faults.up()` listens again on the same port.
@@ -38,7 +41,7 @@ from kubesim.faults import Faults
 from kubesim.policy import AccessPolicy
 from kubesim.server import ApiServer
 from kubesim.store import Store
-from kubesim.tls import make_certificates, server_ssl_context
+from kubesim.tls import CertificateFiles, issue_client_certificate, make_certificates, server_ssl_context
 
 log = logging.getLogger(__name__)
 
@@ -50,13 +53,16 @@ class KubeSim:
                  tfjob_operator: str | None = "training-operator", volcano: bool = True, time_scale: float = 0.01,
                  default_scenario: str = "succeed", tls: bool = True, host: str = "127.0.0.1", port: int = 0,
                  history_limit: int = 1000, watch_buffer: int = 1000, bookmark_interval: float = 1.0,
-                 gang_scheduler: str | None = None, jobset: bool | None = None) -> None:
+                 gang_scheduler: str | None = None, jobset: bool | None = None,
+                 client_certificates: bool = False) -> None:
         self.namespaces = list(namespaces)
         self.token = token
         self.tfjob_operator = tfjob_operator
         self.volcano = volcano
         self.gang_scheduler = gang_scheduler
         self.jobset = bool(tfjob_operator or volcano) if jobset is None else jobset
+        self.client_certificates = client_certificates
+        self._certificates: CertificateFiles | None = None
         self.time_scale = time_scale
         self.default_scenario = default_scenario
         self.tls = tls
@@ -94,7 +100,8 @@ class KubeSim:
         if self.tls:
             files = make_certificates(self._tmpdir, hosts=_hosts_for(self.host))
             self.ca_file = str(files.ca_file)
-            self._ssl = server_ssl_context(files)
+            self._certificates = files
+            self._ssl = server_ssl_context(files, client_certificates=self.client_certificates)
         self._runner = web.AppRunner(self.server.app(), handle_signals=False, access_log=None,
                                      shutdown_timeout=0.5)
         await self._runner.setup()
@@ -131,6 +138,12 @@ class KubeSim:
     async def __aexit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                         tb: TracebackType | None) -> None:
         await self.stop()
+
+    def issue_client_certificate(self, user: str, groups: Iterable[str] = ()) -> tuple[bytes, bytes]:
+        """A client certificate (PEM certificate, PEM key) signed by this kubesim's CA."""
+        if self._certificates is None:
+            raise RuntimeError("start kubesim with TLS first")
+        return issue_client_certificate(self._certificates, user, groups)
 
     def write_kubeconfig(self, path: str | Path) -> Path:
         """Write a kubeconfig (server URL, CA file, bearer token) usable by kubectl and client libraries."""

@@ -95,7 +95,8 @@ class SubjectAccessReviewer(Protocol):
 
     async def review(self, *, user: str, groups: Sequence[str], namespace: str, verb: str, group: str,
                      resource: str) -> bool:
-        """True when `status.allowed` is true. Raise a `gateway.errors` error when the cluster cannot answer."""
+        """True when `status.allowed` is true. Raise a `gateway.kube.errors.KubeError` when the cluster cannot
+        answer (the middleware maps it to the legacy answer)."""
         ...
 
 

@@ -17,6 +17,7 @@ from aiohttp import web
 from gateway import appkeys
 from gateway.auth import Principal, auth_warning
 from gateway.errors import GatewayError
+from gateway.kube.errors import KubeError
 from gateway.version import version_info
 from gateway.web.body import read_json_object
 from gateway.web.middleware import PRINCIPAL
@@ -137,7 +138,7 @@ async def _ping_cluster(request: web.Request, cluster: Any) -> dict[str, Any]:
     try:
         async with asyncio.timeout(_PING_TIMEOUT_SECONDS):
             result.update(reachable=True, latencyMs=round(await cluster.ping(), 2))
-    except (GatewayError, TimeoutError) as e:
+    except (GatewayError, KubeError, TimeoutError) as e:
         result.update(reachable=False, error=_why(e))
     watches = app[appkeys.WATCHES]
     beat = watches.beat(cluster.id)
@@ -150,6 +151,6 @@ async def _ping_cluster(request: web.Request, cluster: Any) -> dict[str, Any]:
 
 
 def _why(error: BaseException) -> str:
-    if isinstance(error, GatewayError):
+    if isinstance(error, (GatewayError, KubeError)):
         return error.message
     return "timed out"

@@ -3,7 +3,8 @@
 Contract:
 - Every answer carries `X-Request-Id` (the caller's, when it is a sane token, else a new one).
 - Every error answer is the legacy body `{"code", "reason", "message", "details"}` with
-  `details.requestId`: `GatewayError` as it says, `SpecError` → 400 `Invalid` with `details.fields`,
+  `details.requestId`: `GatewayError` as it says, a cluster error (`gateway.kube.errors.KubeError`) as
+  `gateway.web.errors.legacy_error` maps it, `SpecError` → 400 `Invalid` with `details.fields`,
   aiohttp's own 404/405/413 in the same shape, an unexpected exception → 500 (logged with the
   request id and traceback, never sent to the client).
 - Requests under `/api/v1alpha1/` and `/api/v1alpha2/` are authenticated (`request["principal"]`);
@@ -33,7 +34,9 @@ from gateway.errors import (
     PayloadTooLarge,
     ValidationFailed,
 )
+from gateway.kube.errors import KubeError
 from gateway.metrics import LabelCache, Metrics
+from gateway.web.errors import legacy_error
 from translators.errors import SpecError
 
 log = structlog.get_logger(__name__)
@@ -129,6 +132,8 @@ def build_middlewares(*, authenticator: Callable[[], Authenticator], metrics: Me
                 raise ClusterTimeout(f"the request took longer than {request_timeout:g}s") from e
         except GatewayError as e:
             return error_response(e, request_id=request_id)
+        except KubeError as e:
+            return error_response(legacy_error(e), request_id=request_id)
         except SpecError as e:
             return error_response(spec_error_to_gateway(e), request_id=request_id)
         except web.HTTPException as e:

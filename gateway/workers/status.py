@@ -9,7 +9,9 @@ Contract:
 - The fallbacks, used by reads while a cluster's watch is not live: `refresh_partition` (two LISTs of the
   namespace: jobs and pods) and `refresh_job` (one GET and one pod LIST), each publishing only over
   older observations, with the last pod failure the watch kept. Transient cluster errors leave the stored
-  status as it is (it carries its age); the caller serves what Redis holds.
+  status as it is (it carries its age); the caller serves what Redis holds. A job the cluster has neither
+  an object nor pods for keeps its stored status (as the watch leaves it): a create that was refused or
+  given up stays `failed` with its reason, a finished job cleaned up by a TTL stays finished.
 - `watch_is_live(beat, now, settings)`: whether a cluster's watch heartbeat is recent enough for reads to
   trust Redis (`sync.fallbackAfterSeconds`); the one judgement of watch liveness (reads and /api/ping).
 - `WatchMonitor`: every replica's copy of the clusters' heartbeats, re-read from Redis in the background
@@ -28,9 +30,9 @@ from typing import Any
 
 import structlog
 
-from gateway.clusters import PODS, ClusterClient, ClusterNotFound, is_transient
 from gateway.config import SyncSettings
-from gateway.errors import GatewayError, StoreUnavailable
+from gateway.errors import StoreUnavailable
+from gateway.kube import PODS, ClusterApiError, ClusterClient, KubeError
 from gateway.state import State, StatusUpdate
 from gateway.state.views import JobRecord
 from translators.backends import MANAGED_SELECTOR, job_status, pod_selector
@@ -124,10 +126,14 @@ class StatusWriter:
             obj = await cluster.try_get(ref)
             pods = await cluster.list(cluster.ref(PODS, record.namespace),
                                       label_selector=pod_selector(record.identity.id), page_size=self._page_size)
-        except GatewayError as e:
-            if not is_transient(e):
+        except KubeError as e:
+            if not e.transient:
                 raise
             return  # the cluster is away: the stored status (and its age) is the best there is
+        if obj is None and not pods.items:
+            # The cluster knows nothing of it (never landed: refused or given up; or finished and cleaned
+            # up): the stored status is the last word, as the watch leaves it when an object goes.
+            return
         status = await self.status_from_cluster(cluster, record.identity.id, obj, pods.items)
         ident = record.identity
         await self.publish([StatusUpdate(ident.cluster, ident.partition, ident.id, status, read_at,
@@ -145,8 +151,8 @@ class StatusWriter:
                                       page_size=self._page_size)
             pods = await cluster.list(cluster.ref(PODS, namespace), label_selector=MANAGED_SELECTOR,
                                       page_size=self._page_size)
-        except GatewayError as e:
-            if not is_transient(e) and not isinstance(e, ClusterNotFound):
+        except KubeError as e:
+            if not e.transient and not (isinstance(e, ClusterApiError) and e.status.code == 404):
                 raise
             return
         objects = {job_id_of(o): o for o in jobs.items}
@@ -159,4 +165,4 @@ class StatusWriter:
                          self.status_of(cluster, objects.get(job_id), pods_by_job.get(job_id, []),
                                         last_failure=failures.get(job_id)),
                          read_at, only_if_newer=True)
-            for job_id in sorted(wanted))
+            for job_id in sorted(wanted) if job_id in objects or job_id in pods_by_job)

@@ -37,9 +37,9 @@ from typing import Any
 
 import structlog
 
-from gateway.clusters import PODS, ClusterClient, ResourceExpired, WatchEvent
 from gateway.config import SyncSettings
 from gateway.errors import GatewayError, StoreUnavailable
+from gateway.kube import PODS, ClusterClient, KubeError, WatchEvent, WatchExpired
 from gateway.metrics import Metrics
 from gateway.state import State, StatusUpdate
 from gateway.state.views import record_from_object
@@ -171,15 +171,15 @@ class ClusterSync:
                     rv = await self._list(kind)
                 rv = await self._watch_until_relist(kind, rv)
                 backoff = self._settings.relist_backoff_seconds
-            except ResourceExpired:
+            except WatchExpired:
                 log.info("watch expired, relisting", cluster=self.cluster.id, kind=kind)
                 rv = None
             except asyncio.CancelledError:
                 self._streaming[kind] = False
                 raise
-            except (GatewayError, Exception) as e:
+            except (GatewayError, KubeError, Exception) as e:
                 self._streaming[kind] = False
-                if isinstance(e, GatewayError):
+                if isinstance(e, (GatewayError, KubeError)):
                     log.warning("watch failed, retrying", cluster=self.cluster.id, kind=kind,
                                 error=type(e).__name__, message=e.message, delaySeconds=round(backoff, 2))
                 else:

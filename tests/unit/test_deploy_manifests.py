@@ -23,6 +23,7 @@ def exported_series() -> set[str]:
     metrics.latency.labels("/r", "GET").observe(0.1)
     metrics.cluster_calls.labels("c", "get", "200").inc()
     metrics.cluster_errors.labels("c", "get", "timeout").inc()
+    metrics.cluster_auth_failures.labels("c", "unauthorized").inc()
     metrics.sync_backlog.labels("c").set(0)
     metrics.watch_age.labels("c").set(0)
     text, _ = metrics.render()
