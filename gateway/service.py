@@ -49,8 +49,7 @@ from gateway.state import JobChanged, JobFence, JobRecord, State, StoredJob
 from gateway.state.views import list_bytes, record_from_object, render
 from gateway.workers.outbox import Outbox
 from gateway.workers.status import StatusWriter, WatchMonitor
-from translators.backends import in_place_patch, pod_selector, to_cluster_object
-from translators.clever import changed_fields, classify_update, parse_create, parse_update
+from translators.clever import changed_fields, parse_create, parse_update
 from translators.labels import LABEL_JOB_ID, job_id_of, label_value
 from translators.naming import namespace_for
 from translators.spec import FINISHED_PHASES, JobIdentity, JobSpec, JobStatus
@@ -120,7 +119,7 @@ class JobService:
         now = utc_now()
         identity = JobIdentity(id=new_job_id(), owner=principal.user, cluster=cluster.id, partition=partition,
                                created=now, updated=now)
-        body_object = to_cluster_object(spec, identity, profile)
+        body_object = cluster.backend.build(spec, identity, profile)
         record = JobRecord(spec=spec, identity=identity, namespace=namespace,
                            object_name=str(body_object["metadata"]["name"]))  # each backend names its objects
         await self._jobs.claim_name(cluster.id, partition, spec.name, identity.id)
@@ -219,12 +218,12 @@ class JobService:
                 raise Conflict(f"job {job_id} is waiting for cluster {cluster.id} ({record.pending} pending); "
                                "try again once it reached the cluster")
             new_spec = parse_update(body, current=record.spec, profile=profile)
-            kind = classify_update(record.spec, new_spec, profile=profile)
+            kind = cluster.backend.classify_update(record.spec, new_spec)
             if kind == "unchanged":
                 return (await self._readable_view(principal, cluster, partition, job_id, verb="get")).body
             identity = replace(record.identity, updated=utc_now())
             if kind == "in-place":
-                patch = in_place_patch(record.spec, new_spec, identity, profile)
+                patch = cluster.backend.in_place_patch(record.spec, new_spec, identity)
                 patched = await cluster.merge_patch(self._job_ref(cluster, record), patch, impersonate=principal)
                 updated = replace(record, spec=new_spec, identity=identity)
                 status = await self._statuses.status_from_cluster(cluster, job_id, patched,
@@ -258,7 +257,7 @@ class JobService:
                 "on the cluster, which is allowed only while the job is not active (pending with no running pod, "
                 "succeeded or failed); wait for it to finish or delete it",
                 details={"phase": status.phase, "fields": changed})
-        new_body = to_cluster_object(new_spec, identity, profile)
+        new_body = cluster.backend.build(new_spec, identity, profile)
         if current is not None:
             # Let the cluster judge the new object before the old one is gone: a dry-run create runs schema
             # validation and admission, then finds the name taken (AlreadyExists = everything else passed).
@@ -404,7 +403,7 @@ class JobService:
                                     job_id: str) -> JobRecord | None:
         """Redis lost this job? Look for it on the cluster by its id label and restore the record."""
         try:
-            found = await cluster.list(cluster.ref(cluster.jobs, namespace), label_selector=pod_selector(job_id),
+            found = await cluster.list(cluster.ref(cluster.jobs, namespace), label_selector=cluster.backend.pod_selector(job_id),
                                        page_size=self._settings.limits.list_page_size)
         except KubeError as e:
             if not e.transient and not (isinstance(e, ClusterApiError) and e.status.code == 404):
@@ -425,7 +424,7 @@ class JobService:
 
     async def _pods(self, cluster: ClusterClient, record: JobRecord) -> builtins.list[dict[str, Any]]:
         result = await cluster.list(cluster.ref(PODS, record.namespace),
-                                    label_selector=pod_selector(record.identity.id),
+                                    label_selector=cluster.backend.pod_selector(record.identity.id),
                                     page_size=self._settings.limits.list_page_size)
         return result.items
 

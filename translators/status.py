@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from translators.podtemplate import CONTAINER_NAME
@@ -53,11 +53,14 @@ RoleOf = Callable[[dict[str, Any]], tuple[str, int] | None]
 
 @dataclass(frozen=True, slots=True)
 class PodProblem:
-    """The worst thing one pod shows; higher rank is worse."""
+    """The worst thing one pod shows; higher rank is worse. A failure also names its pod and the
+    container's exit code, so that it can still be told on the replica after the pod was replaced."""
 
     rank: int
     reason: str
     message: str
+    pod: str | None = None
+    exit_code: int | None = None
 
 
 def as_dict(value: Any) -> dict[str, Any]:
@@ -172,9 +175,16 @@ def replica_status(pod: dict[str, Any], role: RoleOf) -> ReplicaStatus:
     )
 
 
-def replicas_from_pods(pods: list[dict[str, Any]], role: RoleOf) -> tuple[ReplicaStatus, ...]:
-    """Legacy replica entries of a job's pods, in a stable order."""
+def replicas_from_pods(pods: list[dict[str, Any]], role: RoleOf,
+                       last_failure: PodProblem | None = None) -> tuple[ReplicaStatus, ...]:
+    """Legacy replica entries of a job's pods, in a stable order. A pod that replaced the one that failed
+    last (same name: TFJob pods) and shows nothing of its own carries that failure's reason, exit code
+    and message, as a container restarted in place carries its last state."""
     replicas = [replica_status(pod, role) for pod in pods]
+    if last_failure is not None and last_failure.pod:
+        replicas = [replace(r, reason=last_failure.reason, exit_code=last_failure.exit_code,
+                            message=f"last failure: {last_failure.message}")
+                    if r.id == last_failure.pod and r.reason is None else r for r in replicas]
     return tuple(sorted(replicas, key=lambda r: (_TYPE_ORDER.get(r.type, len(_TYPE_ORDER)), r.index, r.id)))
 
 
@@ -231,9 +241,18 @@ def pod_problem(pod: dict[str, Any]) -> PodProblem | None:
 
 
 def failure_of(pod: dict[str, Any]) -> PodProblem | None:
-    """The pod's problem when it is a failure (non-zero exit, OOMKilled, a failed pod), else None."""
+    """The pod's problem when it is a failure (non-zero exit, OOMKilled, a failed pod), else None; it
+    names the pod and the tensorflow container's exit code."""
     problem = pod_problem(pod)
-    return problem if problem is not None and problem.rank >= FAILURE_RANK else None
+    if problem is None or problem.rank < FAILURE_RANK:
+        return None
+    container = _tensorflow_status(pod) or {}
+    terminated = as_dict(as_dict(container.get("state")).get("terminated")) or \
+        as_dict(as_dict(container.get("lastState")).get("terminated"))
+    code = terminated.get("exitCode")
+    return PodProblem(problem.rank, problem.reason, problem.message,
+                      pod=as_str(as_dict(pod.get("metadata")).get("name")),
+                      exit_code=code if isinstance(code, int) and not isinstance(code, bool) else None)
 
 
 def worst_problem(pods: list[dict[str, Any]], role: RoleOf) -> PodProblem | None:
@@ -260,7 +279,9 @@ def honest(phase: Phase, reason: str | None, message: str | None, pods: list[dic
            last_failure: PodProblem | None = None) -> tuple[str | None, str | None]:
     """The (reason, message) a legacy user should read for a job in `phase` with these pods."""
     problem = worst_problem(pods, role) if phase in _PROBLEM_PHASES else None
-    if problem is None and last_failure is not None and phase in ("restarting", "failed"):
+    # A failed pod the operator replaced (TFJob, Volcano and JobSet pods are never restarted in place) is
+    # told like a container's earlier crash: the job runs on, and why it restarted stays readable.
+    if problem is None and last_failure is not None and phase in ("running", "restarting", "failed"):
         problem = PodProblem(last_failure.rank, last_failure.reason, f"last failure: {last_failure.message}")
     if phase == "failed" and failed_reason:
         return failed_reason, join(message, problem.message if problem else None)

@@ -39,7 +39,8 @@ from gateway.kube.refs import SUBJECT_ACCESS_REVIEWS, ObjectRef, ResourceKind
 from gateway.kube.transport import MERGE_PATCH, Transport
 from gateway.kube.watch import WatchEvent, watch_events
 from gateway.metrics import Metrics
-from translators.backends import job_resource
+from translators.backends.base import JobBackend
+from translators.backends.registry import backend_for
 from translators.spec import ClusterProfile
 
 log = structlog.get_logger(__name__)
@@ -75,7 +76,9 @@ class ClusterClient:
         self._metrics = metrics
         self._impersonate = impersonate or settings.impersonate
         self.profile: ClusterProfile = settings.profile()
-        self.jobs = ResourceKind.of(job_resource(self.profile))
+        # The cluster's backend (translators/backends): the one seam every backend-specific step goes through.
+        self.backend: JobBackend = backend_for(self.profile)
+        self.jobs = ResourceKind.of(self.backend.resource)
         self._transport: Transport | None = None
 
     # ----- lifecycle

@@ -68,7 +68,10 @@ class WatchState(RedisPart):
 def _decode_failure(value: bytes | str) -> PodProblem | None:
     try:
         data = orjson.loads(value)
-        return PodProblem(int(data["rank"]), str(data["reason"]), str(data["message"]))
+        code = data.get("exit_code")
+        return PodProblem(int(data["rank"]), str(data["reason"]), str(data["message"]),
+                          pod=str(data["pod"]) if data.get("pod") else None,
+                          exit_code=int(code) if isinstance(code, int) else None)
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         log.warning("unreadable last failure skipped")
         return None

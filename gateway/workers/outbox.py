@@ -42,7 +42,6 @@ from gateway.kube.transport import current_request_id
 from gateway.metrics import Metrics
 from gateway.state import JobBusy, JobChanged, JobFence, JobRecord, State
 from gateway.workers.status import StatusWriter
-from translators.backends import to_cluster_object
 from translators.errors import SpecError
 from translators.labels import LABEL_JOB_ID, label_value
 from translators.spec import JobIdentity, JobStatus
@@ -189,7 +188,7 @@ class Outbox:
         ref = cluster.ref(cluster.jobs, record.namespace, record.object_name)
         try:
             if op == "create":
-                body = to_cluster_object(record.spec, record.identity, cluster.profile)
+                body = cluster.backend.build(record.spec, record.identity, cluster.profile)
                 created = await cluster.create(ref, body, same_if_label=(LABEL_JOB_ID, label_value(job_id)),
                                                impersonate=principal)
                 if await self._jobs.settle(record, status=self._statuses.status_of(cluster, created, []),

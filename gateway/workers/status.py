@@ -35,7 +35,7 @@ from gateway.errors import StoreUnavailable
 from gateway.kube import PODS, ClusterApiError, ClusterClient, KubeError
 from gateway.state import State, StatusUpdate
 from gateway.state.views import JobRecord
-from translators.backends import MANAGED_SELECTOR, job_status, pod_selector
+from translators.backends import MANAGED_SELECTOR
 from translators.labels import job_id_of
 from translators.spec import JobStatus
 from translators.status import PodProblem
@@ -107,7 +107,7 @@ class StatusWriter:
     def status_of(cluster: ClusterClient, obj: dict[str, Any] | None, pods: list[dict[str, Any]], *,
                   last_failure: PodProblem | None = None) -> JobStatus:
         """The legacy status of a job object (None: not on the cluster) and its pods."""
-        return job_status(obj, pods, profile=cluster.profile, last_failure=last_failure)
+        return cluster.backend.status(obj, pods, last_failure)
 
     async def publish(self, updates: Iterable[StatusUpdate]) -> list[int]:
         """Store statuses; per update 1 written, 0 skipped (pending, or a newer one stored), -1 no record."""
@@ -125,7 +125,8 @@ class StatusWriter:
         try:
             obj = await cluster.try_get(ref)
             pods = await cluster.list(cluster.ref(PODS, record.namespace),
-                                      label_selector=pod_selector(record.identity.id), page_size=self._page_size)
+                                      label_selector=cluster.backend.pod_selector(record.identity.id),
+                                      page_size=self._page_size)
         except KubeError as e:
             if not e.transient:
                 raise

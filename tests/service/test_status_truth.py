@@ -34,6 +34,8 @@ def check_replicas(status: dict[str, Any], *, unscheduled: bool) -> None:
         assert isinstance(replica["restartCount"], int)
         if unscheduled:
             assert replica["node"] is None and replica["status"] == "Pending", replica
+        elif replica["status"] == "Pending" and (replica["message"] or "").startswith("last failure: "):
+            pass  # the replacement of the pod that failed: scheduled or not yet, either is the truth
         else:
             assert replica["node"], replica
 

@@ -380,12 +380,18 @@ def test_the_last_failure_tells_the_story_once_the_pods_are_gone() -> None:
                               "last failure: j-worker-0: container tensorflow exited with code 3 (Error)")
     restarting = job_status(vcjob("Restarting", retryCount=1), [], profile=VOLCANO_PROFILE, last_failure=last)
     assert (restarting.phase, restarting.reason) == ("restarting", "Error")
-    # What the current pods show wins; a running or finished job does not dwell on the past.
+    # What the current pods show wins; a running job whose pods were restarted after a failure tells it (as
+    # a restarted container's last state does); a finished job does not dwell on the past.
     evicted = pod("j-worker-0", labels={"volcano.sh/task-spec": "worker"}, phase="Failed", reason="Evicted",
                   message="The node was low on resource: memory.")
     now = job_status(told, [evicted], profile=VOLCANO_PROFILE, last_failure=last)
     assert "Evicted" in (now.message or "") and "last failure" not in (now.message or "")
-    assert job_status(vcjob("Running"), [healthy], profile=VOLCANO_PROFILE, last_failure=last).reason == "Running"
+    running = job_status(vcjob("Running"), [healthy], profile=VOLCANO_PROFILE, last_failure=last)
+    assert (running.phase, running.reason) == ("running", "Error")
+    assert running.message is not None and running.message.endswith(
+        "last failure: j-worker-0: container tensorflow exited with code 3 (Error)")
+    (replica,) = running.replicas  # the pod that replaced the failed one, under the same name
+    assert (replica.status, replica.reason, replica.exit_code) == ("Running", "Error", 3)
     assert job_status(vcjob("Completed"), [], profile=VOLCANO_PROFILE, last_failure=last).message is None
     tf = job_status(tfjob({"conditions": [cond("Created"), cond("Failed", reason="BackoffLimitExceeded")]}), [],
                     profile=TFJOB_PROFILE, last_failure=last)

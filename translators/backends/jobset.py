@@ -233,7 +233,7 @@ class JobSetBackend:
             "failed", "succeeded") else None
         return JobStatus(phase=phase, reason=reason, message=message,
                          start_time=as_str(as_dict(obj.get("metadata")).get("creationTimestamp")),
-                         completion_time=completion_time, replicas=replicas_from_pods(pods, self.pod_role))
+                         completion_time=completion_time, replicas=replicas_from_pods(pods, self.pod_role, last_failure))
 
     def classify_update(self, old: JobSpec, new: JobSpec) -> UpdateKind:
         """In place: the description, ttlSecondsAfterFinished, cleanPodPolicy and successPolicy."""

@@ -157,7 +157,7 @@ class TFJobBackend(ABC):
         return JobStatus(phase=phase, reason=reason, message=message,
                          start_time=as_str(status.get("startTime")),
                          completion_time=as_str(status.get("completionTime")),
-                         replicas=replicas_from_pods(pods, self.pod_role))
+                         replicas=replicas_from_pods(pods, self.pod_role, last_failure))
 
     def classify_update(self, old: JobSpec, new: JobSpec) -> UpdateKind:
         """In place: the description, activeDeadlineSeconds, ttlSecondsAfterFinished, cleanPodPolicy."""

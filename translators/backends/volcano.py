@@ -173,7 +173,7 @@ class VolcanoBackend:
         reason, message = honest(phase, reason, message, pods, self.pod_role, failed_reason=failed_reason,
                                  last_failure=last_failure)
         return JobStatus(phase=phase, reason=reason, message=message, start_time=start_time,
-                         completion_time=completion_time, replicas=replicas_from_pods(pods, self.pod_role))
+                         completion_time=completion_time, replicas=replicas_from_pods(pods, self.pod_role, last_failure))
 
     def classify_update(self, old: JobSpec, new: JobSpec) -> UpdateKind:
         """In place: the description, cleanPodPolicy and successPolicy (annotation-only on Volcano)."""
