@@ -105,7 +105,8 @@ async def test_sign_in_follow_a_failing_job_and_delete_it(oidc_gateway: Any, iss
     await expect(bob.locator("#job-count")).to_have_text("0 of 0 job(s)")
     await expect(bob.locator(f'tr[data-job-id="{job_id}"]')).to_have_count(0)
     await bob.goto(f"{base}/ui/jobs/c1/{PARTITION}/{job_id}")
-    await expect(bob.locator("#job-notice")).to_contain_text("no longer exists")
+    await expect(bob.locator("#job-notice")).to_contain_text(f"job {job_id} not found")
+    await expect(bob.locator("#log")).to_have_count(0)
     await _shot(bob, "4-another-user-sees-nothing")
 
     # Delete, with confirmation: cancel first, then confirm.

@@ -279,3 +279,21 @@ def test_oidc_dashboard_configuration_rules(tmp_path: Path) -> None:
     assert document["paths"]["/ui/api/jobs"]["get"]["security"] == [{"session": []}]
     delete = document["paths"]["/ui/api/clusters/{cid}/partitions/{partition}/tfjobs/{id}"]["delete"]
     assert any(p["name"] == "X-CSRF-Token" and p["required"] for p in delete["parameters"])
+
+
+async def test_a_session_holds_on_every_replica_and_through_a_key_rotation(make_gateway: Any, tmp_path: Path) -> None:
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    keys = tmp_path / "keys"
+    keys.write_text(old + "\n")
+    ui = {"enabled": True, "sessionKeyFile": str(keys)}
+    first = await make_gateway(ui=ui, auth={"mode": "none"})
+    await name_prompt_sign_in(first, "alice")
+    cookie = next(c.value for c in first.client.session.cookie_jar if c.key == "cg_session")
+    keys.write_text(f"{new}\n{old}\n")  # rotation: a new key seals, the old one still opens
+    second = await make_gateway(ui=ui, auth={"mode": "none"})
+    second.client.session.cookie_jar.update_cookies({"cg_session": cookie}, second.client.make_url("/ui"))
+    assert (await _session(second))["user"] == "alice"
+    keys.write_text(new + "\n")  # the old key retired: its sessions end
+    third = await make_gateway(ui=ui, auth={"mode": "none"})
+    third.client.session.cookie_jar.update_cookies({"cg_session": cookie}, third.client.make_url("/ui"))
+    assert (await third.client.get("/ui/api/session")).status == 401

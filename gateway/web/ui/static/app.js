@@ -285,8 +285,14 @@ function renderJob(root, cluster, partition, id) {
       if (e.status === 404) {
         gone = true;
         stopTimer();
-        notice.replaceChildren(el("div", { class: "notice error", text: "This job no longer exists: " + e.message }));
-        if (job) drawHeader();
+        if (log.controller) log.controller.abort();
+        if (!job) {  // never there for this user: nothing else to show
+          root.replaceChildren(el("p", {}, el("a", { href: "/ui", text: "← All jobs" })),
+            el("div", { class: "notice error", id: "job-notice", text: e.message }));
+          return;
+        }
+        notice.replaceChildren(el("div", { class: "notice error", id: "job-gone", text: "This job no longer exists: " + e.message }));
+        drawHeader();
       } else {
         notice.replaceChildren(el("div", { class: "notice error", text: e.message }));
       }
