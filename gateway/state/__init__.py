@@ -4,9 +4,9 @@ the outbox stream, write counters. Everything can be rebuilt from the clusters (
 Contract: `State.from_settings(settings.redis)` connects (nothing is sent until the first command);
 `state.jobs` (`gateway.state.jobs.JobStore`), `state.watch`, `state.leases`, `state.outbox`,
 `state.counters`, `state.partitions` (`gateway.state.partitions.PartitionRegistry`) share one client and
-one connection pool; `state.ping()` and `state.close()`. The pool is redis-py's `BlockingConnectionPool`: a request that finds every connection busy waits up to
-`redis.poolWaitSeconds` for one, so load makes requests slower, not failed; only a Redis that does not
-answer gives 503 (`StoreUnavailable`). `redis.url: embedded` is an in-process fakeredis (the demo).
+one connection pool; `state.ping()` and `state.close()`. The pool is redis-py's `BlockingConnectionPool`:
+a request that finds every connection busy waits up to `redis.poolWaitSeconds` for one, so load makes
+requests slower, not failed; only a Redis that does not answer gives 503 (`StoreUnavailable`). `redis.url: embedded` is an in-process fakeredis (the demo).
 Key names and hash tags: `gateway.state.keys`.
 """
 
