@@ -29,7 +29,7 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, quote
 
 import orjson
@@ -55,6 +55,7 @@ from translators.errors import SpecError
 log = structlog.get_logger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+R = TypeVar("R", bound=web.StreamResponse)
 
 _ASSETS = {"app.js": "application/javascript", "app.css": "text/css"}
 _NEXT = re.compile(r"^/ui(/[A-Za-z0-9._~-]+)*/?$")
@@ -100,21 +101,17 @@ def _dashboard(request: web.Request) -> Dashboard:
     return request.app[appkeys.DASHBOARD]
 
 
-def _secured(response: web.StreamResponse) -> web.StreamResponse:
+def _secured(response: R) -> R:
     response.headers.update(_SECURITY_HEADERS)
     return response
 
 
 def _json(data: Any) -> web.Response:
-    response = web.Response(body=orjson.dumps(data), content_type="application/json")
-    _secured(response)
-    return response
+    return _secured(web.Response(body=orjson.dumps(data), content_type="application/json"))
 
 
 def _redirect(location: str) -> web.Response:
-    response = web.Response(status=303, headers={"Location": location})
-    _secured(response)
-    return response
+    return _secured(web.Response(status=303, headers={"Location": location}))
 
 
 def _next(value: str | None) -> str:
@@ -147,8 +144,7 @@ async def asset(request: web.Request) -> web.StreamResponse:
     body = _dashboard(request).assets.get(name)
     if body is None:
         raise NotFound(f"no dashboard asset {name[:64]!r}")
-    response = web.Response(body=body, content_type=_ASSETS[name], charset="utf-8")
-    _secured(response)
+    response = _secured(web.Response(body=body, content_type=_ASSETS[name], charset="utf-8"))
     response.headers["Cache-Control"] = "no-cache"  # revalidate: a new gateway version brings new assets
     return response
 
@@ -257,7 +253,7 @@ def _page(title: str, body: str) -> web.Response:
                 '<link rel="stylesheet" href="/ui/static/app.css"></head><body class="plain">'
                 f'<header class="top"><a class="brand" href="/ui">clever-gateway</a></header>'
                 f'<main class="narrow"><h1>{html.escape(title)}</h1>{body}</main></body></html>')
-    return _secured(web.Response(text=document, content_type="text/html"))  # type: ignore[return-value]
+    return _secured(web.Response(text=document, content_type="text/html"))
 
 
 # ----- JSON for the pages
