@@ -21,6 +21,7 @@ from gateway import appkeys
 from gateway.auth import build_authenticator
 from gateway.auth.policy import PartitionAccess, impersonates
 from gateway.config import Settings
+from gateway.diagnostics import JobDiagnostics
 from gateway.errors import StoreUnavailable
 from gateway.kube import ClusterClient, ClusterRegistry
 from gateway.metrics import Metrics
@@ -30,6 +31,7 @@ from gateway.web.middleware import build_middlewares
 from gateway.web.openapi import openapi_document
 from gateway.web.routes import add_routes
 from gateway.web.server import on_response_prepare
+from gateway.web.ui.handlers import Dashboard
 from gateway.workers.outbox import Outbox
 from gateway.workers.status import StatusWriter, WatchMonitor
 from gateway.workers.sync import ClusterSync
@@ -69,7 +71,9 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
                                    impersonate=impersonates(settings.auth, cluster=c.id))
                for c in settings.clusters}
     app[appkeys.CLUSTERS] = ClusterRegistry(clients)
-    add_routes(app)
+    add_routes(app, ui=settings.ui.enabled)
+    if settings.ui.enabled:
+        app[appkeys.DASHBOARD] = Dashboard(settings)  # reads the session keys: a bad file fails the start
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
         state = State.from_settings(settings.redis)
@@ -104,6 +108,7 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
         app[appkeys.STATUSES] = statuses
         app[appkeys.SERVICE] = JobService(settings=settings, state=state, clusters=registry, outbox=outbox,
                                           access=access, statuses=statuses, watches=watches)
+        app[appkeys.DIAGNOSTICS] = JobDiagnostics(service=app[appkeys.SERVICE], settings=settings)
         syncs = {c.id: ClusterSync(c, state, statuses=statuses, settings=settings.sync, metrics=metrics,
                                    holder=holder, watches=watches)
                  for c in registry}
@@ -129,5 +134,10 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
             if still:
                 log.warning("background tasks did not stop", tasks=[t.get_name() for t in still])
 
-    app.cleanup_ctx.extend([state_ctx, clusters_ctx, auth_ctx, service_ctx])
+    async def ui_ctx(app: web.Application) -> AsyncIterator[None]:
+        yield
+        if appkeys.DASHBOARD in app:
+            await app[appkeys.DASHBOARD].close()
+
+    app.cleanup_ctx.extend([state_ctx, clusters_ctx, auth_ctx, service_ctx, ui_ctx])
     return app

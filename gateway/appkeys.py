@@ -9,10 +9,12 @@ from aiohttp import web
 if TYPE_CHECKING:
     from gateway.auth import Authenticator
     from gateway.config import Settings
+    from gateway.diagnostics import JobDiagnostics
     from gateway.kube import ClusterRegistry
     from gateway.metrics import Metrics
     from gateway.service import JobService
     from gateway.state import State
+    from gateway.web.ui.handlers import Dashboard
     from gateway.workers.outbox import Outbox
     from gateway.workers.status import StatusWriter, WatchMonitor
     from gateway.workers.sync import ClusterSync
@@ -28,3 +30,5 @@ SYNCS: web.AppKey[dict[str, ClusterSync]] = web.AppKey("syncs")
 STATUSES: web.AppKey[StatusWriter] = web.AppKey("statuses")
 WATCHES: web.AppKey[WatchMonitor] = web.AppKey("watches")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+DIAGNOSTICS: web.AppKey[JobDiagnostics] = web.AppKey("diagnostics")
+DASHBOARD: web.AppKey[Dashboard] = web.AppKey("dashboard")

@@ -34,6 +34,7 @@ from pydantic.alias_generators import to_camel
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.auth.settings import AuthSettings
+from gateway.web.ui.settings import UiSettings
 from translators.spec import Backend, ClusterProfile, RuntimeImage, Volume
 
 CONFIG_ENV = "CLEVER_GATEWAY_CONFIG"
@@ -269,6 +270,13 @@ class LimitsSettings(_Section):
     writes_per_user_per_minute: int = Field(default=600, ge=0)
     """Creates, updates and deletes one user may make per minute, counted across replicas in Redis
     (more: 429 with Retry-After); 0 = no limit."""
+    log_max_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest job log answer that is not followed, bytes (the cluster cuts it there: `limitBytes`)."""
+    log_follow_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """A followed job log (`follow=true`) ends after this many bytes; the client may follow again."""
+    log_follow_max_seconds: float = Field(default=600.0, gt=0)
+    """A followed job log ends after this long (it also ends when the pod's container ends or the client
+    leaves), seconds; the client may follow again. Not bound by requestTimeoutSeconds."""
 
     @model_validator(mode="after")
     def _body_before_request(self) -> LimitsSettings:
@@ -336,6 +344,8 @@ class Settings(BaseSettings):
     """Watches and the outbox."""
     logging: LoggingSettings = Field(default_factory=LoggingSettings)
     """Logs."""
+    ui: UiSettings = Field(default_factory=UiSettings)
+    """The web dashboard at /ui."""
 
     @classmethod
     def settings_customise_sources(
@@ -358,6 +368,21 @@ class Settings(BaseSettings):
                 raise ValueError(f"duplicate cluster id {cluster.id!r}")
             seen.add(cluster.id)
         return value
+
+    @model_validator(mode="after")
+    def _ui_signin(self) -> Settings:
+        # The dashboard signs in at the API's own issuer and checks the ID token with the API's verifier.
+        if not self.ui.enabled or self.auth.mode != "oidc" or self.auth.oidc is None:
+            return self
+        if not self.ui.client_id:
+            raise ValueError("ui.clientId is required when the dashboard is enabled with auth.mode oidc")
+        if self.ui.client_id not in self.auth.oidc.audiences:
+            raise ValueError(f"ui.clientId {self.ui.client_id!r} must be listed in auth.oidc.audience (the ID "
+                             "tokens of the dashboard's sign-in carry it as their audience)")
+        if not self.ui.session_key_file:
+            raise ValueError("ui.sessionKeyFile is required when the dashboard is enabled with auth.mode oidc "
+                             "(every replica must read the same session cookies)")
+        return self
 
     def cluster(self, cluster_id: str) -> ClusterSettings | None:
         """The settings of one cluster, or None."""

@@ -4,7 +4,8 @@ Starts two KubeSims (simulated Kubernetes APIs over HTTPS, namespaces `clever` a
 clock so a job takes a few seconds): cluster `c1` runs the training-operator (TFJobs), cluster `c2` runs
 JobSet (where TFJob has gone); an embedded Redis (fakeredis, in-process, not durable); auth off (X-User
 trusted, loudly warned; `admin` is an admin, so `?user=` can be tried). Both clusters' runtime catalogs
-cover the legacy seed's runtimes. Prints a ready-to-paste curl session and runs until Ctrl-C.
+cover the legacy seed's runtimes; the dashboard at /ui with a user-name prompt. Prints a ready-to-paste curl
+session and runs until Ctrl-C.
 Not for production: KubeSim runs no containers, the Redis is not shared, and anyone can be anyone.
 """
 
@@ -55,6 +56,7 @@ def demo_settings(*, server: str, token: str, ca_file: str, port: int, host: str
         "clusters": clusters,
         "limits": {"statusStalenessSeconds": 1},
         "sync": {"relistBackoffSeconds": 0.5, "leaseSeconds": 6, "outboxRetrySeconds": 1},
+        "ui": {"enabled": True},  # the dashboard, with the name prompt (auth none)
     })
 
 
@@ -64,6 +66,8 @@ def curl_examples(base: str) -> str:
     jobset_api = f"{base}/api/v1alpha1/clusters/{DEMO_JOBSET_CLUSTER}/partitions/clever/tfjobs"
     return f"""
 clever-gateway demo is up on {base}   (auth is OFF: X-User is trusted; demo only)
+
+  dashboard: {base}/ui   (sign in with any user name, e.g. admin)
 
   curl -s {base}/api/version
   curl -s {base}/api/ping
@@ -80,6 +84,8 @@ clever-gateway demo is up on {base}   (auth is OFF: X-User is trusted; demo only
   curl -s -X DELETE {api}/<id> -H 'X-User: admin'
   curl -s '{api}?user=*' -H 'X-User: admin'               # admin is an admin here: every user's jobs
   curl -s {jobset_api} -H 'X-User: admin'                # cluster {DEMO_JOBSET_CLUSTER} runs the same API on JobSet
+  curl -s '{api}/<id>/logs?replica=worker-0&tail=20' -H 'X-User: admin'   # a replica's log (&follow=true streams)
+  curl -s {api}/<id>/events -H 'X-User: admin'           # the job's and its pods' events
 
 Ctrl-C stops the demo.
 """

@@ -76,6 +76,12 @@ class Conflict(GatewayError):
     status, reason = 409, "Conflict"
 
 
+class Gone(GatewayError):
+    """What was asked for existed and is gone for good (a replica's pod removed when its job ended)."""
+
+    status, reason = 410, "Gone"
+
+
 class PayloadTooLarge(GatewayError):
     status, reason = 413, "RequestEntityTooLarge"
 

@@ -5,8 +5,10 @@ Contract (handlers call exactly these; each returns the legacy JSON answer as by
   in Redis → create on the cluster (idempotent: deterministic name + job-id label) → record. An error
   that is not transient (a 4xx, the gateway's credentials refused) releases the claim and keeps nothing;
   a transient one (unreachable, timed out, 429, 5xx) queues the create in the outbox and records the job
-  with phase `queued`. Cluster errors are told apart by `error.transient` and `error.status`, and reach
-  the client through the middleware's one mapping.
+  with phase `queued`. The partition is registered (`gateway.state.partitions`) beside the claim.
+  Cluster errors are told apart by `error.transient` and `error.status`, and reach the client through
+  the middleware's one mapping.
+- `inspect(...)`: what diagnostics (logs, events) need of a job, under exactly GET's rights.
 - `get(...)`, `list(...)`: the read model (`gateway.state.views`): the stored answer bytes, one round trip
   for a GET, an index range plus one script call per 500 jobs for a LIST; nothing is parsed or rendered.
   While the cluster's watch is not live (`gateway.workers.status.watch_is_live`) a status older than
@@ -33,10 +35,11 @@ import re
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import structlog
 
 from gateway.auth import Principal
@@ -88,6 +91,15 @@ def deleting_status(cluster: str) -> JobStatus:
                      message=f"delete accepted; waiting for cluster {cluster} to be reachable")
 
 
+@dataclass(frozen=True, slots=True)
+class InspectedJob:
+    """A readable job for diagnostics: its cluster, its record and its legacy answer, decoded."""
+
+    cluster: ClusterClient
+    record: JobRecord
+    view: dict[str, Any]
+
+
 class JobService:
     """The legacy job operations over Redis and the clusters (see module docstring)."""
 
@@ -123,6 +135,8 @@ class JobService:
         record = JobRecord(spec=spec, identity=identity, namespace=namespace,
                            object_name=str(body_object["metadata"]["name"]))  # each backend names its objects
         await self._jobs.claim_name(cluster.id, partition, spec.name, identity.id)
+        # Beside the job's own keys (another hash slot): views across partitions find it through this.
+        await self._state.partitions.add(cluster.id, [partition])
         ref = self._job_ref(cluster, record)
         try:
             created = await cluster.create(ref, body_object, same_if_label=(LABEL_JOB_ID, label_value(identity.id)),
@@ -182,6 +196,15 @@ class JobService:
         cluster = self._clusters.get(cluster_id)
         stored = await self._readable_view(principal, cluster, partition, job_id, verb="get")
         return stored.body
+
+    async def inspect(self, principal: Principal, *, cluster_id: str, partition: str, job_id: str) -> InspectedJob:
+        """The job as GET answers it, with its record and cluster, under GET's rights (logs, events)."""
+        cluster = self._clusters.get(cluster_id)
+        stored = await self._readable_view(principal, cluster, partition, job_id, verb="get")
+        record = await self._jobs.get(cluster.id, partition, job_id)
+        if record is None:  # deleted between the two reads
+            raise self._not_found(cluster, partition, job_id)
+        return InspectedJob(cluster=cluster, record=record, view=orjson.loads(stored.body))
 
     async def _readable_view(self, principal: Principal, cluster: ClusterClient, partition: str, job_id: str, *,
                              verb: str) -> StoredJob:

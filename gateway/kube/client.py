@@ -4,8 +4,9 @@ Contract:
 - `ClusterClient(settings, retry=, metrics=, impersonate=)`; `await start()` loads the connection
   (`gateway.kube.credentials.load_connection`: `ConfigError` on a bad setting, never on an unreachable
   cluster) and opens its session; `await close()`.
-- Verbs: `create`, `get`, `try_get`, `list`, `merge_patch`, `delete`, `watch` (one watch request, see
-  `gateway.kube.watch`), `review` (SubjectAccessReview; satisfies
+- Verbs: `create`, `get`, `try_get`, `list` (label and field selectors), `merge_patch`, `delete`, `watch`
+  (one watch request, see `gateway.kube.watch`), `pod_log` (a container's log as bytes) and
+  `open_pod_log` (followed: a `ByteStream`), `review` (SubjectAccessReview; satisfies
   `gateway.auth.policy.SubjectAccessReviewer`), `ping`. Every job verb takes `impersonate=` (a Principal,
   sent as Impersonate-User/-Group headers) where the cluster is configured for it.
 - Errors: `gateway.kube.errors` only. Callers branch on `error.transient`, `error.auth_failure` and, for
@@ -14,7 +15,8 @@ Contract:
   transient errors, for the calls that are safe to repeat: GET, LIST pages, SubjectAccessReviews,
   merge patches (RFC 7386 patches are idempotent and carry no resourceVersion), deletes (a repeat finds
   the object gone: success), and creates, which are safe because names are deterministic: an
-  AlreadyExists whose object carries the same job-id label is the same create landing twice.
+  AlreadyExists whose object carries the same job-id label is the same create landing twice. Pod logs
+  are GETs (the opening of a followed one too; the stream itself is not resumed).
   `watch` and `ping` are not retried (the sync loop and the probe decide).
 """
 
@@ -36,7 +38,7 @@ from gateway.config import ClusterSettings, RetrySettings
 from gateway.kube.credentials import Connection, load_connection
 from gateway.kube.errors import ClusterApiError, ClusterUnreachable, KubeError, WatchExpired
 from gateway.kube.refs import SUBJECT_ACCESS_REVIEWS, ObjectRef, ResourceKind
-from gateway.kube.transport import MERGE_PATCH, Transport
+from gateway.kube.transport import MERGE_PATCH, ByteStream, Transport
 from gateway.kube.watch import WatchEvent, watch_events
 from gateway.metrics import Metrics
 from translators.backends.base import JobBackend
@@ -46,6 +48,8 @@ from translators.spec import ClusterProfile
 log = structlog.get_logger(__name__)
 
 T = TypeVar("T")
+# What a pods/log answer is (kubectl asks the same way).
+_LOG_ACCEPT = "text/plain, */*"
 
 
 @dataclass(slots=True)
@@ -155,8 +159,8 @@ class ClusterClient:
                 return None
             raise
 
-    async def list(self, ref: ObjectRef, *, label_selector: str | None = None, page_size: int = 500,
-                   impersonate: Principal | None = None) -> ListResult:
+    async def list(self, ref: ObjectRef, *, label_selector: str | None = None, field_selector: str | None = None,
+                   page_size: int = 500, impersonate: Principal | None = None) -> ListResult:
         """LIST a collection (all namespaces when ref.namespace is None), following `continue` pages.
 
         An expired continue token (410) restarts the list once from the beginning; a second 410 raises
@@ -170,6 +174,8 @@ class ClusterClient:
                     query: dict[str, str] = {"limit": str(page_size)}
                     if label_selector:
                         query["labelSelector"] = label_selector
+                    if field_selector:
+                        query["fieldSelector"] = field_selector
                     if token:
                         query["continue"] = token
                     page = await self._retrying(functools.partial(
@@ -212,6 +218,36 @@ class ClusterClient:
                 return False
             raise
         return True
+
+    async def pod_log(self, pod: ObjectRef, *, container: str, tail_lines: int | None = None,
+                      limit_bytes: int | None = None) -> bytes:
+        """GET pods/{name}/log of one container: its output so far (the last `tail_lines` lines; at most
+        `limit_bytes`, which the API server enforces). `ClusterApiError` 404 when the pod is gone, 400 when
+        the container has not started yet (the Status message says so)."""
+        path, query = self._log_request(pod, container=container, tail_lines=tail_lines, limit_bytes=limit_bytes)
+        started = self._started
+        return await self._retrying(lambda: started.request_bytes(path, verb="log", query=query,
+                                                                  accept=_LOG_ACCEPT))
+
+    async def open_pod_log(self, pod: ObjectRef, *, container: str, tail_lines: int | None = None,
+                           limit_bytes: int | None = None, timeout: float) -> ByteStream:
+        """GET pods/{name}/log?follow=true: the container's output as it comes, until the container ends, the
+        server's `limit_bytes` are sent or `timeout` seconds passed. Errors of the opening as `pod_log`'s."""
+        path, query = self._log_request(pod, container=container, tail_lines=tail_lines, limit_bytes=limit_bytes)
+        query["follow"] = "true"
+        started = self._started
+        return await self._retrying(lambda: started.open_stream(path, verb="log", query=query, accept=_LOG_ACCEPT,
+                                                                timeout=timeout))
+
+    @staticmethod
+    def _log_request(pod: ObjectRef, *, container: str, tail_lines: int | None,
+                     limit_bytes: int | None) -> tuple[str, dict[str, str]]:
+        query = {"container": container}
+        if tail_lines is not None:
+            query["tailLines"] = str(tail_lines)
+        if limit_bytes is not None:
+            query["limitBytes"] = str(limit_bytes)
+        return pod.path + "/log", query
 
     def watch(self, ref: ObjectRef, *, resource_version: str, label_selector: str | None = None,
               timeout_seconds: int = 300) -> AsyncGenerator[WatchEvent, None]:

@@ -1,6 +1,6 @@
 """Typed references: the one place that builds Kubernetes URL paths.
 
-Contract: `ResourceKind(group, version, plural, namespaced)` names an API resource (`PODS`, `NAMESPACES`,
+Contract: `ResourceKind(group, version, plural, namespaced)` names an API resource (`PODS`, `EVENTS`, `NAMESPACES`,
 `SUBJECT_ACCESS_REVIEWS`, or `ResourceKind.of(job_resource(profile))` for a backend's jobs);
 `ObjectRef(cluster, resource, namespace, name)` is one object (name set) or collection (name None) on one
 cluster, and `ref.path` its URL path with every segment percent-encoded. Nothing else pastes paths.
@@ -35,6 +35,7 @@ class ResourceKind:
 
 
 PODS = ResourceKind("", "v1", "pods")
+EVENTS = ResourceKind("", "v1", "events")
 NAMESPACES = ResourceKind("", "v1", "namespaces", namespaced=False)
 SUBJECT_ACCESS_REVIEWS = ResourceKind("authorization.k8s.io", "v1", "subjectaccessreviews", namespaced=False)
 

@@ -5,7 +5,10 @@ Contract:
   only the connection's proxy applies), `await close()` closes it.
 - `request_json(method, path, verb=, query=, body=, content_type=, headers=) -> dict` sends one request
   and returns the decoded 2xx JSON object; `stream_lines(path, verb=, query=, read_timeout=)` yields the
-  lines of a streaming 2xx answer (watch) and always releases the connection.
+  lines of a streaming 2xx answer (watch) and always releases the connection; `request_bytes(path, verb=,
+  query=, accept=)` returns a 2xx answer's raw body (a pod log); `open_stream(path, verb=, query=,
+  accept=, timeout=)` sends one request and returns its 2xx answer as a `ByteStream` (a followed pod log)
+  that the caller reads chunk by chunk and closes.
 - Every request carries the bearer token of the connection's `TokenSource`, `X-Request-ID` when the call
   is made on behalf of a client request (the `request_id` bound in structlog's contextvars by the HTTP
   middleware, or by the outbox for a queued operation), and goes through the connection's proxy with
@@ -68,6 +71,29 @@ def current_request_id() -> str | None:
     return value if isinstance(value, str) and value else None
 
 
+class ByteStream:
+    """The body of one streamed 2xx answer, read chunk by chunk; `close()` ends it (the connection is
+    dropped, not returned to the pool, when the body was not read to its end)."""
+
+    def __init__(self, cluster: str, response: aiohttp.ClientResponse, *, verb: str) -> None:
+        self.cluster = cluster
+        self._response = response
+        self._verb = verb
+
+    async def read(self) -> bytes:
+        """The next chunk as it arrives; b"" once the server ended the answer. Cancelling a read is safe."""
+        try:
+            return await self._response.content.readany()
+        except TimeoutError as e:
+            raise ClusterTimedOut(self.cluster, f"cluster {self.cluster}: the {self._verb} stream timed out") from e
+        except (aiohttp.ClientError, OSError, RuntimeError) as e:
+            raise ClusterUnreachable(self.cluster, f"cluster {self.cluster}: the {self._verb} stream broke") from e
+
+    def close(self) -> None:
+        """Stop reading: drop the connection."""
+        self._response.close()
+
+
 class Transport:
     """HTTP to one API server (see module docstring)."""
 
@@ -120,6 +146,27 @@ class Transport:
                                                    "non-object")
         return parsed
 
+    async def request_bytes(self, path: str, *, verb: str, query: Mapping[str, str] | None = None,
+                            accept: str = "*/*") -> bytes:
+        """One GET; the raw body of its 2xx answer (the server bounds its size: e.g. `limitBytes`)."""
+        response = await self._send("GET", path, verb=verb, query=query, accept=accept,
+                                    timeout=aiohttp.ClientTimeout(total=self._timeout))
+        try:
+            return await response.read()
+        except TimeoutError as e:
+            raise ClusterTimedOut(self.cluster, f"cluster {self.cluster}: no answer within {self._timeout:g}s") from e
+        except (aiohttp.ClientError, OSError) as e:
+            raise ClusterUnreachable(self.cluster, f"cluster {self.cluster}: connection lost") from e
+        finally:
+            response.release()
+
+    async def open_stream(self, path: str, *, verb: str, query: Mapping[str, str], accept: str = "*/*",
+                          timeout: float) -> ByteStream:
+        """One GET whose 2xx answer is read as it arrives, for at most `timeout` seconds in all."""
+        response = await self._send("GET", path, verb=verb, query=query, accept=accept,
+                                    timeout=aiohttp.ClientTimeout(total=timeout, sock_connect=self._timeout))
+        return ByteStream(self.cluster, response, verb=verb)
+
     async def stream_lines(self, path: str, *, verb: str, query: Mapping[str, str],
                            read_timeout: float) -> AsyncGenerator[bytes, None]:
         """The non-empty lines of one streaming answer, until the server ends it."""
@@ -154,11 +201,11 @@ class Transport:
 
     async def _send(self, method: str, path: str, *, verb: str, query: Mapping[str, str] | None = None,
                     data: bytes | None = None, content_type: str = JSON, headers: CIMultiDict[str] | None = None,
-                    timeout: aiohttp.ClientTimeout) -> aiohttp.ClientResponse:
+                    timeout: aiohttp.ClientTimeout, accept: str = JSON) -> aiohttp.ClientResponse:
         """Send one request (once more after a 401 the credentials can answer); the 2xx response, which
         the caller releases, or the error."""
         url = self.connection.server + path + ("?" + urlencode(dict(query)) if query else "")
-        request_headers: CIMultiDict[str] = CIMultiDict({"Accept": JSON, "User-Agent": USER_AGENT})
+        request_headers: CIMultiDict[str] = CIMultiDict({"Accept": accept, "User-Agent": USER_AGENT})
         if data is not None:
             request_headers["Content-Type"] = content_type
         request_id = current_request_id()
@@ -262,4 +309,4 @@ class Transport:
             self._metrics.cluster_auth_failures.labels(self.cluster, kind).inc()
 
 
-__all__ = ["JSON", "MERGE_PATCH", "REQUEST_ID_HEADER", "Transport", "current_request_id"]
+__all__ = ["JSON", "MERGE_PATCH", "REQUEST_ID_HEADER", "ByteStream", "Transport", "current_request_id"]

@@ -3,10 +3,10 @@ the outbox stream, write counters. Everything can be rebuilt from the clusters (
 
 Contract: `State.from_settings(settings.redis)` connects (nothing is sent until the first command);
 `state.jobs` (`gateway.state.jobs.JobStore`), `state.watch`, `state.leases`, `state.outbox`,
-`state.counters` share one client and one connection pool; `state.ping()` and `state.close()`. The pool
-is redis-py's `BlockingConnectionPool`: a request that finds every connection busy waits up to
-`redis.poolWaitSeconds` for one, so load makes requests slower, not failed; only a Redis that does not
-answer gives 503 (`StoreUnavailable`). `redis.url: embedded` is an in-process fakeredis (the demo).
+`state.counters`, `state.partitions` (`gateway.state.partitions.PartitionRegistry`) share one client and
+one connection pool; `state.ping()` and `state.close()`. The pool is redis-py's `BlockingConnectionPool`:
+a request that finds every connection busy waits up to `redis.poolWaitSeconds` for one, so load makes
+requests slower, not failed; only a Redis that does not answer gives 503 (`StoreUnavailable`). `redis.url: embedded` is an in-process fakeredis (the demo).
 Key names and hash tags: `gateway.state.keys`.
 """
 
@@ -25,6 +25,7 @@ from gateway.state.jobs import JobBusy, JobChanged, JobFence, JobStore, StatusUp
 from gateway.state.keys import Keys
 from gateway.state.leases import Leases
 from gateway.state.outbox import OutboxStream
+from gateway.state.partitions import PartitionRegistry
 from gateway.state.views import JobRecord, StoredJob
 from gateway.state.watch import WatchState
 
@@ -39,6 +40,7 @@ class State(RedisPart):
         self.leases = Leases(redis, keys, clock=clock)
         self.outbox = OutboxStream(redis, keys, clock=clock)
         self.counters = WriteCounters(redis, keys, clock=clock)
+        self.partitions = PartitionRegistry(redis, keys, clock=clock)
 
     @classmethod
     def from_settings(cls, settings: RedisSettings, *, clock: Callable[[], float] = time.time) -> State:

@@ -9,7 +9,7 @@ every transaction stays in one slot and the load still spreads:
   rebuild) touches only its own partition's keys, in one slot; partitions spread over the nodes. A
   LIST is one partition: its index and its jobs' hashes are read from one node.
 - `{<cluster>}`: what the watch of one cluster keeps (heartbeat, resume points, last failures).
-- `{lease:<name>}`, `{outbox}`, `{writes:<user>}`: each used alone.
+- `{lease:<name>}`, `{outbox}`, `{writes:<user>}`, `{partitions:<cluster>}`: each used alone.
 
 No transaction crosses two tags: the outbox entry of a queued create is added after its record is
 stored (the record is the truth; the entry only wakes the worker, which re-reads the record).
@@ -28,6 +28,7 @@ Key layout under `redis.keyPrefix` P (default `cg:`):
     P{lease:<name>}          lease holder (SET NX PX)
     P{outbox}                stream of creates/deletes not yet accepted by a cluster; group `workers`
     P{writes:<user>}:<minute> the user's writes in that minute
+    P{partitions:<c>}        set: the partitions of cluster c that ever had a job (gateway.state.partitions)
     Pauth:sar:<digest>       cached SubjectAccessReview answers (gateway.auth.policy; single-key)
 """
 
@@ -108,3 +109,7 @@ class Keys:
     def writes(self, user: str, minute: int) -> str:
         """The user's write counter of one minute."""
         return f"{self.prefix}{{writes:{user}}}:{minute}"
+
+    def partitions(self, cluster: str) -> str:
+        """The partitions of a cluster that ever had a job."""
+        return f"{self.prefix}{{partitions:{cluster}}}"

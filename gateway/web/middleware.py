@@ -9,7 +9,8 @@ Contract:
   request id and traceback, never sent to the client).
 - Requests under `/api/v1alpha1/` and `/api/v1alpha2/` are authenticated (`request["principal"]`);
   version, ping, health and metrics are not.
-- A request running longer than `limits.requestTimeoutSeconds` is answered 504.
+- A request running longer than `limits.requestTimeoutSeconds` is answered 504 (`request[DEADLINE]` is that
+  timeout: a streaming handler with bounds of its own may reschedule it).
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ REQUEST_ID_HEADER = "X-Request-Id"
 _SANE_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
+# The request's timeout: a handler that streams with bounds of its own (a followed log) reschedules it.
+DEADLINE: web.RequestKey[asyncio.Timeout] = web.RequestKey("deadline", asyncio.Timeout)
 _AUTHENTICATED_PREFIXES = ("/api/v1alpha1/", "/api/v1alpha2/")
 
 
@@ -124,7 +127,8 @@ def build_middlewares(*, authenticator: Callable[[], Authenticator], metrics: Me
         """Authenticate and run the handler within the request timeout; every error as the legacy body."""
         try:
             try:
-                async with asyncio.timeout(request_timeout):
+                async with asyncio.timeout(request_timeout) as deadline:
+                    request[DEADLINE] = deadline
                     if request.path.startswith(_AUTHENTICATED_PREFIXES):
                         request[PRINCIPAL] = await authenticator().authenticate(request.headers)
                     return await handler(request)

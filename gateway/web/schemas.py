@@ -120,6 +120,69 @@ class JobList(_Answer):
     items: list[Job]
 
 
+class EventObject(_Answer):
+    """What an event is about: the job object or one of its pods (`fieldPath` names a container)."""
+
+    kind: str | None = Field(examples=["Pod", "TFJob"])
+    name: str | None
+    fieldPath: str | None = Field(examples=["spec.containers{tensorflow}"])
+
+
+class Event(_Answer):
+    """One Kubernetes event about the job or its pods."""
+
+    type: str = Field(examples=["Normal", "Warning"])
+    reason: str | None = Field(examples=["FailedScheduling", "BackOff", "SuccessfulCreatePod"])
+    message: str | None
+    object: EventObject
+    firstTime: str | None = Field(description="When it first happened (RFC 3339).")
+    lastTime: str | None = Field(description="When it last happened (RFC 3339).")
+    count: int = Field(ge=1, description="How many times it happened between firstTime and lastTime.")
+    source: str | None = Field(examples=["kubelet", "default-scheduler", "tfjob-controller"])
+
+
+class EventList(_Answer):
+    """The job's and its pods' events, oldest first."""
+
+    metadata: ListMetadata
+    items: list[Event]
+
+
+class UiSession(_Answer):
+    """The dashboard's signed-in user, and the token its script sends back on writes (X-CSRF-Token)."""
+
+    user: str
+    isAdmin: bool
+    authMode: Literal["oidc", "none"]
+    csrfToken: str
+    clusters: list[str]
+
+
+class UiPartition(_Answer):
+    """A partition of a cluster that ever had a job."""
+
+    cluster: str
+    partition: str
+
+
+class UiProblem(_Answer):
+    """A partition whose jobs could not be listed, and why."""
+
+    cluster: str
+    partition: str
+    message: str
+
+
+class UiJobList(_Answer):
+    """The caller's jobs across clusters and partitions, newest first (each as the API answers it)."""
+
+    metadata: ListMetadata
+    items: list[Job]
+    user: str = Field(description="Whose jobs these are (`*`: everyone's).")
+    partitions: list[UiPartition]
+    problems: list[UiProblem]
+
+
 class ErrorBody(_Answer):
     """Every error answer: the HTTP status, a stable reason word, a message, and details (field paths of
     invalid input in `details.fields`, the request id in `details.requestId`)."""

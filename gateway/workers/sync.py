@@ -12,7 +12,8 @@ Contract:
   the writer is busy is written once, so the watch keeps up with bursts (a crash-looping gang emits an
   event every few milliseconds in kubesim) at a cost bounded by the jobs, not the events. A job's Redis
   keys live under its partition, which the writer learns from the job object's partition annotation.
-  The last failure seen in a job's pods is kept (in memory and in Redis, so a new leader has it too,
+  Each relist of the jobs registers their partitions (`gateway.state.partitions`). The last failure seen
+  in a job's pods is kept (in memory and in Redis, so a new leader has it too,
   until the job object is deleted) and passed along, so a verdict that comes after the pods are gone
   (Volcano restarts the whole gang; cleanPodPolicy) still says which pod failed and how.
 - A managed job on the cluster with no record in Redis is rebuilt from its labels/annotations
@@ -203,6 +204,8 @@ class ClusterSync:
                     self._remember_job(job_id, obj)
             self._gone |= {k for k in self._last_failure.keys() | self._saved_failure.keys() if k not in self._jobs}
             self._last_failure = {k: v for k, v in self._last_failure.items() if k in self._jobs}
+            # Every relist (also the one after Redis lost its data) registers the partitions it found.
+            await self._state.partitions.add(self.cluster.id, self._partitions.values())
         else:
             self._pods = {}
             for pod in result.items:

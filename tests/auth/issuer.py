@@ -4,6 +4,15 @@ Serves `{issuer}/.well-known/openid-configuration` and `{issuer}/jwks`, counts e
 tokens with arbitrary claims and headers. Keys (RSA and EC) can be added, rotated and removed; the server
 can be stopped and started again on the same port to simulate "issuer down".
 
+It also signs browsers in, as an identity provider does for a web application: the authorization code
+flow with PKCE (RFC 7636, S256 only). `register_client(client_id, redirect_uri)` first; then
+`GET {issuer}/auth?response_type=code&client_id&redirect_uri&state&nonce&code_challenge&
+code_challenge_method=S256` shows a sign-in form (user name; groups from `issuer.groups`), whose POST
+redirects to `redirect_uri?code&state`; `POST {issuer}/token` (grant_type=authorization_code, code,
+redirect_uri, client_id, code_verifier) answers `{id_token, access_token, token_type, expires_in}` once per
+code, the ID token carrying `aud` = client id, `nonce` and `azp`; anything wrong is the OAuth error answer
+(`invalid_grant`, `invalid_client`, `invalid_request`).
+
     async with LocalIssuer() as issuer:
         token = issuer.mint(user="alice", groups=["team-a"])
         issuer.rotate("EC")
@@ -14,12 +23,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import html
 import json
+import secrets
 import time
 from collections import Counter
+from collections.abc import Mapping
 from typing import Any, Literal, Self
+from urllib.parse import urlencode
 
 from aiohttp import web
+from authlib.oauth2.rfc7636 import create_s256_code_challenge
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from joserfc import jwt
@@ -71,6 +85,11 @@ class LocalIssuer:
         self._counter = 0
         self._pooled_keys = pooled_keys  # False: keys of its own (e.g. an attacker's issuer)
         self._runner: web.AppRunner | None = None
+        self.clients: dict[str, set[str]] = {}
+        self.groups: dict[str, list[str]] = {}
+        self.codes: dict[str, dict[str, Any]] = {}
+        self.token_errors: Counter[str] = Counter()
+        self.id_token_overrides: dict[str, Any] = {}  # claims to put into (or, None, take out of) ID tokens
         for kind in kinds:
             self.add_key(kind)
 
@@ -91,6 +110,9 @@ class LocalIssuer:
         app = web.Application()
         app.router.add_get(f"{self.path}/.well-known/openid-configuration", self._discovery)
         app.router.add_get(f"{self.path}/jwks", self._jwks)
+        app.router.add_get(f"{self.path}/auth", self._authorize)
+        app.router.add_post(f"{self.path}/auth", self._sign_in)
+        app.router.add_post(f"{self.path}/token", self._token)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port, reuse_address=True)
@@ -130,6 +152,79 @@ class LocalIssuer:
         if self.jwks_status != 200:
             return web.json_response({"error": "unavailable"}, status=self.jwks_status)
         return web.json_response(self.public_jwks())
+
+    # --- the authorization code flow (PKCE) ---------------------------------------------------------
+
+    def register_client(self, client_id: str, redirect_uri: str) -> None:
+        """Allow a client to sign users in and be sent back to `redirect_uri`."""
+        self.clients.setdefault(client_id, set()).add(redirect_uri)
+
+    def _authorization_problem(self, params: Mapping[str, str]) -> str | None:
+        if params.get("response_type") != "code":
+            return "unsupported_response_type"
+        if params.get("redirect_uri") not in self.clients.get(params.get("client_id", ""), set()):
+            return "unauthorized_client"
+        if params.get("code_challenge_method") != "S256" or not params.get("code_challenge"):
+            return "invalid_request"  # PKCE is required, S256 only
+        if "openid" not in params.get("scope", "").split():
+            return "invalid_scope"
+        return None
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        self.requests["authorize"] += 1
+        problem = self._authorization_problem(request.query)
+        if problem is not None:
+            # Never redirect to an unregistered redirect_uri: the error is shown here.
+            return web.Response(status=400, text=f"authorization request refused: {problem}")
+        hidden = "".join(f'<input type="hidden" name="{html.escape(k)}" value="{html.escape(v)}">'
+                         for k, v in request.query.items())
+        page = (f"<!doctype html><title>Local issuer</title><h1>Sign in to the local issuer</h1>"
+                f'<form method="post" action="{self.path}/auth">{hidden}'
+                '<label>User <input id="issuer-user" name="user" autofocus></label>'
+                '<button id="issuer-submit" type="submit">Sign in</button></form>')
+        return web.Response(text=page, content_type="text/html")
+
+    async def _sign_in(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        params = {k: str(v) for k, v in form.items()}
+        problem = self._authorization_problem(params)
+        user = params.get("user", "").strip()
+        if problem is not None or not user:
+            return web.Response(status=400, text=f"sign-in refused: {problem or 'no user'}")
+        code = secrets.token_urlsafe(24)
+        self.codes[code] = {"client_id": params["client_id"], "redirect_uri": params["redirect_uri"],
+                            "challenge": params["code_challenge"], "nonce": params.get("nonce"), "user": user,
+                            "issued": time.time()}
+        query = urlencode({"code": code, "state": params.get("state", "")})
+        raise web.HTTPFound(f"{params['redirect_uri']}?{query}")
+
+    async def _token(self, request: web.Request) -> web.Response:
+        self.requests["token"] += 1
+        form = {k: str(v) for k, v in (await request.post()).items()}
+
+        def refuse(error: str, status: int = 400) -> web.Response:
+            self.token_errors[error] += 1
+            return web.json_response({"error": error}, status=status)
+
+        if form.get("grant_type") != "authorization_code":
+            return refuse("unsupported_grant_type")
+        grant = self.codes.pop(form.get("code", ""), None)  # one use only
+        if grant is None or time.time() - grant["issued"] > 600:
+            return refuse("invalid_grant")
+        if form.get("client_id") != grant["client_id"]:
+            return refuse("invalid_client", 401)
+        if form.get("redirect_uri") != grant["redirect_uri"]:
+            return refuse("invalid_grant")
+        verifier = form.get("code_verifier", "")
+        if not 43 <= len(verifier) <= 128 or not hmac.compare_digest(
+                create_s256_code_challenge(verifier), grant["challenge"]):
+            return refuse("invalid_grant")
+        user = grant["user"]
+        claims = self.claims(user=user, groups=self.groups.get(user, []), aud=grant["client_id"],
+                             azp=grant["client_id"], nonce=grant["nonce"])
+        claims = {k: v for k, v in {**claims, **self.id_token_overrides}.items() if v is not None}
+        return web.json_response({"id_token": self.mint(claims=claims), "access_token": self.mint(user=user),
+                                  "token_type": "Bearer", "expires_in": 300})
 
     # --- keys ---------------------------------------------------------------------------------------
 

@@ -130,6 +130,13 @@ async def test_demo_serves_the_legacy_api() -> None:
             async with http.get(f"{base}/api/ping") as response:
                 assert response.status == 200
                 assert "warning" in await response.json()
+            # The dashboard, behind its user-name prompt (auth none); the job's log and events on the API.
+            async with http.get(f"{base}/ui", allow_redirects=False) as response:
+                assert response.status == 303 and response.headers["Location"] == "/ui/login?next=/ui"
+            async with http.get(f"{base}/ui/login") as response:
+                assert response.status == 200 and 'name="user"' in await response.text()
+            async with http.get(f"{url}/{created['metadata']['id']}/events", headers={"X-User": "admin"}) as response:
+                assert response.status == 200
     finally:
         stop.set()
         await asyncio.wait_for(demo, timeout=15)
