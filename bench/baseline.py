@@ -41,7 +41,8 @@ def make_app(redis_url: str, pool: int) -> web.Application:
     app.router.add_get("/kv/{name}", get_key)
 
     async def redis_ctx(app: web.Application) -> AsyncIterator[None]:
-        connections = redis_asyncio.BlockingConnectionPool.from_url(redis_url, max_connections=pool, timeout=None)
+        connections = redis_asyncio.BlockingConnectionPool.from_url(redis_url, max_connections=pool,
+                                                                    timeout=None)
         app[REDIS] = redis_asyncio.Redis(connection_pool=connections)
         yield
         await app[REDIS].aclose()

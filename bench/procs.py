@@ -74,8 +74,8 @@ class Processes:
         self.logdir = logdir
         self.started: list[Proc] = []
 
-    async def start(self, name: str, argv: Sequence[str], *, cpu: int | None, env: dict[str, str] | None = None,
-                    cwd: Path | None = None) -> Proc:
+    async def start(self, name: str, argv: Sequence[str], *, cpu: int | None,
+                    env: dict[str, str] | None = None, cwd: Path | None = None) -> Proc:
         """Start `argv` (pinned to `cpu` when not None); output goes to `<logdir>/<name>.log`."""
         log = self.logdir / f"{name}.log"
         command = [*(["taskset", "-c", str(cpu)] if cpu is not None else []), *argv]
@@ -120,7 +120,8 @@ async def wait_until(check: Callable[[], Awaitable[bool]], *, timeout: float, wh
     deadline = time.monotonic() + timeout
     while True:
         if proc is not None and not proc.alive():
-            raise RuntimeError(f"{proc.name} exited ({proc.process.returncode}) before {what}:\n{proc.tail()}")
+            code = proc.process.returncode
+            raise RuntimeError(f"{proc.name} exited ({code}) before {what}:\n{proc.tail()}")
         with contextlib.suppress(Exception):
             if await check():
                 return
