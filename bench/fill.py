@@ -1,7 +1,9 @@
 """Fill the partition through the gateway: each user gets exactly the number of jobs asked for.
 
-Creates go through the legacy API with a bounded number in flight that adapts (halved after a 5xx or a
-client timeout, grown by one after a run of successes), so a slow cluster costs time, not failures.
+Creates go through the legacy API with a bounded number in flight: halved (not below a quarter of the
+bound) when the gateway refuses (503, connection errors), grown back by one after a run of successes.
+A 504 is a slow cluster, not an overloaded gateway: the create usually lands anyway, and fewer in
+flight would only slow the fill further (kubesim answers creates in batches), so it changes nothing.
 Each pass counts every user's jobs with a LIST, creates what is missing, and after a pass with
 failures waits for creates that answered late (a 504 may still land) before counting again; a user with
 more than asked is trimmed with DELETEs. Progress goes to stderr every few seconds. At the deadline the
@@ -101,8 +103,8 @@ class Filler:
             except (TimeoutError, HttpError, aiohttp.ClientError) as e:
                 self.failures += 1
                 self._streak = 0
-                if not isinstance(e, HttpError) or e.status >= 500:
-                    self.concurrency = max(1, self.concurrency // 2)
+                if not isinstance(e, HttpError) or e.status == 503:
+                    self.concurrency = max(self.max_concurrency // 4, 1, self.concurrency // 2)
             finally:
                 async with slots:
                     self._in_flight -= 1
@@ -123,7 +125,7 @@ class Filler:
                 last_report = now
                 done = self.created - done_before
                 progress(f"{self.label}: {done}/{total} created, {done / (now - started):.1f}/s, "
-                         f"{self.concurrency} in flight, {self.failures} failed")
+                         f"{self._in_flight} in flight (bound {self.concurrency}), {self.failures} failed")
         await asyncio.gather(*tasks)
         elapsed = time.monotonic() - started
         done = self.created - done_before
