@@ -6,7 +6,8 @@ gateway (`clever-gateway serve --config <generated>`: production defaults except
 auth, logging and `limits.writesPerUserPerMinute: 0`) and the baseline (`python -m bench.baseline`).
 With two CPUs the gateway(s) and the baseline run on CPU 1 (`taskset -c 1`); wrk, Redis, kubesim,
 py-spy and the driver itself on CPU 0, kubesim at nice 10 while reads are measured (its controllers
-must not starve wrk and Redis; reads never reach it) and at 0 while filling or measuring writes. `Harness.stop()` ends them all (also on Ctrl-C and failure).
+must not starve wrk and Redis; reads never reach it) and at 0 while filling or measuring writes.
+`Harness.stop()` ends them all (also on Ctrl-C and failure).
 
 `compare()` measures two sides (the first against the second) with the same wrk load: a warm-up per
 side, then interleaved rounds (A B, B A, ...); a run in which nothing was answered is run again once,
@@ -27,6 +28,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -136,6 +138,8 @@ class Harness:
         self.scenarios: dict[str, dict[str, Any]] = {}
         self.notes: list[str] = []
         self.counts: dict[str, Any] = {}
+        self.started = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+        self.load_before = os.getloadavg()
 
     # ----- processes ---------------------------------------------------------------------------------
 

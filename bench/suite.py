@@ -245,12 +245,28 @@ class Suite(Harness):
             report.progress(f"filling the partition from {have} to {self.plan.jobs} jobs ({users} users)")
             await self.fill(targets, "fill partition")
         self.counts["partition_jobs"] = await self.kube.count_tfjobs()
-        await self.store_payload("job", await self.api.get_raw(GET_USER, self.get_id))
-        await self.store_payload("list-small", await self.api.list_raw(SMALL_USER))
+        await self.watch_live()
+        job = await retry("GET the job", lambda: self.api.get_raw(GET_USER, self.get_id))
+        await self.store_payload("job", job)
+        await self.store_payload("list-small", await retry("LIST", lambda: self.api.list_raw(SMALL_USER)))
+
+    async def watch_live(self) -> None:
+        """Wait (at most 5 minutes) until the gateway's watch is live again: without it, reads go to the
+        cluster (a stalled kubesim makes them time out), which is not what phase 2 measures."""
+        async def live() -> bool:
+            ping = await self.api.ping()
+            return bool(ping["clusters"]["c1"].get("watchLive"))
+
+        try:
+            await wait_until(live, timeout=300, what="the gateway's watch to be live", interval=1)
+        except RuntimeError:
+            self.notes.append("phase 2: the gateway's watch was not live after 5 minutes "
+                              "(its reads go to the cluster)")
 
     async def phase2(self) -> None:
         """Memory, reads at N, event to visible."""
         plan, n = self.plan, self.counts["partition_jobs"]
+        await self.watch_live()
         if plan.wants("memory"):
             await self.settle()
             await self.guard(["memory"], self.memory)
@@ -311,6 +327,7 @@ class Suite(Harness):
         rv = (await self.kube.list_tfjobs(selector))["metadata"]["resourceVersion"]
         seen: dict[str, float] = {}
         visible: dict[str, tuple[float, float]] = {}  # job id -> (that GET sent, its answer received)
+        failed_triggers: list[str] = []
 
         async def watch() -> None:
             async for at, event in self.kube.watch_tfjobs(selector, rv):
@@ -321,7 +338,15 @@ class Suite(Harness):
                         c.get("type") == "Succeeded" and c.get("status") == "True" for c in conditions):
                     seen[job_id] = at
 
-        async def poll(job_id: str) -> None:
+        async def trigger_and_poll(job_id: str) -> None:
+            try:
+                if plan.event_trigger == "status":
+                    await self.kube.mark_succeeded(names[job_id])
+                else:
+                    await self.kube.set_scenario(names[job_id], "succeed:after=0")
+            except (HttpError, aiohttp.ClientError, TimeoutError) as e:
+                failed_triggers.append(f"{job_id}: {e}"[:200])
+                return
             deadline = time.perf_counter() + plan.event_timeout
             while time.perf_counter() < deadline:
                 with contextlib.suppress(HttpError, aiohttp.ClientError, TimeoutError):  # 503s under load
@@ -345,12 +370,8 @@ class Suite(Harness):
         pollers = []
         try:
             await asyncio.sleep(plan.warmup)
-            for job_id in ids:
-                if plan.event_trigger == "status":
-                    await self.kube.mark_succeeded(names[job_id])
-                else:
-                    await self.kube.set_scenario(names[job_id], "succeed:after=0")
-                pollers.append(asyncio.create_task(poll(job_id)))
+            for job_id in ids:  # a slow kubesim must not stretch the spacing
+                pollers.append(asyncio.create_task(trigger_and_poll(job_id)))
                 await asyncio.sleep(plan.event_spacing)
             await asyncio.gather(*pollers)
             with contextlib.suppress(RuntimeError):
@@ -371,7 +392,7 @@ class Suite(Harness):
                        "partition_jobs": self.counts["partition_jobs"]},
             "latency_ms": summary([(visible[i][1] - seen[i]) * 1000 for i in both]),
             "latency_to_request_sent_ms": summary([(visible[i][0] - seen[i]) * 1000 for i in both]),
-            "cluster_seen": len(seen), "gateway_visible": len(visible),
+            "cluster_seen": len(seen), "gateway_visible": len(visible), "failed_triggers": failed_triggers,
             "samples_ms": [round((visible[i][1] - seen[i]) * 1000, 2) for i in both],
             "rows": [{"target": "gateway GET (background)", **background.to_json()}]}
         self.print_rows("event_to_visible")
@@ -406,22 +427,33 @@ class Suite(Harness):
 
     # ----- the run -----------------------------------------------------------------------------------
 
-    async def run(self) -> dict[str, Any]:
-        """Everything, in order; the result document."""
-        started, load_before = now_iso(), os.getloadavg()
+    async def run(self) -> None:
+        """Everything, in order. A failed setup step fails the scenarios that depend on it (kind
+        `error`), the others still run; `document()` is the result at any time."""
         await self.start()
         report.progress("phase 1: creating its jobs")
-        await self.setup_phase1()
-        await self.phase1()
-        if any(self.plan.wants(s) for s in PHASE2):
+        phase1 = [s for s in SCENARIOS if self.plan.wants(s)]
+        await self.guard(phase1, self.setup_phase1)
+        if not self.failed(phase1):
+            await self.phase1()
+        phase2 = [s for s in PHASE2 if self.plan.wants(s)]
+        if phase2 and not self.failed(phase2):
             report.progress("phase 2")
-            await self.setup_phase2()
-            await self.phase2()
+            await self.guard(phase2, self.setup_phase2)
+            if not self.failed(phase2):
+                await self.phase2()
+
+    def failed(self, keys: Sequence[str]) -> bool:
+        """Whether these scenarios were all marked failed already."""
+        return all(self.scenarios.get(k, {}).get("kind") == "error" for k in keys)
+
+    def document(self, *, complete: bool) -> dict[str, Any]:
+        """The result document (see bench/report.py)."""
         return {
-            "suite": "clever-gateway bench", "format": 1, "started": started, "finished": now_iso(),
-            "command": sys.argv, "git": git_info(), "quick": self.plan.quick,
+            "suite": "clever-gateway bench", "format": 1, "complete": complete, "started": self.started,
+            "finished": now_iso(), "command": sys.argv, "git": git_info(), "quick": self.plan.quick,
             "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
-                        "loadavg_before": [round(x, 2) for x in load_before],
+                        "loadavg_before": [round(x, 2) for x in self.load_before],
                         "loadavg_after": [round(x, 2) for x in os.getloadavg()],
                         "pinning": {"gateway_and_baseline_cpu": self.server_cpu,
                                     "wrk_redis_kubesim_driver_cpu": self.load_cpu},
@@ -512,17 +544,18 @@ async def amain(args: argparse.Namespace) -> int:
     task = asyncio.current_task()
     assert task is not None
     asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)  # stop as on Ctrl-C
-    failed = True
+    complete = False
     try:
-        result = await suite.run()
-        failed = False
+        await suite.run()
+        complete = True
     finally:
         await suite.stop()
-        if failed or args.keep_tmp:
+        if not complete or args.keep_tmp:
             print(f"logs, configs and wrk scripts kept in {tmp}", file=sys.stderr)
         else:
             shutil.rmtree(tmp, ignore_errors=True)
-    report.write_json(args.out, result)
+        result = suite.document(complete=complete)  # also what an interrupted run measured
+        report.write_json(args.out, result)
     print_result(result, args.out)
     return 0
 

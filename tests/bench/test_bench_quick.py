@@ -32,7 +32,7 @@ def test_quick_run_reports_every_scenario_with_numbers(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
     scenarios = result["scenarios"]
     assert set(scenarios) == {*COMPARE, "memory", "event_to_visible"}, sorted(scenarios)
-    assert result["quick"] is True
+    assert result["quick"] is True and result["complete"] is True
 
     for key in COMPARE:
         scenario = scenarios[key]
