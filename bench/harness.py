@@ -375,7 +375,8 @@ class Harness:
             return
         seconds = max(3, round(self.plan.duration))
         out = self.tmp / f"profile-{key}.txt"
-        argv = [pyspy, "record", "--pid", str(self.gateway.pid), "--duration", str(seconds),
+        # --gil: only samples holding the GIL, i.e. Python at work (not idle executor threads, not epoll)
+        argv = [pyspy, "record", "--pid", str(self.gateway.pid), "--duration", str(seconds), "--gil",
                 "--rate", "100", "--format", "raw", "--output", str(out)]
         if self.load_cpu is not None:
             argv = ["taskset", "-c", str(self.load_cpu), *argv]
@@ -394,8 +395,9 @@ class Harness:
         if not out.exists():
             self.notes.append(f"--profile {key}: py-spy wrote nothing: {err.decode(errors='replace')[-300:]}")
             return
-        self.scenarios[key]["profile"] = {"tool": "py-spy record --rate 100 --format raw", "seconds": seconds,
-                                          "connections": connections, "load_rps": round(load.rps, 1),
+        self.scenarios[key]["profile"] = {"tool": "py-spy record --gil --rate 100 --format raw",
+                                          "seconds": seconds, "connections": connections,
+                                          "load_rps": round(load.rps, 1),
                                           **report.top_functions(out.read_text())}
 
     # ----- filling -----------------------------------------------------------------------------------

@@ -56,37 +56,50 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def top_functions(raw_stacks: str, n: int = 10) -> dict[str, Any]:
-    """Top-`n` functions by own and by total samples from py-spy's raw (collapsed) output."""
+    """From py-spy's raw (collapsed) stacks: the top-`n` functions by own samples (`by_own`), and the
+    top-`n` functions of the project (gateway/, translators/) by inclusive samples (`by_total`: where
+    the time goes, below the event loop's frames that every sample shares)."""
     own: Counter[str] = Counter()
     total: Counter[str] = Counter()
+    project: set[str] = set()
     samples = 0
     for line in raw_stacks.splitlines():
         stack, _, count_text = line.rpartition(" ")
         if not stack or not count_text.isdigit():
             continue
-        count = int(count_text)
         frames = [_function(f) for f in stack.split(";") if f]
         if not frames:
             continue
+        count = int(count_text)
         samples += count
-        own[frames[-1]] += count
-        for frame in set(frames):
-            total[frame] += count
+        own[frames[-1][0]] += count
+        for name, ours in set(frames):
+            total[name] += count
+            if ours:
+                project.add(name)
 
-    def rows(counter: Counter[str]) -> list[dict[str, Any]]:
+    def rows(names: Sequence[str]) -> list[dict[str, Any]]:
         return [{"function": f, "own_pct": round(100 * own[f] / max(samples, 1), 1),
-                 "total_pct": round(100 * total[f] / max(samples, 1), 1)} for f, _ in counter.most_common(n)]
+                 "total_pct": round(100 * total[f] / max(samples, 1), 1)} for f in names]
 
-    return {"samples": samples, "by_own": rows(own), "by_total": rows(total)}
+    by_total = sorted(project, key=lambda f: -total[f])[:n]
+    return {"samples": samples, "by_own": rows([f for f, _ in own.most_common(n)]),
+            "by_total": rows(by_total)}
 
 
-def _function(frame: str) -> str:
-    """`name (path/to/file.py:123)` -> `name (file.py)`: lines of one function merged."""
+def _function(frame: str) -> tuple[str, bool]:
+    """`name (pkg/mod.py:123)` -> (`name (pkg/mod.py)`, whether it is the project's code): the lines of
+    one function merged. py-spy names files relative to their sys.path entry; full paths are cut
+    after `site-packages/`."""
     name, _, where = frame.partition(" (")
-    path = where.rstrip(")").rsplit(":", 1)[0]
-    parts = path.split("/")
-    short = "/".join(parts[-2:]) if len(parts) > 1 else path
-    return f"{name} ({short})" if where else name
+    if not where:
+        return name, False
+    path = where.rstrip(")").rsplit(":", 1)[0].rsplit("site-packages/", 1)[-1]
+    for package in ("gateway/", "translators/"):
+        if path.startswith(package) or f"/{package}" in path:
+            path = package + path.rsplit(package, 1)[1]
+            return f"{name} ({path})", True
+    return f"{name} ({path})", False
 
 
 def _fmt(value: Any, spec: str) -> str:

@@ -527,10 +527,11 @@ def print_result(result: dict[str, Any], out: Path) -> None:
     for key, scenario in result["scenarios"].items():
         profile = scenario.get("profile")
         if profile:
-            print(f"\npy-spy, gateway during {key} ({profile['connections']} connections, "
-                  f"{profile['samples']} samples), top 10 by own time:")
-            for row in profile["by_own"]:
-                print(f"  {row['own_pct']:5.1f}% own {row['total_pct']:5.1f}% total  {row['function']}")
+            for order in ("own", "total"):
+                print(f"\npy-spy --gil, gateway during {key} ({profile['connections']} connections, "
+                      f"{profile['samples']} samples), top 10 by {order} time:")
+                for row in profile[f"by_{order}"]:
+                    print(f"  {row['own_pct']:5.1f}% own {row['total_pct']:5.1f}% total  {row['function']}")
     for note in result["notes"]:
         print(f"note: {note}")
     print(f"\nresult: {out}")
