@@ -1,7 +1,7 @@
 """wrk as the load generator: a Lua script per load shape, one JSON summary from wrk's `done()` hook.
 
 A load shape is a set of named request pools and a pattern: request k goes to pool `pattern[k % len]`,
-and each pool hands out its requests round-robin. A request body (or path) may hold `@@UNIQ@@`, replaced
+and each pool hands out its requests round-robin from a random start. A request body (or path) may hold `@@UNIQ@@`, replaced
 per request by 12 lowercase hex digits unique within the suite run (a nonce given to each wrk run, the
 wrk thread, a counter): create names, job ids and PATCH descriptions are new on every request, also
 when one script serves the warm-up and several rounds.
@@ -114,13 +114,15 @@ end
 
 function init(args)
   nonce = args[1] or "00000"
+  math.randomseed(tonumber(nonce, 16) + (tid or 0))
   codes = {}
   counter = 0
   pos = {}
   step = tid or 0
   prebuilt = {}
   for name, pool in pairs(pools) do
-    pos[name] = tid or 0
+    -- a random start: a run does not begin with the jobs the previous run's last requests still hold
+    pos[name] = math.random(#pool) - 1
     prebuilt[name] = {}
     for i, r in ipairs(pool) do
       if not r.dyn then prebuilt[name][i] = wrk.format(r.method, r.path, r.headers, r.body) end
