@@ -99,7 +99,7 @@ class Plan:
             list_large=pick(args.list_large, 1000, 100), duration=pick(args.duration, 10, 1),
             warmup=pick(args.warmup, 2, 1), rounds=pick(args.rounds, 3, 1),
             write_duration=pick(args.write_duration, 5, 1), write_rounds=pick(args.write_rounds, 4, 1),
-            connections=64, list_connections=pick(args.list_connections, 16, 4),
+            connections=64, list_connections=pick(args.list_connections, 64, 4),
             mixed_connections=(64, 256, 1024), event_jobs=pick(args.event_jobs, 50, 5),
             event_spacing=0.1 if q else 0.2, event_timeout=pick(args.event_timeout, 120, 30),
             event_trigger=args.event_trigger, fill_concurrency=args.fill_concurrency,

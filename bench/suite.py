@@ -152,14 +152,19 @@ class Suite(Harness):
             await self.guard(creates, self.creates)
 
     async def list_scenario(self, key: str, user: str, payload: str, title: str) -> None:
-        """The user's LIST against the baseline serving the same bytes."""
+        """The user's LIST against the issue's baseline, the bare server's GET of one stored job (the ratio),
+        and also against that server answering the same list bytes from one GET (`ratio_same_bytes`)."""
         script = self.script({"list": [Req("GET", JOBS_PATH, {"X-User": user})]})
         size = await self.redis.strlen(BASELINE_PREFIX + payload)
         jobs = self.counts["list_small" if user == SMALL_USER else "list_large"]
-        await self.compare(key, title, [self.gateway_side(script), self.baseline_side(payload)],
-                           connections=self.plan.list_connections,
-                           params={"jobs_listed": jobs, "partition_jobs": await self.kube.count_tfjobs(),
-                                   "payload_bytes": size})
+        same_bytes = self.baseline_side(payload)._replace(label="baseline-same-bytes")
+        scenario = await self.compare(key, title, [self.gateway_side(script), self.baseline_side("job"), same_bytes],
+                                      connections=self.plan.list_connections,
+                                      params={"jobs_listed": jobs, "partition_jobs": await self.kube.count_tfjobs(),
+                                              "payload_bytes": size})
+        rps = {row["target"]: row.get("rps") for row in scenario["rows"]}
+        if rps.get("gateway") and rps.get("baseline-same-bytes"):
+            scenario["ratio_same_bytes"] = round(rps["gateway"] / rps["baseline-same-bytes"], 4)
         if self.plan.profile and key == "list_small":
             await self.guard([], lambda: self.profile(key, script, self.plan.list_connections))
 
