@@ -40,6 +40,7 @@ from gateway.errors import Forbidden
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
 
 log = structlog.get_logger(__name__)
 
@@ -127,7 +128,7 @@ class PartitionAccess:
     """Decides whether a principal may use a partition of a cluster (see module docstring)."""
 
     def __init__(self, settings: AuthSettings, *, reviewers: Mapping[str, SubjectAccessReviewer] | None = None,
-                 redis: Redis | None = None, key_prefix: str = "",
+                 redis: Redis | RedisCluster | None = None, key_prefix: str = "",
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
         self._reviewers: Mapping[str, SubjectAccessReviewer] = reviewers if reviewers is not None else {}

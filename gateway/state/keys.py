@@ -1,8 +1,9 @@
 """Every Redis key the gateway writes, in one place, hash-tagged for Redis Cluster.
 
-A Redis Cluster keeps a multi-key command or transaction to keys of one slot, and a key's slot is
-that of its hash tag (the text between the first `{` and the next `}`). The tags are chosen so that
-every transaction stays in one slot and the load still spreads:
+A Redis Cluster keeps a multi-key command or script to keys of one slot, and a key's slot is that of
+its hash tag (the text between the first `{` and the next `}`; the prefix stays outside the braces).
+The tags are chosen so that every atomic step (each is one Lua script, `gateway.state.base`) stays in
+one slot and the load still spreads:
 
 - `{<cluster>/<partition>}`: a partition's jobs (records and read model), its indexes, its name claims,
   the jobs' locks and tombstones. Every change of a job (create, PATCH, DELETE, a status write, a
@@ -11,8 +12,10 @@ every transaction stays in one slot and the load still spreads:
 - `{<cluster>}`: what the watch of one cluster keeps (heartbeat, resume points, last failures).
 - `{lease:<name>}`, `{outbox}`, `{writes:<user>}`: each used alone.
 
-No transaction crosses two tags: the outbox entry of a queued create is added after its record is
-stored (the record is the truth; the entry only wakes the worker, which re-reads the record).
+No script or transaction crosses two tags. The only operation that writes under two tags is a queued
+create or delete: its record is stored first, then the outbox entry is added, as two steps, because
+the record is the truth and the entry only wakes the worker (which re-reads the record). Reads that
+combine tags (a status refresh reading the watch's last failures) are separate commands.
 
 Key layout under `redis.keyPrefix` P (default `cg:`):
 
