@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from multidict import CIMultiDict
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.auth import Principal
 from gateway.auth.identity import user_name
@@ -192,7 +192,7 @@ class PartitionAccess:
             return self._local.get(key)
         try:
             value = await self._redis.get(key)
-        except (RedisError, OSError, TimeoutError) as e:  # a Redis failure only costs a cache miss
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as e:  # a Redis failure: a cache miss
             log.warning("sar cache unavailable", error=type(e).__name__)
             return None
         if value is None:
@@ -205,7 +205,7 @@ class PartitionAccess:
             return
         try:
             await self._redis.set(key, "1" if allowed else "0", px=max(1, math.ceil(ttl * 1000)))
-        except (RedisError, OSError, TimeoutError) as e:  # a Redis failure only costs a cache miss
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as e:  # a Redis failure: a cache miss
             log.warning("sar cache unavailable", error=type(e).__name__)
 
 

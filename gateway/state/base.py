@@ -30,7 +30,7 @@ import structlog
 from redis import asyncio as redis_asyncio
 from redis.asyncio.client import Pipeline
 from redis.asyncio.cluster import ClusterPipeline, RedisCluster
-from redis.exceptions import NoScriptError, RedisError
+from redis.exceptions import NoScriptError, RedisClusterException, RedisError
 
 from gateway.errors import StoreUnavailable
 from gateway.state.keys import Keys
@@ -121,7 +121,7 @@ class RedisPart:
         async with limit:
             try:
                 yield
-            except (RedisError, OSError, TimeoutError) as e:
+            except (RedisError, RedisClusterException, OSError, TimeoutError) as e:
                 log.warning("redis call failed", operation=what, error=type(e).__name__)
                 raise StoreUnavailable("the gateway's store (Redis) is unavailable") from e
 
