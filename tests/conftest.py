@@ -247,6 +247,14 @@ class Gateway:
         return found
 
 
+async def redis_is_complete(gw: Gateway, cluster: str = CLUSTER) -> bool:
+    """The cluster's watch finished its first relist: Redis is known to hold all of the cluster's jobs, so a
+    LIST of a partition never used before is answered from Redis even while the cluster is away."""
+    from gateway import appkeys
+
+    return await gw.app[appkeys.STATE].watch.generation(cluster) is not None
+
+
 async def wait_until(check: Callable[[], Awaitable[Any]], *, timeout: float = 10.0, interval: float = 0.02) -> Any:
     """Poll `check` until it returns something truthy; fail the test after `timeout` seconds."""
     loop = asyncio.get_running_loop()

@@ -11,6 +11,15 @@ Contract (keys in `gateway.state.keys`, hash fields in `gateway.state.views`):
   bring the job back. `put`, `remove` and `settle` are durable (WAIT, `gateway.state.base`).
 - Every write is one Lua script on the keys of the job's partition, which share the hash tag
   `{<cluster>/<partition>}` (`gateway.state.keys`): one slot, so one node in a Redis Cluster.
+- Completeness (no short answer after Redis lost data): `listing(...)` reads the partition's index and
+  its completeness marker (`Keys.complete`) in one round trip, on one node. The marker is written
+  (`certify`) once Redis is known to hold every job of the partition: by the watch after a complete
+  relist, or by a LIST that just read the partition from the API server; a data loss (FLUSHALL, a
+  restart without persistence, a failover to an empty replica, a cluster node that lost its slots)
+  takes the marker with the data, so the next read notices. `certify` writes the marker only if the
+  index still holds at least the jobs the writer just stored, so a second loss between storing and
+  marking does not mark an empty partition complete. Whether a partition without a marker was lost
+  or never used is the cluster's partition registry (`gateway.state.watch`).
 - Status writes (`publish`) are one script each, pipelined: written only while the record exists and
   has no pending operation, and, for reads straight from the cluster, only if no newer observation is
   stored. Answer per job: 1 written, 0 skipped, -1 no record (the sync then rebuilds it).
@@ -41,6 +50,7 @@ from gateway.state.views import (
     StoredJob,
     decode_record,
     decode_stored,
+    job_bytes,
     record_fields,
     status_bytes,
     status_fields,
@@ -69,11 +79,14 @@ redis.call('HSET', KEYS[1], 's', ARGV[1], 't', ARGV[2])
 return 1
 """)
 
-# KEYS: job hashes. Returns {count, the answers joined with commas}; jobs gone meanwhile are left out.
+# KEYS: the partition's completeness marker, then job hashes; ARGV: "1" = only while the marker is there.
+# Returns {count, the answers joined with commas} (jobs gone meanwhile are left out), or {-1, ""} when the
+# marker is required and gone: Redis lost the partition's data since the ids were read.
 _JOIN = Lua("""
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
 local out = {}
-for _, key in ipairs(KEYS) do
-  local parts = redis.call('HMGET', key, 'v', 's')
+for i = 2, #KEYS do
+  local parts = redis.call('HMGET', KEYS[i], 'v', 's')
   if parts[1] and parts[2] then
     out[#out + 1] = parts[1] .. ',"status":' .. parts[2] .. '}'
   end
@@ -101,9 +114,10 @@ return 1
 """)
 
 # KEYS: job, index, owner index, names, tombstone; ARGV: score, id, name, fields...
-# 1 written; 0 a record or tombstone exists; -1 another job holds the name.
+# 1 written; 0 a record exists; 2 a tombstone exists (deleted through the API); -1 another job holds the name.
 _PUT_IF_ABSENT = Lua(_WRITE_RECORD + """
-if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('EXISTS', KEYS[5]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[5]) == 1 then return 2 end
 local holder = redis.call('HGET', KEYS[4], ARGV[3])
 if holder and holder ~= ARGV[2] then return -1 end
 write_record(1)
@@ -132,6 +146,16 @@ if redis.call('HGET', KEYS[4], ARGV[3]) == ARGV[2] then redis.call('HDEL', KEYS[
 return 1
 """)
 
+# KEYS: completeness marker, index; ARGV: generation, the jobs the index must hold at least.
+# 1 marked; 0 the index holds fewer (Redis lost data again meanwhile: not marked).
+_CERTIFY = Lua("""
+if redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+""")
+
+REBUILT = {1: "written", 0: "exists", 2: "deleted", -1: "name-taken"}
+
 # KEYS: names; ARGV: name, id. Drops the claim only if that id holds it.
 _RELEASE_NAME = Lua("""
 if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
@@ -151,8 +175,30 @@ class JobChanged(Conflict):
     """A fenced write found the job's lock gone or taken by another holder: nothing was written."""
 
 
+class PartitionLost(Exception):
+    """Redis lost a partition's data in the middle of a read (internal: the reader falls back)."""
+
+
 class JobBusy(Conflict):
     """Another request (or the outbox) is changing the job and did not finish in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A LIST's read of Redis: whether the partition is marked complete, and the ids with their scores."""
+
+    complete: bool
+    ids: list[str]
+    scores: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuild:
+    """A record to restore from the cluster (if Redis has none), with the status read with it."""
+
+    record: JobRecord
+    status: JobStatus
+    observed_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -191,18 +237,70 @@ class JobStore(RedisPart):
         ids = await self._call("list", lambda: self.redis.zrange(index, 0, -1))
         return [i.decode() for i in ids]
 
-    async def joined(self, cluster: str, partition: str, ids: builtins.list[str]) -> tuple[int, bytes]:
-        """The answers of `ids` joined with commas (and how many: jobs gone meanwhile are left out)."""
+    async def listing(self, cluster: str, partition: str, *, owner: str | None) -> Listing:
+        """The partition's completeness marker and the ids (oldest first) of its jobs or of one owner's
+        there: one round trip to one node (the same hash tag)."""
+        index = self.keys.index(cluster, partition) if owner is None else self.keys.owner(cluster, partition, owner)
+
+        def build(pipe: AnyPipeline) -> None:
+            pipe.exists(self.keys.complete(cluster, partition))
+            pipe.zrange(index, 0, -1, withscores=True)
+
+        marked, rows = await self._pipelined("list", build)
+        return Listing(complete=bool(marked), ids=[str(text(i)) for i, _ in rows], scores=[float(s) for _, s in rows])
+
+    async def views(self, cluster: str, partition: str, ids: builtins.list[str]) -> dict[str, bytes]:
+        """The stored answers of the jobs among `ids` that have a record (pipelined)."""
+        def build(pipe: AnyPipeline) -> None:
+            for job_id in ids:
+                pipe.hmget(self.keys.job(cluster, partition, job_id), "v", "s")
+
+        rows = await self._pipelined("views", build)
+        return {job_id: job_bytes(bytes(v), bytes(st)) for job_id, (v, st) in zip(ids, rows, strict=True)
+                if v is not None and st is not None}
+
+    async def certify(self, cluster: str, partitions: dict[str, int], *, generation: str) -> set[str]:
+        """Mark partitions complete, each only if its index holds at least the given number of jobs; the
+        partitions marked."""
+        names = sorted(partitions)
+
+        def build(pipe: AnyPipeline) -> None:
+            for partition in names:
+                _CERTIFY.queue(pipe, [self.keys.complete(cluster, partition), self.keys.index(cluster, partition)],
+                               [generation, partitions[partition]])
+
+        results = await self._pipelined("certify", build, scripts=(_CERTIFY,))
+        return {partition for partition, marked in zip(names, results, strict=True) if int(marked)}
+
+    async def uncertified(self, cluster: str, partitions: Iterable[str]) -> set[str]:
+        """Which of `partitions` have no completeness marker (lost since they were marked)."""
+        names = sorted(partitions)
+
+        def build(pipe: AnyPipeline) -> None:
+            for partition in names:
+                pipe.exists(self.keys.complete(cluster, partition))
+
+        results = await self._pipelined("certified", build) if names else []
+        return {partition for partition, marked in zip(names, results, strict=True) if not int(marked)}
+
+    async def joined(self, cluster: str, partition: str, ids: builtins.list[str], *,
+                     complete: bool = False) -> tuple[int, bytes]:
+        """The answers of `ids` joined with commas (and how many: jobs gone meanwhile are left out). With
+        `complete`, each batch is read only while the partition's completeness marker is there, else
+        `PartitionLost` (the data went between reading the ids and reading the jobs)."""
         if not ids:
             return 0, b""
         keys = [self.keys.job(cluster, partition, i) for i in ids]
         batches = [keys[i:i + JOIN_BATCH] for i in range(0, len(keys), JOIN_BATCH)]
+        marker = self.keys.complete(cluster, partition)
 
         def build(pipe: AnyPipeline) -> None:
             for batch in batches:
-                _JOIN.queue(pipe, batch)
+                _JOIN.queue(pipe, [marker, *batch], ["1" if complete else "0"])
 
         results = await self._pipelined("list", build, scripts=(_JOIN,))
+        if any(int(r[0]) < 0 for r in results):
+            raise PartitionLost(f"partition {partition} of cluster {cluster} was lost while it was read")
         count = sum(int(r[0]) for r in results)
         return count, b",".join(bytes(r[1]) for r in results if int(r[0]))
 
@@ -282,14 +380,28 @@ class JobStore(RedisPart):
     async def put_if_absent(self, record: JobRecord, *, status: JobStatus, observed_at: float) -> bool:
         """Rebuild path: write the record only when no record, no tombstone and no other holder of its name
         exist; True when written."""
-        ident = record.identity
-        keys = [*self._record_keys(record), self.keys.gone(ident.cluster, ident.partition, ident.id)]
-        written = int(await self._script("put-if-absent", _PUT_IF_ABSENT, keys,
-                                         self._record_args(record, status, observed_at)))
-        if written == -1:
-            log.warning("rebuild skipped: name held by another job", cluster=ident.cluster, job=ident.id,
-                        holder=await self.name_holder(ident.cluster, ident.partition, record.spec.name))
-        return written == 1
+        return (await self.rebuild([Rebuild(record, status, observed_at)])) == ["written"]
+
+    async def rebuild(self, entries: Iterable[Rebuild]) -> builtins.list[str]:
+        """`put_if_absent` for many records in one round trip; per entry "written", "exists" (a record
+        is there), "deleted" (a tombstone: deleted through the API) or "name-taken" (logged)."""
+        batch = list(entries)
+        if not batch:
+            return []
+
+        def build(pipe: AnyPipeline) -> None:
+            for entry in batch:
+                ident = entry.record.identity
+                keys = [*self._record_keys(entry.record), self.keys.gone(ident.cluster, ident.partition, ident.id)]
+                _PUT_IF_ABSENT.queue(pipe, keys, self._record_args(entry.record, entry.status, entry.observed_at))
+
+        outcomes = [REBUILT[int(r)] for r in await self._pipelined("rebuild", build, scripts=(_PUT_IF_ABSENT,))]
+        for entry, outcome in zip(batch, outcomes, strict=True):
+            if outcome == "name-taken":
+                ident = entry.record.identity
+                log.warning("rebuild skipped: name held by another job", cluster=ident.cluster, job=ident.id,
+                            holder=await self.name_holder(ident.cluster, ident.partition, entry.record.spec.name))
+        return outcomes
 
     async def settle(self, record: JobRecord, *, status: JobStatus, observed_at: float,
                      fence: JobFence | None = None) -> bool:

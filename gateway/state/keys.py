@@ -25,7 +25,11 @@ Key layout under `redis.keyPrefix` P (default `cg:`):
     P{c/p}:names             hash name → id: the unique-name claims of the partition
     P{c/p}:gone:<id>         tombstone of a job deleted through the API (TTL): no rebuild from late events
     P{c/p}:lock:<id>         the one-writer lock of a job (random token, TTL, renewed while held)
+    P{c/p}:complete          the partition's completeness marker: Redis holds every job of the partition
+                             (written after a complete relist; missing = lost, see gateway.state.jobs)
     P{c}:watchbeat           when the cluster's watch last knew Redis to be current (epoch seconds)
+    P{c}:generation          the watch's last complete relist of the cluster (its marker)
+    P{c}:partitions          set: every partition ever marked complete (lost vs never used)
     P{c}:rv:<what>           last resourceVersion the watch of jobs/pods saw
     P{c}:lastfail            hash id → the last pod failure the watch saw for the job
     P{lease:<name>}          lease holder (SET NX PX)
@@ -79,6 +83,10 @@ class Keys:
         """The job's one-writer lock."""
         return f"{self.partition_tag(cluster, partition)}lock:{job_id}"
 
+    def complete(self, cluster: str, partition: str) -> str:
+        """The partition's completeness marker."""
+        return f"{self.partition_tag(cluster, partition)}complete"
+
     # ----- one cluster's watch (tag {cluster})
 
     def cluster_tag(self, cluster: str) -> str:
@@ -96,6 +104,14 @@ class Keys:
     def last_failures(self, cluster: str) -> str:
         """The last pod failure seen per job of the cluster."""
         return f"{self.cluster_tag(cluster)}lastfail"
+
+    def generation(self, cluster: str) -> str:
+        """The cluster's marker: the watch's last complete relist."""
+        return f"{self.cluster_tag(cluster)}generation"
+
+    def partitions(self, cluster: str) -> str:
+        """The partitions of the cluster ever marked complete."""
+        return f"{self.cluster_tag(cluster)}partitions"
 
     # ----- used alone
 

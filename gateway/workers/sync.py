@@ -22,8 +22,14 @@ Contract:
   time up to which Redis holds everything received (now, or when the writer last had nothing left to
   write); every replica reads its age (`/api/ping` lastWatchEventAgeSeconds; reads fall back to the API
   server when it is older than `sync.fallbackAfterSeconds`).
-- `request_relist()` makes the leader relist at once (tests use it). After a Redis that lost its data the
-  relist needs no call: the lease is gone too, so the leader steps down, takes it again and relists.
+- Completeness (`gateway.state.jobs`): once both resources were listed and every job written (records
+  the relist found missing rebuilt), the leader registers the partitions it saw, marks each complete
+  (`JobStore.certify`, only if its index holds the jobs the leader knows to be recorded there) and then
+  writes the cluster's generation; partitions that appear later are marked when their first job is
+  written. Every lease tick (at most a second) it checks that those markers are still there: a marker
+  or the generation gone means Redis lost data, and the leader relists at once and marks again. (A
+  Redis that lost everything also lost the lease: the leader steps down, takes it again and relists.)
+- `request_relist()` makes the leader relist at once (tests use it).
 """
 
 from __future__ import annotations
@@ -42,6 +48,7 @@ from gateway.config import SyncSettings
 from gateway.errors import GatewayError, StoreUnavailable
 from gateway.metrics import Metrics
 from gateway.state import State, StatusUpdate
+from gateway.state.jobs import Rebuild
 from gateway.state.views import record_from_object
 from gateway.workers.status import StatusWriter, WatchMonitor
 from translators.backends import MANAGED_SELECTOR, failure_of
@@ -53,6 +60,9 @@ log = structlog.get_logger(__name__)
 
 JOBS, POD_KIND = "jobs", "pods"
 _BEAT_MIN_INTERVAL = 1.0
+# The leader renews its lease, writes its heartbeat and checks the completeness markers this often (or
+# at a third of the lease, if shorter): a data loss is noticed within a second.
+_TICK_MAX_SECONDS = 1.0
 WRITE_BATCH = 256  # statuses per pipelined round trip of the writer
 _CANCEL_WAIT_SECONDS = 0.5
 
@@ -88,6 +98,11 @@ class ClusterSync:
         self._streaming = {JOBS: False, POD_KIND: False}
         self._relist = {JOBS: asyncio.Event(), POD_KIND: asyncio.Event()}
         self._last_beat = 0.0
+        self._listed: set[str] = set()  # resources listed since the last relist was asked for
+        self._certify_all = True  # mark every partition (and the generation) at the next chance
+        self._certified: set[str] = set()  # partitions this leader marked complete
+        self._generation: str | None = None  # the generation this leader wrote
+        self._unrecordable: set[str] = set()  # jobs Redis must not hold (deleted through the API, name taken)
         self._stopping = asyncio.Event()
         self.leading = False
         self.last_event_at: float | None = None
@@ -98,7 +113,9 @@ class ClusterSync:
         return f"watch:{self.cluster.id}"
 
     def request_relist(self) -> None:
-        """Relist both resources now (ends the current watch requests)."""
+        """Relist both resources now (ends the current watch requests) and mark completeness again after."""
+        self._listed.clear()
+        self._certify_all = True
         for event in self._relist.values():
             event.set()
 
@@ -113,7 +130,7 @@ class ClusterSync:
     async def run(self) -> None:
         """Hold the lease and watch; wait and retry while another replica holds it."""
         ttl_ms = int(self._settings.lease_seconds * 1000)
-        tick = self._settings.lease_seconds / 3
+        tick = min(self._settings.lease_seconds / 3, _TICK_MAX_SECONDS)
         try:
             while not self._stopping.is_set():
                 try:
@@ -130,6 +147,10 @@ class ClusterSync:
     async def _lead(self, *, ttl_ms: int, tick: float) -> None:
         self.leading = True
         self._dirty.clear()  # both loops relist first, which marks every job again
+        self._listed.clear()
+        self._certify_all = True
+        self._certified.clear()
+        self._generation = None
         with contextlib.suppress(StoreUnavailable):
             self._saved_failure = await self._state.watch.last_failures(self.cluster.id)
             self._last_failure = {**self._saved_failure, **self._last_failure}
@@ -150,6 +171,7 @@ class ClusterSync:
                     log.warning("watch lease lost, another replica takes over", cluster=self.cluster.id)
                     return
                 await self._beat(force=True)
+                await self._check_completeness()
         finally:
             self.leading = False
             for task in tasks:
@@ -208,10 +230,10 @@ class ClusterSync:
             for pod in result.items:
                 self._remember_pod(pod)
         await self._state.watch.set_resource_version(self.cluster.id, kind, result.resource_version)
+        self._listed.add(kind)
         for job_id in self._jobs:
             self._mark(job_id)
-        if self._gone:
-            self._dirty_event.set()
+        self._dirty_event.set()  # also with nothing to write: the writer marks completeness after a relist
         log.info("listed", cluster=self.cluster.id, kind=kind, count=len(result.items),
                  resourceVersion=result.resource_version)
         return result.resource_version
@@ -321,6 +343,10 @@ class ClusterSync:
                 self._report_backlog()
             self._caught_up_at = self._clock()
             self._report_backlog()
+            try:
+                await self._certify()
+            except StoreUnavailable:
+                pass  # tried again after the next write
 
     def _report_backlog(self) -> None:
         if self._metrics is not None:
@@ -352,15 +378,62 @@ class ClusterSync:
                 continue
             updates.append(StatusUpdate(self.cluster.id, partition, job_id, self._status_of(job_id), now))
         results = await self._statuses.publish(updates)
+        missing = []
         for update, result in zip(updates, results, strict=True):
             if result == -1:
-                await self._rebuild(update.job_id, update.status, now)
+                obj = self._jobs.get(update.job_id)
+                record = record_from_object(obj, self.cluster.id) if obj is not None else None
+                if record is not None:
+                    missing.append(Rebuild(record, update.status, now))
+            else:
+                self._unrecordable.discard(update.job_id)
+        for entry, outcome in zip(missing, await self._state.jobs.rebuild(missing), strict=True):
+            job_id = entry.record.identity.id
+            if outcome in ("deleted", "name-taken"):
+                self._unrecordable.add(job_id)
+            else:
+                self._unrecordable.discard(job_id)
+                if outcome == "written":
+                    log.info("job record rebuilt from the cluster", cluster=self.cluster.id, job=job_id)
 
-    async def _rebuild(self, job_id: str, status: JobStatus, now: float) -> None:
-        obj = self._jobs.get(job_id)
-        rebuilt = record_from_object(obj, self.cluster.id) if obj is not None else None
-        if rebuilt is not None and await self._state.jobs.put_if_absent(rebuilt, status=status, observed_at=now):
-            log.info("job record rebuilt from the cluster", cluster=self.cluster.id, job=job_id)
+    async def _certify(self) -> None:
+        """Mark partitions complete (see module docstring): all of them after a relist, else new ones."""
+        if self._listed != {JOBS, POD_KIND}:
+            return  # a relist is under way
+        recorded: dict[str, int] = {}
+        for job_id in self._jobs:
+            partition = self._partitions.get(job_id)
+            if partition is not None and job_id not in self._unrecordable:
+                recorded[partition] = recorded.get(partition, 0) + 1
+        todo = recorded if self._certify_all else {p: n for p, n in recorded.items() if p not in self._certified}
+        if not todo and not self._certify_all:
+            return
+        generation = f"{int(self._clock() * 1000)} {self._holder}"
+        await self._state.watch.register_partitions(self.cluster.id, sorted(todo))
+        marked = await self._state.jobs.certify(self.cluster.id, todo, generation=generation)
+        self._certified |= marked
+        if self._certify_all and marked == set(todo):
+            await self._state.watch.set_generation(self.cluster.id, generation)
+            self._generation = generation
+            self._certify_all = False
+            log.info("redis holds every job of the cluster", cluster=self.cluster.id, partitions=len(marked),
+                     generation=generation)
+
+    async def _check_completeness(self) -> None:
+        """Relist at once when a marker this leader wrote is gone: Redis lost data."""
+        if self._generation is None:
+            return
+        try:
+            generation = await self._state.watch.generation(self.cluster.id)
+            lost = await self._state.jobs.uncertified(self.cluster.id, self._certified)
+        except StoreUnavailable:
+            return
+        if generation is None or lost:
+            log.warning("redis lost data; relisting", cluster=self.cluster.id, generationLost=generation is None,
+                        partitionsLost=len(lost))
+            self._certified -= lost
+            self._generation = None
+            self.request_relist()
 
     def _status_of(self, job_id: str) -> JobStatus:
         pods = list(self._pods.get(job_id, {}).values())
