@@ -13,6 +13,7 @@ import pytest
 from gateway.config import RedisSettings
 from gateway.errors import Conflict, StoreUnavailable
 from gateway.state import JobRecord, Keys, State, StatusUpdate, connect, topology_for
+from gateway.state.jobs import PartitionLost
 from tests.conftest import IN_EVERY_MODE, RedisMode, prefix_keys
 from translators.clever import render_job
 from translators.spec import JobIdentity, JobSpec, JobStatus, Replica, ReplicaStatus, Resources, RunPolicy
@@ -224,3 +225,29 @@ def test_every_multi_key_transaction_stays_in_one_hash_slot() -> None:
     assert {k.split("{", 1)[1].split("}", 1)[0] for k in watch} == {"c1"}
     with pytest.raises(ValueError):
         Keys("bad{prefix")
+
+
+@IN_EVERY_MODE
+async def test_completeness_marker_registry_and_a_loss_between_two_reads(state: State, redis_mode: RedisMode,
+                                                                        redis_prefix: str) -> None:
+    jobs, watch, keys = state.jobs, state.watch, Keys(redis_prefix)
+    await jobs.put(_record("a1"), status=RUNNING, observed_at=1.0)
+    await jobs.put(_record("b2", name="other"), status=RUNNING, observed_at=1.0)
+    assert not (await jobs.listing("c1", "clever", owner=None)).complete
+    # Never marked: "new" only once the cluster's generation is there and the registry does not name it.
+    assert not await watch.partition_is_new("c1", "clever")
+    await watch.set_generation("c1", "g1")
+    assert await watch.partition_is_new("c1", "clever")
+    await watch.register_partitions("c1", ["clever"])
+    assert not await watch.partition_is_new("c1", "clever")
+    # Marked only if the index holds the jobs the writer just stored.
+    assert await jobs.certify("c1", {"clever": 3}, generation="g1") == set()
+    assert await jobs.certify("c1", {"clever": 2}, generation="g1") == {"clever"}
+    listing = await jobs.listing("c1", "clever", owner=None)
+    assert listing.complete and listing.ids == ["a1", "b2"] and len(listing.scores) == 2
+    assert await jobs.uncertified("c1", ["clever", "other"]) == {"other"}
+    # The data goes between reading the ids and joining the answers: the join refuses to answer short.
+    await redis_mode.client.delete(keys.complete("c1", "clever"), keys.job("c1", "clever", "a1"))
+    with pytest.raises(PartitionLost):
+        await jobs.joined("c1", "clever", listing.ids, complete=True)
+    assert (await jobs.joined("c1", "clever", listing.ids))[0] == 1
