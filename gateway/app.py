@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -51,9 +50,10 @@ def server_options(settings: Settings) -> dict[str, Any]:
 
 
 def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Application:
-    """A ready-to-run gateway for `settings` (`replica_id` names this replica in leases and the outbox)."""
+    """A ready-to-run gateway for `settings`; `replica_id` (default `settings.replica_identity()`) names this
+    replica in the watch leases and the outbox, and must stay the same across its restarts."""
     metrics = Metrics()
-    holder = replica_id or f"gw-{uuid.uuid4().hex[:10]}"
+    holder = replica_id or settings.replica_identity()
     app = web.Application(
         middlewares=build_middlewares(authenticator=lambda: app[appkeys.AUTHENTICATOR], metrics=metrics,
                                       request_timeout=settings.limits.request_timeout_seconds),

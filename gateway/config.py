@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -40,6 +41,7 @@ CONFIG_ENV = "CLEVER_GATEWAY_CONFIG"
 ENV_PREFIX = "CLEVER_GATEWAY__"
 EMBEDDED_REDIS = "embedded"
 CLUSTER_ID_RE = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$")
+REPLICA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 
 
 class ConfigError(Exception):
@@ -364,6 +366,10 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True)
 
+    replica_id: str | None = None
+    """This replica's identity in the watch leases and the outbox: unique among running replicas, the
+    same across restarts of one replica, so a restarted replica takes its own lease back at once instead
+    of waiting for it to lapse. Default: $POD_NAME, else $HOSTNAME, else the host name."""
     listen: ListenSettings = Field(default_factory=ListenSettings)
     redis: RedisSettings = Field(default_factory=RedisSettings)
     auth: AuthSettings = Field(default_factory=lambda: {"mode": "oidc"}, validate_default=True)
@@ -394,6 +400,21 @@ class Settings(BaseSettings):
                 raise ValueError(f"duplicate cluster id {cluster.id!r}")
             seen.add(cluster.id)
         return value
+
+    @field_validator("replica_id")
+    @classmethod
+    def _replica_id_shape(cls, value: str | None) -> str | None:
+        if value is not None and not REPLICA_ID_RE.match(value):
+            raise ValueError("must be 1-253 letters, digits, '.', '_' or '-' (a pod name fits)")
+        return value
+
+    def replica_identity(self, environ: Mapping[str, str] | None = None) -> str:
+        """`replicaId`, else $POD_NAME, else $HOSTNAME, else the host name."""
+        env = os.environ if environ is None else environ
+        for candidate in (self.replica_id, env.get("POD_NAME"), env.get("HOSTNAME")):
+            if candidate and REPLICA_ID_RE.match(candidate):
+                return candidate
+        return socket.gethostname() or "gateway"
 
     def cluster(self, cluster_id: str) -> ClusterSettings | None:
         """The settings of one cluster, or None."""

@@ -177,6 +177,7 @@ def gateway_settings_factory(kubesim: Any, redis_prefix: str) -> Callable[..., S
 
     def build(**overrides: Any) -> Settings:
         base: dict[str, Any] = {
+            "replicaId": f"test-{uuid.uuid4().hex[:8]}",  # several gateways of one test are several replicas
             "listen": {"host": "127.0.0.1", "port": 0},
             "redis": {"url": REDIS_URL, "keyPrefix": redis_prefix},
             "auth": {"mode": "none"},

@@ -3,7 +3,13 @@
 Contract:
 - `ClusterSync(cluster, state, statuses=, settings=, metrics=, holder=)`; `run()` is the background task.
   Only the replica holding the Redis lease `watch:{cluster}` watches (others wait and take over when
-  the lease lapses). The leader lists jobs and pods selected by `MANAGED_SELECTOR` (all namespaces),
+  the lease lapses, `sync.leaseSeconds`). The lease names `<holder> <incarnation>`: `holder` is the
+  replica's identity (`replicaId`, the pod name), the incarnation is new with every process. A
+  restarted replica takes a lease its earlier life still holds at once, on its first answered attempt
+  only (after a SIGKILL its lease would otherwise stay held for up to `sync.leaseSeconds`, and with it
+  the records of creates the dead process made but had not stored); should two live processes share an
+  identity, the older one loses the lease once and then waits like any other replica. A new leader
+  lists at once, so those records are rebuilt within a second or two of the restart. The leader lists jobs and pods selected by `MANAGED_SELECTOR` (all namespaces),
   then watches each from the list's resourceVersion with bookmarks, resuming from the last
   resourceVersion when a stream ends and relisting on 410 Gone (or after an error, with backoff).
 - Every job/pod event updates the in-memory objects and marks its job dirty; one writer task recomputes
@@ -38,6 +44,7 @@ import asyncio
 import contextlib
 import random
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -85,6 +92,8 @@ class ClusterSync:
         self._settings = settings
         self._metrics = metrics
         self._holder = holder
+        self._lease_holder = f"{holder} {uuid.uuid4().hex[:12]}"  # this process's incarnation
+        self._may_take_back = True  # until the first answered attempt: a lease of our earlier life is ours
         self._clock = clock
         self._jobs: dict[str, dict[str, Any]] = {}
         self._pods: dict[str, dict[str, dict[str, Any]]] = {}
@@ -133,8 +142,11 @@ class ClusterSync:
         tick = min(self._settings.lease_seconds / 3, _TICK_MAX_SECONDS)
         try:
             while not self._stopping.is_set():
+                takeover = f"{self._holder} " if self._may_take_back else None
                 try:
-                    acquired = await self._state.leases.acquire(self.lease_name, self._holder, ttl_ms=ttl_ms)
+                    acquired = await self._state.leases.acquire(self.lease_name, self._lease_holder, ttl_ms=ttl_ms,
+                                                                takeover=takeover)
+                    self._may_take_back = False
                 except StoreUnavailable:
                     acquired = False
                 if acquired:
@@ -154,7 +166,7 @@ class ClusterSync:
         with contextlib.suppress(StoreUnavailable):
             self._saved_failure = await self._state.watch.last_failures(self.cluster.id)
             self._last_failure = {**self._saved_failure, **self._last_failure}
-        log.info("watching cluster", cluster=self.cluster.id, holder=self._holder)
+        log.info("watching cluster", cluster=self.cluster.id, holder=self._lease_holder)
         tasks = [asyncio.create_task(self._kind_loop(JOBS), name=f"watch-{self.cluster.id}-jobs"),
                  asyncio.create_task(self._kind_loop(POD_KIND), name=f"watch-{self.cluster.id}-pods"),
                  asyncio.create_task(self._write_loop(), name=f"watch-{self.cluster.id}-writer")]
@@ -164,7 +176,7 @@ class ClusterSync:
                 if self._stopping.is_set():
                     return
                 try:
-                    still = await self._state.leases.renew(self.lease_name, self._holder, ttl_ms=ttl_ms)
+                    still = await self._state.leases.renew(self.lease_name, self._lease_holder, ttl_ms=ttl_ms)
                 except StoreUnavailable:
                     still = True  # keep watching; the lease lapses by itself if Redis stays away
                 if not still:
@@ -178,7 +190,7 @@ class ClusterSync:
                 task.cancel()
             await asyncio.wait(tasks, timeout=_CANCEL_WAIT_SECONDS)
             with contextlib.suppress(StoreUnavailable):
-                await asyncio.shield(self._state.leases.release(self.lease_name, self._holder))
+                await asyncio.shield(self._state.leases.release(self.lease_name, self._lease_holder))
 
     # ----- list-then-watch of one resource
 
@@ -408,7 +420,7 @@ class ClusterSync:
         todo = recorded if self._certify_all else {p: n for p, n in recorded.items() if p not in self._certified}
         if not todo and not self._certify_all:
             return
-        generation = f"{int(self._clock() * 1000)} {self._holder}"
+        generation = f"{int(self._clock() * 1000)} {self._lease_holder}"
         await self._state.watch.register_partitions(self.cluster.id, sorted(todo))
         marked = await self._state.jobs.certify(self.cluster.id, todo, generation=generation)
         self._certified |= marked

@@ -114,3 +114,14 @@ def test_redis_modes_and_secrets(tmp_path: Path) -> None:
 def test_env_override_of_unknown_key_is_an_error() -> None:
     with pytest.raises(ConfigError, match="CLEVER_GATEWAY__REDIS__NOPE"):
         load_settings(environ={"CLEVER_GATEWAY__REDIS__NOPE": "1"}, base=MINIMAL)
+
+
+def test_replica_identity_defaults_to_the_pod_name() -> None:
+    settings = load_settings(environ={}, base=MINIMAL)
+    assert settings.replica_identity({"POD_NAME": "gw-5d9f-x2", "HOSTNAME": "other"}) == "gw-5d9f-x2"
+    assert settings.replica_identity({"HOSTNAME": "gw-5d9f-x3"}) == "gw-5d9f-x3"
+    assert settings.replica_identity({})  # the host name
+    named = load_settings(environ={"CLEVER_GATEWAY__REPLICA_ID": "gw-a"}, base=MINIMAL)
+    assert named.replica_identity({"POD_NAME": "ignored"}) == "gw-a"
+    with pytest.raises(ConfigError, match="replicaId"):
+        load_settings(environ={}, base={**MINIMAL, "replicaId": "two words"})

@@ -13,6 +13,7 @@ from typing import Any
 import redis
 
 from gateway import appkeys
+from gateway.state.keys import Keys
 from tests.conftest import IN_EVERY_MODE, Gateway, RedisMode, wait_until
 from tests.redis_servers import RedisServer, free_port, wait_for
 from tests.service.seed_bodies import minimal
@@ -153,3 +154,16 @@ async def test_tls_and_a_password_file(make_gateway: MakeGateway, tmp_path: Path
         assert [i["spec"]["name"] for i in listing["items"]] == ["over-tls"]
     finally:
         server.kill()
+
+
+@IN_EVERY_MODE
+async def test_a_restarted_replica_takes_its_own_lease_back_at_once(make_gateway: MakeGateway, redis_mode: RedisMode,
+                                                                    redis_prefix: str) -> None:
+    # What a replica killed with SIGKILL leaves behind: its lease, held for another 15 s.
+    await redis_mode.client.set(Keys(redis_prefix).lease("watch:c1"), "gw-7 0123456789ab", px=15000)
+    other = await _gateway(make_gateway, redis_mode, replicaId="gw-70", sync={"leaseSeconds": 15})
+    restarted = await _gateway(make_gateway, redis_mode, replicaId="gw-7", sync={"leaseSeconds": 15})
+    await wait_until(lambda: _leading(restarted), timeout=5)
+    assert not other.app[appkeys.SYNCS]["c1"].leading
+    holder = await redis_mode.client.get(Keys(redis_prefix).lease("watch:c1"))
+    assert holder.startswith("gw-7 ") and holder != "gw-7 0123456789ab"

@@ -151,6 +151,17 @@ async def test_lease_exclusive_renewal_and_release(state: State) -> None:
 
 
 @IN_EVERY_MODE
+async def test_a_lease_is_taken_back_only_by_a_later_life_of_its_holder(state: State) -> None:
+    leases = state.leases
+    assert await leases.acquire("watch:c1", "gw-1 old", ttl_ms=15000)  # then the process is killed
+    assert not await leases.acquire("watch:c1", "gw-1 new", ttl_ms=15000)  # without takeover: it waits
+    assert not await leases.acquire("watch:c1", "gw-10 x", ttl_ms=15000, takeover="gw-10 ")  # another replica
+    assert await leases.acquire("watch:c1", "gw-1 new", ttl_ms=15000, takeover="gw-1 ")
+    assert await leases.holder("watch:c1") == "gw-1 new"
+    assert not await leases.renew("watch:c1", "gw-1 old", ttl_ms=15000)  # the earlier life, if alive, lost it
+
+
+@IN_EVERY_MODE
 async def test_outbox_read_ack_and_takeover(state: State) -> None:
     outbox = state.outbox
     await outbox.ensure()
