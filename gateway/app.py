@@ -21,6 +21,7 @@ from gateway.auth.policy import PartitionAccess, impersonates
 from gateway.clusters import ClusterClient, ClusterRegistry
 from gateway.config import Settings
 from gateway.errors import StoreUnavailable
+from gateway.health import Readiness
 from gateway.metrics import Metrics
 from gateway.service import JobService
 from gateway.state import State
@@ -105,6 +106,8 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
                                    holder=holder, watches=watches)
                  for c in registry}
         app[appkeys.SYNCS] = syncs
+        app[appkeys.READINESS] = Readiness(settings=settings, state=state, clusters=registry, watches=watches,
+                                           metrics=metrics)
         with contextlib.suppress(StoreUnavailable):
             await watches.refresh()  # the first reads already know whether a watch is live
         tasks = [asyncio.create_task(outbox.run(), name="outbox"),

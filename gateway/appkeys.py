@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from gateway.auth import Authenticator
     from gateway.clusters import ClusterRegistry
     from gateway.config import Settings
+    from gateway.health import Readiness
     from gateway.metrics import Metrics
     from gateway.service import JobService
     from gateway.state import State
@@ -27,3 +28,4 @@ SYNCS: web.AppKey[dict[str, ClusterSync]] = web.AppKey("syncs")
 STATUSES: web.AppKey[StatusWriter] = web.AppKey("statuses")
 WATCHES: web.AppKey[WatchMonitor] = web.AppKey("watches")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
+READINESS: web.AppKey[Readiness] = web.AppKey("readiness")

@@ -20,7 +20,8 @@ Contract:
 - `WatchMonitor`: every replica's copy of the clusters' heartbeats, re-read from Redis in the background
   every `REFRESH_SECONDS` (and told at once by this replica's own watch), so that a read asks Redis for
   the job only. A heartbeat seen up to half a second late changes nothing against a fallback bound of
-  seconds.
+  seconds. The outcome of those background reads (`redis_state()`) is also how `/api/ping` knows
+  whether Redis answers, without a Redis call of its own.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ class WatchMonitor:
         self._clock = clock
         self._beats: dict[str, float | None] = dict.fromkeys(self._ids)
         self._stopping = asyncio.Event()
+        self._redis_ok_at: float | None = None  # monotonic time of the last background read that worked
+        self._redis_latency_ms: float | None = None
+        self._redis_error: str | None = "not read yet"
 
     def beat(self, cluster_id: str) -> float | None:
         """The cluster's last heartbeat as last read (None: none, or the watch is off)."""
@@ -80,10 +84,23 @@ class WatchMonitor:
         """This replica's own watch wrote a heartbeat."""
         self._beats[cluster_id] = beat
 
+    def redis_state(self) -> tuple[float | None, float | None, str | None]:
+        """(monotonic time of the last read of Redis that worked, its latency in ms, the error of the last
+        read if it failed)."""
+        return self._redis_ok_at, self._redis_latency_ms, self._redis_error
+
     async def refresh(self) -> None:
         """Read every cluster's heartbeat once."""
-        for cluster_id in self._ids:
-            self._beats[cluster_id] = await self._state.watch.heartbeat(cluster_id)
+        started = time.monotonic()
+        try:
+            for cluster_id in self._ids:
+                self._beats[cluster_id] = await self._state.watch.heartbeat(cluster_id)
+        except StoreUnavailable as e:
+            self._redis_error = e.message
+            raise
+        self._redis_ok_at = time.monotonic()
+        self._redis_latency_ms = (self._redis_ok_at - started) * 1000.0 / max(1, len(self._ids))
+        self._redis_error = None
 
     def stop(self) -> None:
         """End `run`."""
