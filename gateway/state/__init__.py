@@ -3,7 +3,7 @@ the outbox stream, write counters. Everything can be rebuilt from the clusters (
 
 Contract: `State.from_settings(settings.redis)` connects (nothing is sent until the first command);
 `state.jobs` (`gateway.state.jobs.JobStore`), `state.watch`, `state.leases`, `state.outbox`,
-`state.counters` share one client and its connections; `state.ping()` and `state.close()`.
+`state.counters` share one client and its connections; `state.close()`.
 
 `redis.mode` (`connect`):
 - `standalone`: redis-py's client on a `BlockingConnectionPool`.
@@ -60,12 +60,6 @@ class State(RedisPart):
     def from_settings(cls, settings: RedisSettings, *, clock: Callable[[], float] = time.time) -> State:
         """Connect per settings (`embedded` → in-process fakeredis for the demo)."""
         return cls(connect(settings), Keys(settings.key_prefix), clock=clock, topology=topology_for(settings))
-
-    async def ping(self) -> float:
-        """Round trip in milliseconds; StoreUnavailable when Redis does not answer."""
-        started = time.perf_counter()
-        await self._call("ping", self.redis.ping)
-        return (time.perf_counter() - started) * 1000.0
 
     async def close(self) -> None:
         """Close the client and its connection pool."""
