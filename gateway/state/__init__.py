@@ -30,7 +30,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 from redis import asyncio as redis_asyncio
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.connection import BlockingConnectionPool
+from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.config import EMBEDDED_REDIS, RedisSettings
@@ -85,7 +87,9 @@ def connect(settings: RedisSettings) -> RedisClient:
         return RedisCluster.from_url(url, max_connections=settings.max_connections, ssl=tls, **options)
     if settings.mode == "sentinel":
         sentinel_options: dict[str, Any] = {k: v for k, v in options.items() if k.startswith(("socket_", "ssl_"))}
-        sentinel_options["ssl"] = tls
+        # No retries per sentinel: redis-py would retry an unreachable one for seconds (with backoff)
+        # before asking the next, and every new connection asks.
+        sentinel_options |= {"ssl": tls, "retry": Retry(NoBackoff(), 0)}
         sentinel_password = settings.secret(settings.sentinel_password, settings.sentinel_password_file,
                                             what="sentinelPasswordFile")
         if sentinel_password is not None:

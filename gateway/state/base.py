@@ -2,7 +2,9 @@
 
 Contract:
 - Every Redis failure leaves this package as `gateway.errors.StoreUnavailable` (503), chained from
-  redis-py's exception; a busy connection pool waits (`redis.poolWaitSeconds`) instead of failing.
+  redis-py's exception (also an AttributeError and the like raised inside redis-py itself, as its
+  cluster client does in a failover race); a busy connection pool waits (`redis.poolWaitSeconds`)
+  instead of failing.
 - Values are bytes (the read model is served as stored); modules decode the few text values they need.
 - Every check-then-write is one Lua script (`Lua`) on keys of one hash tag. Redis runs a script
   atomically in every mode (standalone, Sentinel, Cluster: redis-py's WATCH/MULTI is limited in
@@ -124,6 +126,13 @@ class RedisPart:
             except (RedisError, RedisClusterException, OSError, TimeoutError) as e:
                 log.warning("redis call failed", operation=what, error=type(e).__name__)
                 raise StoreUnavailable("the gateway's store (Redis) is unavailable") from e
+            except (AttributeError, TypeError, KeyError, IndexError) as e:
+                if not _raised_in_redis_client(e):
+                    raise
+                # redis-py's own state tripping over itself (seen during a cluster failover: a connection
+                # closed by one task while another writes on it): the store failed, not the request.
+                log.warning("redis client failed", operation=what, error=type(e).__name__)
+                raise StoreUnavailable("the gateway's store (Redis) is unavailable") from e
 
     async def _call(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
         async with self._guard(what):
@@ -179,6 +188,16 @@ class RedisPart:
 
     async def _compare_and_expire(self, key: str, expected: str, ttl_ms: int, *, what: str) -> bool:
         return bool(await self._script(what, COMPARE_AND_EXPIRE, [key], [expected, ttl_ms]))
+
+
+def _raised_in_redis_client(error: BaseException) -> bool:
+    """Whether the innermost frame of `error`'s traceback is redis-py's code."""
+    tb = error.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return str(tb.tb_frame.f_globals.get("__name__", "")).startswith("redis.")
 
 
 # KEYS[1]; ARGV: expected value. Deletes the key only while it holds that value.

@@ -14,7 +14,7 @@ from gateway.config import RedisSettings
 from gateway.errors import Conflict, StoreUnavailable
 from gateway.state import JobRecord, Keys, State, StatusUpdate, connect, topology_for
 from gateway.state.jobs import PartitionLost
-from tests.conftest import IN_EVERY_MODE, RedisMode, prefix_keys
+from tests.conftest import IN_EVERY_MODE, REDIS_URL, RedisMode, prefix_keys
 from translators.clever import render_job
 from translators.spec import JobIdentity, JobSpec, JobStatus, Replica, ReplicaStatus, Resources, RunPolicy
 from translators.status import PodProblem
@@ -262,3 +262,20 @@ async def test_completeness_marker_registry_and_a_loss_between_two_reads(state: 
     with pytest.raises(PartitionLost):
         await jobs.joined("c1", "clever", listing.ids, complete=True)
     assert (await jobs.joined("c1", "clever", listing.ids))[0] == 1
+
+
+async def test_a_crash_inside_the_redis_client_is_store_unavailable_not_a_500() -> None:
+    """redis-py's cluster client can trip over its own connection state during a failover (an AttributeError
+    from its code): that is the store failing (503); the same error from the gateway's code is a bug."""
+    from gateway.state.base import RedisPart
+
+    namespace: dict[str, object] = {"__name__": "redis.asyncio.somewhere"}
+    exec("def send(writer):\n    writer.writelines([b'x'])\n", namespace)  # noqa: S102 - a frame "in redis-py"
+    part = RedisPart(connect(RedisSettings(url=REDIS_URL)), Keys("test:crash:"))
+    with pytest.raises(StoreUnavailable):
+        async with part._guard("send"):
+            namespace["send"](None)  # type: ignore[operator]
+    with pytest.raises(AttributeError):
+        async with part._guard("ours"):
+            None.writelines([])  # type: ignore[attr-defined]
+    await part.redis.aclose()
