@@ -113,6 +113,7 @@ class ClusterSync:
         self._generation: str | None = None  # the generation this leader wrote
         self._unrecordable: set[str] = set()  # jobs Redis must not hold (deleted through the API, name taken)
         self._stopping = asyncio.Event()
+        self._term = 0  # counts leaderships: a loop of an earlier one ends even if its cancellation was lost
         self.leading = False
         self.last_event_at: float | None = None
 
@@ -156,7 +157,15 @@ class ClusterSync:
         finally:
             self.leading = False
 
+    def _current(self, term: int) -> bool:
+        """Whether the leadership a loop was started for still lasts. (Loops end on cancellation, but a
+        cancellation that meets a Redis timeout at the wrong moment can surface as that timeout, which
+        the loops survive by design: then this ends them.)"""
+        return self.leading and self._term == term
+
     async def _lead(self, *, ttl_ms: int, tick: float) -> None:
+        self._term += 1
+        term = self._term
         self.leading = True
         self._dirty.clear()  # both loops relist first, which marks every job again
         self._listed.clear()
@@ -167,9 +176,9 @@ class ClusterSync:
             self._saved_failure = await self._state.watch.last_failures(self.cluster.id)
             self._last_failure = {**self._saved_failure, **self._last_failure}
         log.info("watching cluster", cluster=self.cluster.id, holder=self._lease_holder)
-        tasks = [asyncio.create_task(self._kind_loop(JOBS), name=f"watch-{self.cluster.id}-jobs"),
-                 asyncio.create_task(self._kind_loop(POD_KIND), name=f"watch-{self.cluster.id}-pods"),
-                 asyncio.create_task(self._write_loop(), name=f"watch-{self.cluster.id}-writer")]
+        tasks = [asyncio.create_task(self._kind_loop(JOBS, term), name=f"watch-{self.cluster.id}-jobs"),
+                 asyncio.create_task(self._kind_loop(POD_KIND, term), name=f"watch-{self.cluster.id}-pods"),
+                 asyncio.create_task(self._write_loop(term), name=f"watch-{self.cluster.id}-writer")]
         try:
             while not self._stopping.is_set():
                 await self._pause(tick)
@@ -194,11 +203,11 @@ class ClusterSync:
 
     # ----- list-then-watch of one resource
 
-    async def _kind_loop(self, kind: str) -> None:
+    async def _kind_loop(self, kind: str, term: int) -> None:
         backoff = self._settings.relist_backoff_seconds
         rv: str | None = None
         relist = self._relist[kind]
-        while True:
+        while self._current(term):
             try:
                 if rv is None or relist.is_set():
                     relist.clear()
@@ -335,12 +344,12 @@ class ClusterSync:
             if failure is not None:
                 self._last_failure[job_id] = failure
 
-    async def _write_loop(self) -> None:
+    async def _write_loop(self, term: int) -> None:
         """Write the status of every dirty job, each once however many events it had meanwhile."""
-        while True:
+        while self._current(term):
             await self._dirty_event.wait()
             self._dirty_event.clear()
-            while self._dirty or self._gone:
+            while (self._dirty or self._gone) and self._current(term):
                 batch = [self._dirty.pop() for _ in range(min(WRITE_BATCH, len(self._dirty)))]
                 try:
                     if self._gone:
@@ -353,6 +362,8 @@ class ClusterSync:
                 except Exception:  # one odd object must not stop every other job's status
                     log.exception("status write failed", cluster=self.cluster.id, jobs=len(batch))
                 self._report_backlog()
+            if not self._current(term):
+                return
             self._caught_up_at = self._clock()
             self._report_backlog()
             try:
