@@ -45,11 +45,13 @@ class Figures:
 class CreateStream:
     """Concurrent creates until `stop()` (see module docstring)."""
 
-    def __init__(self, post: Post, *, workers: int = 4, limit: int = 100, pause: float = 0.0) -> None:
+    def __init__(self, post: Post, *, workers: int = 4, limit: int = 100, pause: float = 0.0,
+                 pause_after_refusal: float = 0.05) -> None:
         self._post = post
         self._workers = workers
         self._limit = limit
         self._pause = pause
+        self._pause_after_refusal = pause_after_refusal
         self._next = 0
         self._stopping = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
@@ -74,14 +76,14 @@ class CreateStream:
                 status, body = await self._post(name)
             except (aiohttp.ClientError, OSError, TimeoutError) as e:  # cut off mid-request: not acknowledged
                 self.refused[type(e).__name__] += 1
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(self._pause_after_refusal)
                 continue
             if status == 200 and body is not None:
                 self.acknowledged[name] = str(body["metadata"]["id"])
                 self.last_ack_at = time.monotonic()
             else:
                 self.refused[str(status)] += 1
-                await asyncio.sleep(0.05)
+                await asyncio.sleep(self._pause_after_refusal)
             if self._pause:
                 await asyncio.sleep(self._pause)
 

@@ -93,7 +93,7 @@ async def _stream_of_lists_through_a_loss(name: str, gw: Gateway, lose: Callable
     assert len(listing["items"]) == JOBS  # nothing twice
 
 
-async def test_flushall_under_a_stream_of_lists(make_gateway: MakeGateway, own_redis: RedisServer,
+async def test_flushall_under_a_stream_of_lists(own_redis: RedisServer, make_gateway: MakeGateway,
                                                 redis_prefix: str) -> None:
     gw = await make_gateway(redis={"url": own_redis.url})
     gw.redis = redis_asyncio.Redis.from_url(own_redis.url, decode_responses=True)
@@ -104,7 +104,7 @@ async def test_flushall_under_a_stream_of_lists(make_gateway: MakeGateway, own_r
         await gw.redis.aclose()
 
 
-async def test_a_cluster_node_that_loses_its_data(make_gateway: MakeGateway, redis_cluster: ClusterSet,
+async def test_a_cluster_node_that_loses_its_data(redis_cluster: ClusterSet, make_gateway: MakeGateway,
                                                   redis_prefix: str) -> None:
     mode: RedisMode = mode_of("cluster", redis_cluster.settings())
     gw = await make_gateway(redis=dict(mode.settings))

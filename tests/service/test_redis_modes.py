@@ -6,10 +6,11 @@ replica (the default `redis.waitReplicas: 1`)."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import pytest
 import redis
 
 from gateway import appkeys
@@ -126,8 +127,9 @@ async def _leading(gw: Gateway) -> bool:
     return bool(gw.app[appkeys.SYNCS]["c1"].leading)
 
 
-async def test_tls_and_a_password_file(make_gateway: MakeGateway, tmp_path: Path) -> None:
-    """rediss:// with the server's CA, and the password from a file (a mounted Kubernetes Secret)."""
+@pytest.fixture
+def tls_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, Path]]:
+    """A redis-server that speaks only TLS and wants a password: (server, its CA file)."""
     from kubesim.tls import make_certificates
 
     certs = make_certificates(tmp_path / "tls")
@@ -144,16 +146,23 @@ async def test_tls_and_a_password_file(make_gateway: MakeGateway, tmp_path: Path
                 return bool(client.ping())
 
         wait_for(answers, timeout=20, what="TLS redis-server")
-        secret = tmp_path / "redis-password"
-        secret.write_text("s3cret\n")
-        gw = await make_gateway(redis={"url": f"rediss://127.0.0.1:{port}/0", "tlsCaFile": str(certs.ca_file),
-                                       "passwordFile": str(secret)})
-        answer = await gw.client.post(gw.jobs_url(), json=minimal("over-tls"), headers=ALICE)
-        assert answer.status == 200, await answer.text()
-        listing = await (await gw.client.get(gw.jobs_url(), headers=ALICE)).json()
-        assert [i["spec"]["name"] for i in listing["items"]] == ["over-tls"]
+        yield server, certs.ca_file
     finally:
         server.kill()
+
+
+async def test_tls_and_a_password_file(tls_redis: tuple[RedisServer, Path], make_gateway: MakeGateway,
+                                       tmp_path: Path) -> None:
+    """rediss:// with the server's CA, and the password from a file (a mounted Kubernetes Secret)."""
+    server, ca_file = tls_redis
+    secret = tmp_path / "redis-password"
+    secret.write_text("s3cret\n")
+    gw = await make_gateway(redis={"url": f"rediss://127.0.0.1:{server.port}/0", "tlsCaFile": str(ca_file),
+                                   "passwordFile": str(secret)})
+    answer = await gw.client.post(gw.jobs_url(), json=minimal("over-tls"), headers=ALICE)
+    assert answer.status == 200, await answer.text()
+    listing = await (await gw.client.get(gw.jobs_url(), headers=ALICE)).json()
+    assert [i["spec"]["name"] for i in listing["items"]] == ["over-tls"]
 
 
 @IN_EVERY_MODE
