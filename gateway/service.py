@@ -211,7 +211,7 @@ class JobService:
             await self._jobs.certify(cluster.id, {partition: held}, generation=f"list {utc_now()}")
         # Redis's answers (fresh statuses, and jobs only Redis knows: queued creates), then whatever the
         # cluster has that Redis does not have even now.
-        after = await self._jobs.listing(cluster.id, partition, owner=owner)
+        after = await self._jobs.listing(cluster.id, partition, owner=owner, scores=True)
         stored = await self._jobs.views(cluster.id, partition, after.ids)
         items = {job_id: (score, stored[job_id]) for job_id, score in zip(after.ids, after.scores, strict=True)
                  if job_id in stored}

@@ -185,7 +185,7 @@ class JobBusy(Conflict):
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """A LIST's read of Redis: whether the partition is marked complete, and the ids with their scores."""
+    """A LIST's read of Redis: whether the partition is marked complete, the ids (and their scores, if read)."""
 
     complete: bool
     ids: list[str]
@@ -237,16 +237,18 @@ class JobStore(RedisPart):
         ids = await self._call("list", lambda: self.redis.zrange(index, 0, -1))
         return [i.decode() for i in ids]
 
-    async def listing(self, cluster: str, partition: str, *, owner: str | None) -> Listing:
+    async def listing(self, cluster: str, partition: str, *, owner: str | None, scores: bool = False) -> Listing:
         """The partition's completeness marker and the ids (oldest first) of its jobs or of one owner's
-        there: one round trip to one node (the same hash tag)."""
+        there (with their sort scores if asked): one round trip to one node (the same hash tag)."""
         index = self.keys.index(cluster, partition) if owner is None else self.keys.owner(cluster, partition, owner)
 
         def build(pipe: AnyPipeline) -> None:
             pipe.exists(self.keys.complete(cluster, partition))
-            pipe.zrange(index, 0, -1, withscores=True)
+            pipe.zrange(index, 0, -1, withscores=scores)
 
         marked, rows = await self._pipelined("list", build)
+        if not scores:
+            return Listing(complete=bool(marked), ids=[row.decode() for row in rows], scores=[])
         return Listing(complete=bool(marked), ids=[str(text(i)) for i, _ in rows], scores=[float(s) for _, s in rows])
 
     async def views(self, cluster: str, partition: str, ids: builtins.list[str]) -> dict[str, bytes]:

@@ -254,7 +254,7 @@ async def test_completeness_marker_registry_and_a_loss_between_two_reads(state: 
     # Marked only if the index holds the jobs the writer just stored.
     assert await jobs.certify("c1", {"clever": 3}, generation="g1") == set()
     assert await jobs.certify("c1", {"clever": 2}, generation="g1") == {"clever"}
-    listing = await jobs.listing("c1", "clever", owner=None)
+    listing = await jobs.listing("c1", "clever", owner=None, scores=True)
     assert listing.complete and listing.ids == ["a1", "b2"] and len(listing.scores) == 2
     assert await jobs.uncertified("c1", ["clever", "other"]) == {"other"}
     # The data goes between reading the ids and joining the answers: the join refuses to answer short.
