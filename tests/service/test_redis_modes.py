@@ -133,7 +133,7 @@ async def _leading(gw: Gateway) -> bool:
 
 @pytest.fixture
 def tls_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, Path]]:
-    """A redis-server that speaks only TLS and wants a password: (server, its CA file)."""
+    """A redis-server that speaks only TLS and knows the gateway as an ACL user: (server, its CA file)."""
     from kubesim.tls import make_certificates
 
     certs = make_certificates(tmp_path / "tls")
@@ -141,12 +141,13 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, Path]]:
     server = RedisServer(tmp_path / "redis", port=port, args=(
         "--port", "0", "--tls-port", str(port), "--tls-cert-file", str(certs.cert_file),
         "--tls-key-file", str(certs.key_file), "--tls-ca-cert-file", str(certs.ca_file),
-        "--tls-auth-clients", "no", "--requirepass", "s3cret"))
+        "--tls-auth-clients", "no", "--requirepass", "not-the-gateways",
+        "--user", "clever-gateway", "on", ">s3cret", "~*", "&*", "+@all"))
     server.start(wait=False)
     try:
         def answers() -> bool:
             with redis.Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(certs.ca_file),
-                             password="s3cret", socket_timeout=2) as client:
+                             username="clever-gateway", password="s3cret", socket_timeout=2) as client:
                 return bool(client.ping())
 
         wait_for(answers, timeout=20, what="TLS redis-server")
@@ -157,12 +158,12 @@ def tls_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, Path]]:
 
 async def test_tls_and_a_password_file(tls_redis: tuple[RedisServer, Path], make_gateway: MakeGateway,
                                        tmp_path: Path) -> None:
-    """rediss:// with the server's CA, and the password from a file (a mounted Kubernetes Secret)."""
+    """rediss:// with the server's CA, an ACL user, its password from a file (a mounted Kubernetes Secret)."""
     server, ca_file = tls_redis
     secret = tmp_path / "redis-password"
     secret.write_text("s3cret\n")
     gw = await make_gateway(redis={"url": f"rediss://127.0.0.1:{server.port}/0", "tlsCaFile": str(ca_file),
-                                   "passwordFile": str(secret)})
+                                   "username": "clever-gateway", "passwordFile": str(secret)})
     answer = await gw.client.post(gw.jobs_url(), json=minimal("over-tls"), headers=ALICE)
     assert answer.status == 200, await answer.text()
     listing = await (await gw.client.get(gw.jobs_url(), headers=ALICE)).json()
