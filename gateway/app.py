@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -23,6 +22,7 @@ from gateway.auth.policy import PartitionAccess, impersonates
 from gateway.config import Settings
 from gateway.diagnostics import JobDiagnostics
 from gateway.errors import StoreUnavailable
+from gateway.health import Readiness
 from gateway.kube import ClusterClient, ClusterRegistry
 from gateway.metrics import Metrics
 from gateway.service import JobService
@@ -55,9 +55,10 @@ def server_options(settings: Settings) -> dict[str, Any]:
 
 
 def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Application:
-    """A ready-to-run gateway for `settings` (`replica_id` names this replica in leases and the outbox)."""
+    """A ready-to-run gateway for `settings`; `replica_id` (default `settings.replica_identity()`) names this
+    replica in the watch leases and the outbox, and must stay the same across its restarts."""
     metrics = Metrics()
-    holder = replica_id or f"gw-{uuid.uuid4().hex[:10]}"
+    holder = replica_id or settings.replica_identity()
     app = web.Application(
         middlewares=build_middlewares(authenticator=lambda: app[appkeys.AUTHENTICATOR], metrics=metrics,
                                       request_timeout=settings.limits.request_timeout_seconds),
@@ -113,6 +114,8 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
                                    holder=holder, watches=watches)
                  for c in registry}
         app[appkeys.SYNCS] = syncs
+        app[appkeys.READINESS] = Readiness(settings=settings, state=state, clusters=registry, watches=watches,
+                                           metrics=metrics)
         with contextlib.suppress(StoreUnavailable):
             await watches.refresh()  # the first reads already know whether a watch is live
         tasks = [asyncio.create_task(outbox.run(), name="outbox"),

@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from gateway.auth import Authenticator
     from gateway.config import Settings
     from gateway.diagnostics import JobDiagnostics
+    from gateway.health import Readiness
     from gateway.kube import ClusterRegistry
     from gateway.metrics import Metrics
     from gateway.service import JobService
@@ -32,3 +33,4 @@ WATCHES: web.AppKey[WatchMonitor] = web.AppKey("watches")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 DIAGNOSTICS: web.AppKey[JobDiagnostics] = web.AppKey("diagnostics")
 DASHBOARD: web.AppKey[Dashboard] = web.AppKey("dashboard")
+READINESS: web.AppKey[Readiness] = web.AppKey("readiness")

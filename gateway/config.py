@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
@@ -41,6 +42,7 @@ CONFIG_ENV = "CLEVER_GATEWAY_CONFIG"
 ENV_PREFIX = "CLEVER_GATEWAY__"
 EMBEDDED_REDIS = "embedded"
 CLUSTER_ID_RE = re.compile(r"^[a-z0-9]([-a-z0-9_.]{0,61}[a-z0-9])?$")
+REPLICA_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$")
 
 
 class ConfigError(Exception):
@@ -68,15 +70,44 @@ class RedisSettings(_Section):
     """The shared Redis: records, indexes, status cache, outbox, leases."""
 
     url: str = "redis://127.0.0.1:6379/0"
-    """redis:// or rediss:// URL; `embedded` = in-process fakeredis (demo only: not shared, not durable)."""
+    """redis:// or rediss:// (TLS) URL. standalone: the server; cluster: any node (the others are found
+    from it); sentinel: only the scheme, credentials and db count (the master comes from `sentinels`).
+    `embedded` = in-process fakeredis (demo only: not shared, not durable)."""
+    mode: Literal["standalone", "sentinel", "cluster"] = "standalone"
+    """standalone: one server; sentinel: the master that `sentinels` name for `sentinelService`, followed
+    across failovers; cluster: a Redis Cluster (keys are hash-tagged, `gateway.state.keys`)."""
+    sentinels: list[str] = Field(default_factory=list)
+    """mode sentinel: the sentinels as `host:port`."""
+    sentinel_service: str = "mymaster"
+    """mode sentinel: the name the sentinels monitor the master under."""
+    username: str | None = None
+    """ACL user (default: the URL's, else none)."""
+    password: str | None = None
+    """Password inline (tests, demo; prefer passwordFile). Default: the URL's, else none."""
+    password_file: str | None = None
+    """File holding the password (a mounted Kubernetes Secret); read at start, surrounding whitespace ignored."""
+    sentinel_username: str | None = None
+    """mode sentinel: ACL user for the sentinels themselves (default: none)."""
+    sentinel_password: str | None = None
+    """mode sentinel: password of the sentinels themselves, inline (default: none)."""
+    sentinel_password_file: str | None = None
+    """mode sentinel: file holding the sentinels' password."""
+    tls_ca_file: str | None = None
+    """rediss://: PEM bundle that signed the servers' certificates (default: the system store)."""
     key_prefix: str = "cg:"
     """Every key the gateway writes starts with this."""
     socket_timeout_seconds: float = Field(default=5.0, gt=0)
     """Per-command socket timeout, seconds."""
     max_connections: int = Field(default=64, ge=1)
-    """Connection pool size (per gateway process)."""
+    """Connection pool size (per gateway process; in cluster mode per node, and calls in flight)."""
     pool_wait_seconds: float = Field(default=5.0, gt=0)
     """How long a request waits for a free pooled connection when all are busy, seconds (then 503)."""
+    wait_replicas: int = Field(default=1, ge=0)
+    """sentinel and cluster modes: a write a client is told about is answered once this many replicas
+    hold it (WAIT), so a failover does not lose it; 0 = do not wait (a deployment without replicas).
+    Ignored in standalone mode (nothing fails over)."""
+    wait_timeout_ms: int = Field(default=500, ge=1)
+    """Longest WAIT for those replicas, milliseconds; a write not replicated by then stands (logged)."""
 
     @field_validator("key_prefix")
     @classmethod
@@ -84,6 +115,53 @@ class RedisSettings(_Section):
         if "{" in value or "}" in value:
             raise ValueError("must not contain '{' or '}' (they delimit Redis Cluster hash tags)")
         return value
+
+    @field_validator("password_file", "sentinel_password_file")
+    @classmethod
+    def _readable(cls, value: str | None) -> str | None:
+        if value is not None and not os.access(value, os.R_OK):
+            raise ValueError(f"cannot read {value!r}")
+        return value
+
+    @field_validator("sentinels")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        for item in value:
+            host, _, port = item.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(f"{item!r} is not host:port")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> RedisSettings:
+        if self.url == EMBEDDED_REDIS:
+            if self.mode != "standalone":
+                raise ValueError("url 'embedded' (the demo's in-process Redis) needs mode standalone")
+            return self
+        if not self.url.startswith(("redis://", "rediss://")):
+            raise ValueError("url must start with redis:// or rediss:// (TLS), or be 'embedded'")
+        if self.mode == "sentinel" and not self.sentinels:
+            raise ValueError("mode sentinel needs sentinels (host:port of each)")
+        if self.mode != "sentinel" and self.sentinels:
+            raise ValueError("sentinels are used only with mode sentinel")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("give password or passwordFile, not both")
+        if self.sentinel_password is not None and self.sentinel_password_file is not None:
+            raise ValueError("give sentinelPassword or sentinelPasswordFile, not both")
+        return self
+
+    def sentinel_addresses(self) -> list[tuple[str, int]]:
+        """The sentinels as (host, port)."""
+        return [(host.strip("[]"), int(port)) for host, _, port in (s.rpartition(":") for s in self.sentinels)]
+
+    def secret(self, inline: str | None, path: str | None, *, what: str) -> str | None:
+        """A password given inline or in a file (read now; ConfigError naming the key when unreadable)."""
+        if path is None:
+            return inline
+        try:
+            return Path(path).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(f"redis.{what}: cannot read {path!r}: {e.strerror}") from e
 
 
 class RuntimeSettings(_Section):
@@ -328,6 +406,10 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True,
                                       use_attribute_docstrings=True)
 
+    replica_id: str | None = None
+    """This replica's identity in the watch leases and the outbox: unique among running replicas, the
+    same across restarts of one replica, so a restarted replica takes its own lease back at once instead
+    of waiting for it to lapse. Default: $POD_NAME, else $HOSTNAME, else the host name."""
     listen: ListenSettings = Field(default_factory=ListenSettings)
     """Where the HTTP server listens."""
     redis: RedisSettings = Field(default_factory=RedisSettings)
@@ -383,6 +465,21 @@ class Settings(BaseSettings):
             raise ValueError("ui.sessionKeyFile is required when the dashboard is enabled with auth.mode oidc "
                              "(every replica must read the same session cookies)")
         return self
+
+    @field_validator("replica_id")
+    @classmethod
+    def _replica_id_shape(cls, value: str | None) -> str | None:
+        if value is not None and not REPLICA_ID_RE.match(value):
+            raise ValueError("must be 1-253 letters, digits, '.', '_' or '-' (a pod name fits)")
+        return value
+
+    def replica_identity(self, environ: Mapping[str, str] | None = None) -> str:
+        """`replicaId`, else $POD_NAME, else $HOSTNAME, else the host name."""
+        env = os.environ if environ is None else environ
+        for candidate in (self.replica_id, env.get("POD_NAME"), env.get("HOSTNAME")):
+            if candidate and REPLICA_ID_RE.match(candidate):
+                return candidate
+        return socket.gethostname() or "gateway"
 
     def cluster(self, cluster_id: str) -> ClusterSettings | None:
         """The settings of one cluster, or None."""

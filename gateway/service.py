@@ -10,7 +10,12 @@ Contract (handlers call exactly these; each returns the legacy JSON answer as by
   the middleware's one mapping.
 - `inspect(...)`: what diagnostics (logs, events) need of a job, under exactly GET's rights.
 - `get(...)`, `list(...)`: the read model (`gateway.state.views`): the stored answer bytes, one round trip
-  for a GET, an index range plus one script call per 500 jobs for a LIST; nothing is parsed or rendered.
+  for a GET, an index range (with the partition's completeness marker) plus one script call per 500 jobs
+  for a LIST; nothing is parsed or rendered. A LIST never answers short after Redis lost data: a
+  partition without its completeness marker that was used before (`gateway.state.watch`) is answered
+  from the API server (`StatusWriter.read_partition`, rendered here, merged with what Redis still holds,
+  such as queued creates), its records are put back, and, while the watch is live, the partition is
+  marked complete again; if the API server cannot be reached either, 503 with `Retry-After`.
   While the cluster's watch is not live (`gateway.workers.status.watch_is_live`) a status older than
   `limits.statusStalenessSeconds` is first refreshed from the API server through the one status writer.
   A job missing from Redis is looked up on the cluster (and rebuilt) unless a live watch says Redis is
@@ -46,9 +51,10 @@ from gateway.auth import Principal
 from gateway.auth.policy import PartitionAccess, can_access_job, list_owner_filter
 from gateway.auth.settings import AuthSettings
 from gateway.config import Settings
-from gateway.errors import Conflict, Forbidden, NotFound, TooManyRequests
+from gateway.errors import ClusterUnavailable, Conflict, Forbidden, NotFound, TooManyRequests
 from gateway.kube import PODS, ClusterApiError, ClusterClient, ClusterRegistry, KubeError, ObjectRef
 from gateway.state import JobChanged, JobFence, JobRecord, State, StoredJob
+from gateway.state.jobs import PartitionLost, creation_score
 from gateway.state.views import list_bytes, record_from_object, render
 from gateway.workers.outbox import Outbox
 from gateway.workers.status import StatusWriter, WatchMonitor
@@ -183,13 +189,53 @@ class JobService:
         # the whole partition is listed only for admins and partition readers.
         owner = list_owner_filter(principal, cluster=cluster.id, partition=partition,
                                   requested_user=requested_user, settings=self._auth)
-        ids = await self._jobs.list_ids(cluster.id, partition, owner=owner)
+        listing = await self._jobs.listing(cluster.id, partition, owner=owner)
+        if not listing.complete and not await self._state.watch.partition_is_new(cluster.id, partition):
+            return await self._list_after_loss(cluster, partition, namespace, owner=owner)
+        ids = listing.ids
         if ids and not self._watches.live(cluster.id):
             fresh = await self._jobs.freshness(cluster.id, partition, ids)
             if any(pending is None and self._stale(observed) for observed, pending in fresh.values()):
                 await self._statuses.refresh_partition(cluster, partition, namespace, ids)
-        count, items = await self._jobs.joined(cluster.id, partition, ids)
+        try:
+            count, items = await self._jobs.joined(cluster.id, partition, ids, complete=listing.complete)
+        except PartitionLost:
+            return await self._list_after_loss(cluster, partition, namespace, owner=owner)
         return list_bytes(count, items)
+
+    async def _list_after_loss(self, cluster: ClusterClient, partition: str, namespace: str, *,
+                               owner: str | None) -> bytes:
+        """A LIST of a partition whose data Redis lost: from the API server, merged with what Redis holds."""
+        try:
+            read = await self._statuses.read_partition(cluster, partition, namespace)
+        except KubeError as e:
+            if not e.transient:
+                raise
+            raise ClusterUnavailable(
+                f"the gateway's store lost the jobs of partition {partition!r} and rebuilds them from cluster "
+                f"{cluster.id!r}, which cannot be reached now; retry shortly",
+                details={"partition": partition}, headers={"Retry-After": "1"}) from e
+        outcomes = await self._statuses.restore(read)
+        if not self._settings.sync.watch or self._watches.live(cluster.id):
+            # Redis holds the partition again and the live watch keeps it so: mark it complete (only if
+            # the index still holds what was just put back: another loss meanwhile leaves it unmarked).
+            held = sum(1 for outcome in outcomes.values() if outcome in ("written", "exists"))
+            await self._state.watch.register_partitions(cluster.id, [partition])
+            await self._jobs.certify(cluster.id, {partition: held}, generation=f"list {utc_now()}")
+        # Redis's answers (fresh statuses, and jobs only Redis knows: queued creates), then whatever the
+        # cluster has that Redis does not have even now.
+        after = await self._jobs.listing(cluster.id, partition, owner=owner, scores=True)
+        stored = await self._jobs.views(cluster.id, partition, after.ids)
+        items = {job_id: (score, stored[job_id]) for job_id, score in zip(after.ids, after.scores, strict=True)
+                 if job_id in stored}
+        for record, status in read.jobs:
+            ident = record.identity
+            if (owner is None or ident.owner == owner) and ident.id not in items:
+                items[ident.id] = (creation_score(ident.created), render(record, status))
+        ordered = sorted(items.items(), key=lambda item: (item[1][0], item[0]))
+        log.info("list answered from the cluster after a Redis data loss", cluster=cluster.id, partition=partition,
+                 jobs=len(ordered))
+        return list_bytes(len(ordered), b",".join(view for _, (_, view) in ordered))
 
     async def get(self, principal: Principal, *, cluster_id: str, partition: str, job_id: str) -> bytes:
         """One job."""

@@ -6,6 +6,10 @@
 - `gateway_settings_factory(**overrides)`: Settings for one cluster `c1` on that KubeSim, auth none,
   the test prefix, a runtime catalog covering the seed's runtimes; overrides are deep-merged.
 - `gateway`: a `Gateway` harness (aiohttp test client on a real port + app + sim + prefix) with helpers.
+- `redis_mode` (a test decorated with `@IN_EVERY_MODE` runs once per mode): a `RedisMode`, i.e. the
+  gateway's `redis` settings for standalone (the shared server), sentinel (`sentinel_set`) or cluster
+  (`redis_cluster`), and a client of it for the test. The Sentinel set and the Redis Cluster are
+  session-scoped processes of the installed redis-server (`tests.redis_servers`), started on first use.
 """
 
 from __future__ import annotations
@@ -13,17 +17,21 @@ from __future__ import annotations
 import asyncio
 import copy
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from redis import asyncio as redis_asyncio
+from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.sentinel import Sentinel
 
 from gateway.config import Settings, load_settings
 from gateway.state.keys import Keys
+from tests.redis_servers import SERVICE, ClusterSet, SentinelSet
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 CLUSTER = "c1"
@@ -67,8 +75,91 @@ async def redis_client(redis_prefix: str) -> AsyncIterator[redis_asyncio.Redis]:
 
 
 async def prefix_keys(client: redis_asyncio.Redis, prefix: str) -> set[str]:
-    """Every key under `prefix`."""
+    """Every key under `prefix` (in a Redis Cluster redis-py scans every master)."""
     return {k async for k in client.scan_iter(match=prefix + "*", count=1000)}
+
+
+# ----- Redis modes
+
+MODES = ("standalone", "sentinel", "cluster")
+IN_EVERY_MODE = pytest.mark.parametrize("redis_mode", MODES, indirect=True)
+
+
+@pytest.fixture(scope="session")
+def sentinel_set(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    """One master, one replica, three sentinels, for the whole session."""
+    servers = SentinelSet(Path(tmp_path_factory.mktemp("sentinel")))
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterSet]:
+    """A three-master Redis Cluster with a replica per master, for the whole session."""
+    servers = ClusterSet(Path(tmp_path_factory.mktemp("cluster")))
+    try:
+        servers.start()
+        yield servers
+    finally:
+        servers.stop()
+
+
+@dataclass
+class RedisMode:
+    """One Redis topology as a test sees it: the gateway's settings and a client (text values)."""
+
+    name: str
+    settings: dict[str, Any]
+    client: Any  # redis_asyncio.Redis or RedisCluster, decode_responses=True
+    sentinel: Sentinel | None = None
+
+    async def close(self) -> None:
+        await self.client.aclose()
+        if self.sentinel is not None:
+            await self.sentinel.aclose()
+
+    async def flush(self) -> None:
+        """Lose everything (FLUSHALL on every master): only for servers this session started."""
+        if isinstance(self.client, RedisCluster):
+            await self.client.flushall(target_nodes=RedisCluster.PRIMARIES)
+        else:
+            await self.client.flushall()
+
+
+def mode_of(name: str, settings: dict[str, Any]) -> RedisMode:
+    """The topology that `settings` (the gateway's redis section) describes, with a text client of it."""
+    if name == "cluster":
+        return RedisMode(name, settings, RedisCluster.from_url(settings["url"], decode_responses=True))
+    if name == "sentinel":
+        sentinels = [(a.rsplit(":", 1)[0], int(a.rsplit(":", 1)[1])) for a in settings["sentinels"]]
+        sentinel = Sentinel(sentinels, socket_timeout=5)
+        return RedisMode(name, settings, sentinel.master_for(SERVICE, decode_responses=True), sentinel)
+    return RedisMode(name, settings, redis_asyncio.Redis.from_url(settings["url"], decode_responses=True))
+
+
+@pytest.fixture
+async def redis_mode(request: pytest.FixtureRequest, redis_prefix: str) -> AsyncIterator[RedisMode]:
+    """The Redis of the mode the test is parametrized with (see module docstring); keys under the test's
+    prefix are deleted afterwards."""
+    name = getattr(request, "param", "standalone")
+    if name == "sentinel":
+        settings = request.getfixturevalue("sentinel_set").settings()
+    elif name == "cluster":
+        settings = request.getfixturevalue("redis_cluster").settings()
+    else:
+        settings = {"url": REDIS_URL, "mode": "standalone"}
+    mode = mode_of(name, settings)
+    try:
+        yield mode
+    finally:
+        try:
+            for key in [k async for k in mode.client.scan_iter(match=redis_prefix + "*", count=1000)]:
+                await mode.client.delete(key)
+        finally:
+            await mode.close()
 
 
 @pytest.fixture
@@ -86,6 +177,7 @@ def gateway_settings_factory(kubesim: Any, redis_prefix: str) -> Callable[..., S
 
     def build(**overrides: Any) -> Settings:
         base: dict[str, Any] = {
+            "replicaId": f"test-{uuid.uuid4().hex[:8]}",  # several gateways of one test are several replicas
             "listen": {"host": "127.0.0.1", "port": 0},
             "redis": {"url": REDIS_URL, "keyPrefix": redis_prefix},
             "auth": {"mode": "none"},
@@ -154,6 +246,14 @@ class Gateway:
         if await self.redis.exists(outbox):
             found |= {f"outbox-entry:{entry_id}" for entry_id, _ in await self.redis.xrange(outbox)}
         return found
+
+
+async def redis_is_complete(gw: Gateway, cluster: str = CLUSTER) -> bool:
+    """The cluster's watch finished its first relist: Redis is known to hold all of the cluster's jobs, so a
+    LIST of a partition never used before is answered from Redis even while the cluster is away."""
+    from gateway import appkeys
+
+    return await gw.app[appkeys.STATE].watch.generation(cluster) is not None
 
 
 async def wait_until(check: Callable[[], Awaitable[Any]], *, timeout: float = 10.0, interval: float = 0.02) -> Any:

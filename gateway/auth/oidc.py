@@ -5,8 +5,8 @@ Contract:
   an unreachable issuer does not fail the start), `await authenticate(headers) -> Principal`,
   `await close()`.
 - Answers: `Unauthenticated` (401, `WWW-Authenticate: Bearer error="invalid_token"`) for a missing,
-  malformed, badly signed, expired, not-yet-valid, wrong-issuer, wrong-audience token or an unknown `kid`
-  after a refresh; `IssuerUnavailable` (503) only while no key set was ever fetched; `Forbidden` (403)
+  malformed, badly signed, expired, not-yet-valid, wrong-issuer, wrong-audience token or a `kid` still
+  unknown after a refresh that started after the token arrived; `IssuerUnavailable` (503) only while no key set was ever fetched; `Forbidden` (403)
   from the X-User rules. The client never learns which check failed; the reason goes to the debug log,
   without the token or its claims.
 
@@ -14,10 +14,13 @@ How (the decisions that matter):
 - Discovery (`{issuer}/.well-known/openid-configuration`, validated with authlib's
   `OpenIDProviderMetadata`; its `issuer` must equal the configured one) then the JWKS from `jwks_uri`.
 - The key set is replaced as a whole on every successful fetch, so keys removed by a rotation stop
-  verifying at once. A token whose `kid` is unknown triggers a refresh, but fetches are single-flight and
-  at most one per `jwksRefreshMinIntervalSeconds`, so a flood of made-up kids cannot hammer the issuer.
-  A failed refresh keeps the old keys. A key set older than `jwksMaxAgeSeconds` is refreshed in the
-  background.
+  verifying at once. Fetches are single-flight (every caller that wants one while it runs shares it) and
+  start at most once per `jwksRefreshMinIntervalSeconds` (at most 1 s). A token whose `kid` is unknown
+  waits for a fetch that *starts after it arrived* (the next one the rate allows, so at most about a
+  second plus the fetch) and is refused only if that fetch does not publish its key either: a garbage
+  token that caused a fetch just before the issuer rotates its key cannot lock anyone out, and a flood
+  of made-up kids still costs at most one fetch per interval (they all wait for the same one). A failed
+  refresh keeps the old keys. A key set older than `jwksMaxAgeSeconds` is refreshed in the background.
 - Only the configured asymmetric algorithms are accepted (settings forbid `none` and HS*); the header's
   `alg` is checked before any key is looked up, a JWK whose own `alg` differs is not used, and joserfc
   checks the key type against the algorithm.
@@ -116,8 +119,9 @@ class JWKSCache:
         self._monotonic = monotonic
         self._keys: _KeySet | None = None
         self._jwks_uri: str | None = None
-        self._last_attempt: float | None = None
-        self._lock = asyncio.Lock()
+        self._last_attempt: float | None = None  # when the last fetch started
+        self._inflight: asyncio.Task[bool] | None = None
+        self._inflight_started = 0.0
         self._background: set[asyncio.Task[None]] = set()
         self.last_error: str | None = None
 
@@ -130,33 +134,71 @@ class JWKSCache:
         """Whether `key` belongs to the current key set (False after any refresh: tokens are then re-verified)."""
         return self._keys is not None and any(key is current for current in self._keys.keys)
 
-    def _may_fetch(self) -> bool:
+    def _next_allowed_in(self) -> float:
+        """Seconds until the rate allows the next fetch (0: now)."""
         if self._last_attempt is None:
-            return True
-        return self._monotonic() - self._last_attempt >= self._settings.jwksRefreshMinIntervalSeconds
+            return 0.0
+        return max(0.0, self._last_attempt + self._settings.jwksRefreshMinIntervalSeconds - self._monotonic())
+
+    def _start_fetch(self) -> asyncio.Task[bool]:
+        """Start the one fetch in flight (the caller checked that none is)."""
+        self._last_attempt = self._inflight_started = self._monotonic()
+        task = asyncio.get_running_loop().create_task(self._fetch_and_swap(), name="jwks-fetch")
+        self._inflight = task
+
+        def done(finished: asyncio.Task[bool]) -> None:
+            if self._inflight is finished:
+                self._inflight = None
+            if not finished.cancelled():
+                finished.exception()  # retrieved: every waiter may have gone (their requests timed out)
+
+        task.add_done_callback(done)
+        return task
 
     async def refresh(self, *, force: bool = False) -> bool:
-        """Fetch the key set unless one was fetched (or attempted) too recently; True if keys changed hands."""
-        if self._lock.locked():
-            # Single flight: a fetch is in progress; wait for it and use its result.
-            async with self._lock:
-                return False
-        async with self._lock:  # uncontended: acquired without yielding, so no second fetch can start
-            if not force and not self._may_fetch():
-                return False
-            self._last_attempt = self._monotonic()
-            try:
-                self._keys = await self._fetch()
-            except _FetchFailed as e:
-                self._stats.jwks_fetch_failures += 1
-                self.last_error = str(e)
-                self._jwks_uri = None  # rediscover next time: the issuer may have moved its key set
-                log.warning("oidc key set fetch failed", issuer=self._settings.issuer, error=str(e),
-                            keys_cached=self._keys is not None)
-                return False
-            self.last_error = None
-            log.info("oidc key set loaded", issuer=self._settings.issuer, keys=len(self._keys.keys))
-            return True
+        """Fetch the key set unless a fetch started too recently (`force`: regardless); a fetch in flight is
+        joined, not repeated. True if the keys were replaced."""
+        if self._inflight is not None:
+            return await asyncio.shield(self._inflight)
+        if not force and self._next_allowed_in() > 0:
+            return False
+        return await asyncio.shield(self._start_fetch())
+
+    async def refresh_after(self, arrived: float) -> None:
+        """Return once a fetch that started at or after `arrived` (monotonic) has finished: join the one in
+        flight if it started late enough, else wait for the rate to allow the next and share it."""
+        while True:
+            inflight = self._inflight
+            if inflight is not None:
+                started = self._inflight_started
+                await asyncio.shield(inflight)
+                if started >= arrived:
+                    return
+                continue
+            if self._last_attempt is not None and self._last_attempt >= arrived:
+                return  # one started after the token arrived, and is done
+            wait = self._next_allowed_in()
+            if wait > 0:
+                await asyncio.sleep(wait)
+                if self._inflight is not None:
+                    continue  # another waiter woke first and started it: share it
+            await asyncio.shield(self._start_fetch())
+            return
+
+    async def _fetch_and_swap(self) -> bool:
+        try:
+            keys = await self._fetch()
+        except _FetchFailed as e:
+            self._stats.jwks_fetch_failures += 1
+            self.last_error = str(e)
+            self._jwks_uri = None  # rediscover next time: the issuer may have moved its key set
+            log.warning("oidc key set fetch failed", issuer=self._settings.issuer, error=str(e),
+                        keys_cached=self._keys is not None)
+            return False
+        self._keys = keys
+        self.last_error = None
+        log.info("oidc key set loaded", issuer=self._settings.issuer, keys=len(keys.keys))
+        return True
 
     async def key_for(self, kid: str | None, alg: str) -> Key:
         """The key to verify a token with header (kid, alg); raise `_Rejected` or `IssuerUnavailable`."""
@@ -168,11 +210,13 @@ class JWKSCache:
                                             self._settings.jwksRefreshMinIntervalSeconds)))})
         key = self._pick(self._keys, kid, alg)
         if key is None:
-            await self.refresh()
+            # Perhaps published after the last fetch: wait for the next one (bounded by the rate limit).
+            await self.refresh_after(self._monotonic())
             key = self._pick(self._keys, kid, alg)
             if key is None:
                 raise _Rejected("no published key matches the token's kid and alg")
-        elif self._monotonic() - self._keys.fetched_at >= self._settings.jwksMaxAgeSeconds and self._may_fetch():
+        elif (self._monotonic() - self._keys.fetched_at >= self._settings.jwksMaxAgeSeconds
+              and self._inflight is None and self._next_allowed_in() == 0):
             self._refresh_in_background()
         return key
 
@@ -185,10 +229,11 @@ class JWKSCache:
         await self.refresh()
 
     async def close(self) -> None:
-        """Cancel background refreshes."""
-        for task in list(self._background):
+        """Cancel background refreshes and a fetch in flight."""
+        tasks = [*self._background, *([self._inflight] if self._inflight is not None else [])]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     @staticmethod
     def _pick(keys: _KeySet, kid: str | None, alg: str) -> Key | None:

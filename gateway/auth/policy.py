@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 from multidict import CIMultiDict
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.auth import Principal
 from gateway.auth.identity import user_name
@@ -40,6 +40,7 @@ from gateway.errors import Forbidden
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
 
 log = structlog.get_logger(__name__)
 
@@ -128,7 +129,7 @@ class PartitionAccess:
     """Decides whether a principal may use a partition of a cluster (see module docstring)."""
 
     def __init__(self, settings: AuthSettings, *, reviewers: Mapping[str, SubjectAccessReviewer] | None = None,
-                 redis: Redis | None = None, key_prefix: str = "",
+                 redis: Redis | RedisCluster | None = None, key_prefix: str = "",
                  monotonic: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
         self._reviewers: Mapping[str, SubjectAccessReviewer] = reviewers if reviewers is not None else {}
@@ -192,7 +193,7 @@ class PartitionAccess:
             return self._local.get(key)
         try:
             value = await self._redis.get(key)
-        except (RedisError, OSError, TimeoutError) as e:  # a Redis failure only costs a cache miss
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as e:  # a Redis failure: a cache miss
             log.warning("sar cache unavailable", error=type(e).__name__)
             return None
         if value is None:
@@ -205,7 +206,7 @@ class PartitionAccess:
             return
         try:
             await self._redis.set(key, "1" if allowed else "0", px=max(1, math.ceil(ttl * 1000)))
-        except (RedisError, OSError, TimeoutError) as e:  # a Redis failure only costs a cache miss
+        except (RedisError, RedisClusterException, OSError, TimeoutError) as e:  # a Redis failure: a cache miss
             log.warning("sar cache unavailable", error=type(e).__name__)
 
 

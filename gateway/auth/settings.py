@@ -83,8 +83,9 @@ class OIDCSettings(_Model):
     """Allow-list of JWS algorithms; asymmetric ones only."""
     leewaySeconds: float = Field(default=30.0, ge=0, le=300)
     """Clock skew tolerated on exp, nbf and iat, in seconds."""
-    jwksRefreshMinIntervalSeconds: float = Field(default=10.0, ge=0)
-    """At most one JWKS fetch per this many seconds (unknown `kid` floods cannot hammer the issuer)."""
+    jwksRefreshMinIntervalSeconds: float = Field(default=1.0, ge=0, le=1.0)
+    """At most one JWKS fetch per this many seconds (unknown `kid` floods cannot hammer the issuer). At most
+    1: a token whose key was published just after a fetch waits for the next one, about this long."""
     jwksMaxAgeSeconds: float = Field(default=3600.0, gt=0)
     """Key set older than this is refreshed in the background; the old one keeps working meanwhile."""
     httpTimeoutSeconds: float = Field(default=5.0, gt=0)

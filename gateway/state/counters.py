@@ -1,8 +1,16 @@
-"""Per-user write counters in Redis, shared by every replica (the write rate limit)."""
+"""Per-user write counters in Redis, shared by every replica (the write rate limit); one key per user and
+minute (`{writes:<user>}:<minute>`), counted and given its expiry by one script."""
 
 from __future__ import annotations
 
-from gateway.state.base import RedisPart
+from gateway.state.base import Lua, RedisPart
+
+# KEYS[1] the user's counter of one minute; ARGV: seconds to keep it. The count so far.
+_COUNT = Lua("""
+local count = redis.call('INCR', KEYS[1])
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return count
+""")
 
 
 class WriteCounters(RedisPart):
@@ -13,8 +21,5 @@ class WriteCounters(RedisPart):
         now = self._clock()
         minute = int(now // 60)
         key = self.keys.writes(user, minute)
-        async with self._guard("count-write"), self.redis.pipeline(transaction=True) as pipe:
-            pipe.incr(key)
-            pipe.expire(key, 120)
-            count, _ = await pipe.execute()
+        count = await self._script("count-write", _COUNT, [key], [120])
         return int(count), (minute + 1) * 60 - now

@@ -5,14 +5,26 @@ Contract (keys in `gateway.state.keys`, hash fields in `gateway.state.views`):
   owner, pending operation, observation time); `list_ids` the index range, and `joined(...)` one script
   call per 500 jobs (pipelined) that returns their answers already joined.
 - The record a write needs (`get`) is decoded from the same hash. `put` writes record + indexes + name
-  claim (+ status) in one transaction; `put_if_absent` is the rebuild path (no record, no tombstone, no
-  other holder of the name); `settle` clears a pending outbox operation; `remove` drops everything and
-  leaves a tombstone so a late watch event does not bring the job back.
+  claim (+ status) in one script; `put_if_absent` is the rebuild path (no record, no tombstone, no
+  other holder of the name); `settle` clears a pending outbox operation; `remove` drops everything
+  (the name claim too, if the job holds it) and leaves a tombstone so a late watch event does not
+  bring the job back. `put`, `remove` and `settle` are durable (WAIT, `gateway.state.base`).
+- Every write is one Lua script on the keys of the job's partition, which share the hash tag
+  `{<cluster>/<partition>}` (`gateway.state.keys`): one slot, so one node in a Redis Cluster.
+- Completeness (no short answer after Redis lost data): `listing(...)` reads the partition's index and
+  its completeness marker (`Keys.complete`) in one round trip, on one node. The marker is written
+  (`certify`) once Redis is known to hold every job of the partition: by the watch after a complete
+  relist, or by a LIST that just read the partition from the API server; a data loss (FLUSHALL, a
+  restart without persistence, a failover to an empty replica, a cluster node that lost its slots)
+  takes the marker with the data, so the next read notices. `certify` writes the marker only if the
+  index still holds at least the jobs the writer just stored, so a second loss between storing and
+  marking does not mark an empty partition complete. Whether a partition without a marker was lost
+  or never used is the cluster's partition registry (`gateway.state.watch`).
 - Status writes (`publish`) are one script each, pipelined: written only while the record exists and
   has no pending operation, and, for reads straight from the cluster, only if no newer observation is
   stored. Answer per job: 1 written, 0 skipped, -1 no record (the sync then rebuilds it).
 - One writer per job: `job_lock` holds the job's lock (renewed while held, bounded wait, else `JobBusy`
-  409); `put`/`remove`/`settle` with `fence=` check in the same transaction that the lock still carries
+  409); `put`/`remove`/`settle` with `fence=` check in the same script that the lock still carries
   their token, else `JobChanged` (409, nothing written).
 """
 
@@ -22,23 +34,24 @@ import asyncio
 import builtins
 import contextlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import orjson
 import structlog
-from redis.asyncio.client import Pipeline
 
 from gateway.errors import Conflict, StoreUnavailable
-from gateway.state.base import RedisPart, text
+from gateway.state.base import AnyPipeline, Lua, RedisPart, text
 from gateway.state.views import (
     FIELDS,
     JobRecord,
     StoredJob,
     decode_record,
     decode_stored,
+    job_bytes,
     record_fields,
     status_bytes,
     status_fields,
@@ -56,7 +69,7 @@ JOB_LOCK_SECONDS = 30.0
 JOIN_BATCH = 500
 
 # KEYS[1] job hash; ARGV: status bytes, observed at, "1" = only if no newer observation is stored.
-_PUBLISH = """
+_PUBLISH = Lua("""
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local pending = redis.call('HGET', KEYS[1], 'p')
 if pending and pending ~= '' then return 0 end
@@ -66,19 +79,90 @@ if ARGV[3] == '1' then
 end
 redis.call('HSET', KEYS[1], 's', ARGV[1], 't', ARGV[2])
 return 1
-"""
+""")
 
-# KEYS: job hashes. Returns {count, the answers joined with commas}; jobs gone meanwhile are left out.
-_JOIN = """
+# KEYS: the partition's completeness marker, then job hashes; ARGV: "1" = only while the marker is there.
+# Returns {count, the answers joined with commas} (jobs gone meanwhile are left out), or {-1, ""} when the
+# marker is required and gone: Redis lost the partition's data since the ids were read.
+_JOIN = Lua("""
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
 local out = {}
-for _, key in ipairs(KEYS) do
-  local parts = redis.call('HMGET', key, 'v', 's')
+for i = 2, #KEYS do
+  local parts = redis.call('HMGET', KEYS[i], 'v', 's')
   if parts[1] and parts[2] then
     out[#out + 1] = parts[1] .. ',"status":' .. parts[2] .. '}'
   end
 end
 return {#out, table.concat(out, ',')}
+""")
+
+# The writes of a record, shared by _PUT and _PUT_IF_ABSENT: KEYS[1..4] job hash, partition index, owner
+# index, name claims; ARGV[a] score, ARGV[a+1] id, ARGV[a+2] name, ARGV[a+3..] hash field/value pairs.
+_WRITE_RECORD = """
+local function write_record(a)
+  redis.call('HSET', KEYS[1], unpack(ARGV, a + 3))
+  redis.call('ZADD', KEYS[2], ARGV[a], ARGV[a + 1])
+  redis.call('ZADD', KEYS[3], ARGV[a], ARGV[a + 1])
+  redis.call('HSET', KEYS[4], ARGV[a + 2], ARGV[a + 1])
+end
 """
+
+# KEYS: job, index, owner index, names, lock; ARGV: fence token ("" = none), score, id, name, fields...
+# 1 written; 0 the fence no longer holds (nothing written).
+_PUT = Lua(_WRITE_RECORD + """
+if ARGV[1] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[1] then return 0 end
+write_record(2)
+return 1
+""")
+
+# KEYS: job, index, owner index, names, tombstone; ARGV: score, id, name, fields...
+# 1 written; 0 a record exists; 2 a tombstone exists (deleted through the API); -1 another job holds the name.
+_PUT_IF_ABSENT = Lua(_WRITE_RECORD + """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[5]) == 1 then return 2 end
+local holder = redis.call('HGET', KEYS[4], ARGV[3])
+if holder and holder ~= ARGV[2] then return -1 end
+write_record(1)
+return 1
+""")
+
+# KEYS: job, lock; ARGV: the pending operation expected ("" = none), fence token ("" = none), fields...
+# 1 written; 0 the record is gone, carries another pending operation, or the fence no longer holds.
+_SETTLE = Lua("""
+local pending = redis.call('HGET', KEYS[1], 'p')
+if not pending or pending ~= ARGV[1] then return 0 end
+if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+return 1
+""")
+
+# KEYS: job, index, owner index, names, lock, tombstone; ARGV: fence token ("" = none), id, name, tombstone
+# seconds. 1 removed (the name claim too, if the job holds it); 0 the fence no longer holds.
+_REMOVE = Lua("""
+if ARGV[1] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[1] then return 0 end
+redis.call('DEL', KEYS[1])
+redis.call('SET', KEYS[6], '1', 'EX', ARGV[4])
+redis.call('ZREM', KEYS[2], ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[2])
+if redis.call('HGET', KEYS[4], ARGV[3]) == ARGV[2] then redis.call('HDEL', KEYS[4], ARGV[3]) end
+return 1
+""")
+
+# KEYS: completeness marker, index; ARGV: generation, the jobs the index must hold at least.
+# 1 marked; 0 the index holds fewer (Redis lost data again meanwhile: not marked).
+_CERTIFY = Lua("""
+if redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[2]) then return 0 end
+redis.call('SET', KEYS[1], ARGV[1])
+return 1
+""")
+
+REBUILT = {1: "written", 0: "exists", 2: "deleted", -1: "name-taken"}
+
+# KEYS: names; ARGV: name, id. Drops the claim only if that id holds it.
+_RELEASE_NAME = Lua("""
+if redis.call('HGET', KEYS[1], ARGV[1]) == ARGV[2] then return redis.call('HDEL', KEYS[1], ARGV[1]) end
+return 0
+""")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,8 +177,30 @@ class JobChanged(Conflict):
     """A fenced write found the job's lock gone or taken by another holder: nothing was written."""
 
 
+class PartitionLost(Exception):
+    """Redis lost a partition's data in the middle of a read (internal: the reader falls back)."""
+
+
 class JobBusy(Conflict):
     """Another request (or the outbox) is changing the job and did not finish in time."""
+
+
+@dataclass(frozen=True, slots=True)
+class Listing:
+    """A LIST's read of Redis: whether the partition is marked complete, the ids (and their scores, if read)."""
+
+    complete: bool
+    ids: list[str]
+    scores: list[float]
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuild:
+    """A record to restore from the cluster (if Redis has none), with the status read with it."""
+
+    record: JobRecord
+    status: JobStatus
+    observed_at: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +226,6 @@ def creation_score(created: str) -> float:
 class JobStore(RedisPart):
     """Typed access to the jobs' keys (see module docstring)."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self._publish = self.redis.register_script(_PUBLISH)
-        self._join = self.redis.register_script(_JOIN)
-
     # ----- reads (the hot path)
 
     async def read(self, cluster: str, partition: str, job_id: str) -> StoredJob | None:
@@ -138,26 +239,83 @@ class JobStore(RedisPart):
         ids = await self._call("list", lambda: self.redis.zrange(index, 0, -1))
         return [i.decode() for i in ids]
 
-    async def joined(self, cluster: str, partition: str, ids: builtins.list[str]) -> tuple[int, bytes]:
-        """The answers of `ids` joined with commas (and how many: jobs gone meanwhile are left out)."""
+    async def listing(self, cluster: str, partition: str, *, owner: str | None, scores: bool = False) -> Listing:
+        """The partition's completeness marker and the ids (oldest first) of its jobs or of one owner's
+        there (with their sort scores if asked): one round trip to one node (the same hash tag)."""
+        index = self.keys.index(cluster, partition) if owner is None else self.keys.owner(cluster, partition, owner)
+
+        def build(pipe: AnyPipeline) -> None:
+            pipe.exists(self.keys.complete(cluster, partition))
+            pipe.zrange(index, 0, -1, withscores=scores)
+
+        marked, rows = await self._pipelined("list", build)
+        if not scores:
+            return Listing(complete=bool(marked), ids=[row.decode() for row in rows], scores=[])
+        return Listing(complete=bool(marked), ids=[str(text(i)) for i, _ in rows], scores=[float(s) for _, s in rows])
+
+    async def views(self, cluster: str, partition: str, ids: builtins.list[str]) -> dict[str, bytes]:
+        """The stored answers of the jobs among `ids` that have a record (pipelined)."""
+        def build(pipe: AnyPipeline) -> None:
+            for job_id in ids:
+                pipe.hmget(self.keys.job(cluster, partition, job_id), "v", "s")
+
+        rows = await self._pipelined("views", build)
+        return {job_id: job_bytes(bytes(v), bytes(st)) for job_id, (v, st) in zip(ids, rows, strict=True)
+                if v is not None and st is not None}
+
+    async def certify(self, cluster: str, partitions: dict[str, int], *, generation: str) -> set[str]:
+        """Mark partitions complete, each only if its index holds at least the given number of jobs; the
+        partitions marked."""
+        names = sorted(partitions)
+
+        def build(pipe: AnyPipeline) -> None:
+            for partition in names:
+                _CERTIFY.queue(pipe, [self.keys.complete(cluster, partition), self.keys.index(cluster, partition)],
+                               [generation, partitions[partition]])
+
+        results = await self._pipelined("certify", build, scripts=(_CERTIFY,))
+        return {partition for partition, marked in zip(names, results, strict=True) if int(marked)}
+
+    async def uncertified(self, cluster: str, partitions: Iterable[str]) -> set[str]:
+        """Which of `partitions` have no completeness marker (lost since they were marked)."""
+        names = sorted(partitions)
+
+        def build(pipe: AnyPipeline) -> None:
+            for partition in names:
+                pipe.exists(self.keys.complete(cluster, partition))
+
+        results = await self._pipelined("certified", build) if names else []
+        return {partition for partition, marked in zip(names, results, strict=True) if not int(marked)}
+
+    async def joined(self, cluster: str, partition: str, ids: builtins.list[str], *,
+                     complete: bool = False) -> tuple[int, bytes]:
+        """The answers of `ids` joined with commas (and how many: jobs gone meanwhile are left out). With
+        `complete`, each batch is read only while the partition's completeness marker is there, else
+        `PartitionLost` (the data went between reading the ids and reading the jobs)."""
         if not ids:
             return 0, b""
         keys = [self.keys.job(cluster, partition, i) for i in ids]
         batches = [keys[i:i + JOIN_BATCH] for i in range(0, len(keys), JOIN_BATCH)]
-        async with self._guard("list"), self.redis.pipeline(transaction=False) as pipe:
+        marker = self.keys.complete(cluster, partition)
+
+        def build(pipe: AnyPipeline) -> None:
             for batch in batches:
-                await self._join(keys=batch, client=pipe)
-            results = await pipe.execute()
+                _JOIN.queue(pipe, [marker, *batch], ["1" if complete else "0"])
+
+        results = await self._pipelined("list", build, scripts=(_JOIN,))
+        if any(int(r[0]) < 0 for r in results):
+            raise PartitionLost(f"partition {partition} of cluster {cluster} was lost while it was read")
         count = sum(int(r[0]) for r in results)
         return count, b",".join(bytes(r[1]) for r in results if int(r[0]))
 
     async def freshness(self, cluster: str, partition: str,
                         ids: builtins.list[str]) -> dict[str, tuple[float, str | None]]:
         """(observed at, pending) per job that has a record (used only when the watch is not live)."""
-        async with self._guard("freshness"), self.redis.pipeline(transaction=False) as pipe:
+        def build(pipe: AnyPipeline) -> None:
             for job_id in ids:
                 pipe.hmget(self.keys.job(cluster, partition, job_id), "t", "p", "o")
-            rows = await pipe.execute()
+
+        rows = await self._pipelined("freshness", build)
         return {job_id: (_float(t) or 0.0, text(p) or None)
                 for job_id, (t, p, o) in zip(ids, rows, strict=True) if o is not None}
 
@@ -202,119 +360,89 @@ class JobStore(RedisPart):
 
     async def release_name(self, cluster: str, partition: str, name: str, job_id: str) -> None:
         """Drop the claim if (and only if) `job_id` holds it."""
-        key = self.keys.names(cluster, partition)
-
-        async def step(pipe: Pipeline) -> bool:
-            if text(await pipe.hget(key, name)) != job_id:
-                await pipe.unwatch()
-                return False
-            pipe.multi()
-            pipe.hdel(key, name)
-            return True
-
-        await self._compare_and_set("release-name", (key,), step)
+        await self._script("release-name", _RELEASE_NAME, [self.keys.names(cluster, partition)], [name, job_id])
 
     # ----- records
 
-    def _queue_put(self, pipe: Pipeline, record: JobRecord, status: JobStatus | None, observed_at: float | None) -> None:
+    def _record_keys(self, record: JobRecord) -> list[str]:
+        """job, index, owner index, names: the keys every record write touches (one hash tag)."""
         ident = record.identity
-        score = creation_score(ident.created)
-        job_key = self.keys.job(ident.cluster, ident.partition, ident.id)
+        return [self.keys.job(ident.cluster, ident.partition, ident.id), self.keys.index(ident.cluster, ident.partition),
+                self.keys.owner(ident.cluster, ident.partition, ident.owner),
+                self.keys.names(ident.cluster, ident.partition)]
+
+    def _record_args(self, record: JobRecord, status: JobStatus | None, observed_at: float | None) -> list[Any]:
+        """score, id, name, then the hash's field/value pairs."""
         fields = record_fields(record)
         if status is not None:
             fields |= status_fields(status, observed_at if observed_at is not None else self._clock())
-        pipe.hset(job_key, mapping=fields)  # type: ignore[arg-type]
-        pipe.zadd(self.keys.index(ident.cluster, ident.partition), {ident.id: score})
-        pipe.zadd(self.keys.owner(ident.cluster, ident.partition, ident.owner), {ident.id: score})
-        pipe.hset(self.keys.names(ident.cluster, ident.partition), record.spec.name, ident.id)
+        flat: list[Any] = [repr(creation_score(record.identity.created)), record.identity.id, record.spec.name]
+        for name, value in fields.items():
+            flat += [name, value]
+        return flat
 
     async def put(self, record: JobRecord, *, status: JobStatus | None = None, observed_at: float | None = None,
                   fence: JobFence | None = None) -> None:
         """Write the record, its indexes and its name claim (and optionally its status) atomically;
         with `fence`, only while that lock is still held (else `JobChanged`, nothing written)."""
-        await self._write(record, lambda pipe: self._queue_put(pipe, record, status, observed_at), fence=fence,
-                          what="put")
+        ident = record.identity
+        keys = [*self._record_keys(record), self.keys.lock(ident.cluster, ident.partition, ident.id)]
+        args = [fence.token if fence is not None else "", *self._record_args(record, status, observed_at)]
+        if not await self._script("put", _PUT, keys, args, durable=True):
+            raise self._changed(record)
 
     async def put_if_absent(self, record: JobRecord, *, status: JobStatus, observed_at: float) -> bool:
         """Rebuild path: write the record only when no record, no tombstone and no other holder of its name
         exist; True when written."""
-        ident = record.identity
-        job_key = self.keys.job(ident.cluster, ident.partition, ident.id)
-        names_key = self.keys.names(ident.cluster, ident.partition)
-        gone_key = self.keys.gone(ident.cluster, ident.partition, ident.id)
+        return (await self.rebuild([Rebuild(record, status, observed_at)])) == ["written"]
 
-        async def step(pipe: Pipeline) -> bool:
-            if await pipe.exists(job_key) or await pipe.exists(gone_key):
-                await pipe.unwatch()
-                return False
-            holder = text(await pipe.hget(names_key, record.spec.name))
-            if holder not in (None, ident.id):
-                await pipe.unwatch()
+    async def rebuild(self, entries: Iterable[Rebuild]) -> builtins.list[str]:
+        """`put_if_absent` for many records in one round trip; per entry "written", "exists" (a record
+        is there), "deleted" (a tombstone: deleted through the API) or "name-taken" (logged)."""
+        batch = list(entries)
+        if not batch:
+            return []
+
+        def build(pipe: AnyPipeline) -> None:
+            for entry in batch:
+                ident = entry.record.identity
+                keys = [*self._record_keys(entry.record), self.keys.gone(ident.cluster, ident.partition, ident.id)]
+                _PUT_IF_ABSENT.queue(pipe, keys, self._record_args(entry.record, entry.status, entry.observed_at))
+
+        outcomes = [REBUILT[int(r)] for r in await self._pipelined("rebuild", build, scripts=(_PUT_IF_ABSENT,))]
+        for entry, outcome in zip(batch, outcomes, strict=True):
+            if outcome == "name-taken":
+                ident = entry.record.identity
                 log.warning("rebuild skipped: name held by another job", cluster=ident.cluster, job=ident.id,
-                            holder=holder)
-                return False
-            pipe.multi()
-            self._queue_put(pipe, record, status, observed_at)
-            return True
-
-        return await self._compare_and_set("put-if-absent", (job_key, names_key, gone_key), step)
+                            holder=await self.name_holder(ident.cluster, ident.partition, entry.record.spec.name))
+        return outcomes
 
     async def settle(self, record: JobRecord, *, status: JobStatus, observed_at: float,
                      fence: JobFence | None = None) -> bool:
         """Clear the record's pending operation and store `status`, only if the pending operation is still
         the one `record` carries (and, with `fence`, the lock is still ours); False: nothing written."""
         ident = record.identity
-        job_key = self.keys.job(ident.cluster, ident.partition, ident.id)
-        keys = (job_key,) if fence is None else (job_key, fence.key)
-
-        async def step(pipe: Pipeline) -> bool:
-            pending = text(await pipe.hget(job_key, "p"))
-            held = fence is None or text(await pipe.get(fence.key)) == fence.token
-            if pending is None or (pending or None) != record.pending or not held:
-                await pipe.unwatch()
-                return False
-            pipe.multi()
-            fields: dict[str, bytes | str] = {"p": "", **status_fields(status, observed_at)}
-            pipe.hset(job_key, mapping=fields)  # type: ignore[arg-type]
-            return True
-
-        return await self._compare_and_set("settle", keys, step)
+        keys = [self.keys.job(ident.cluster, ident.partition, ident.id),
+                fence.key if fence is not None else self.keys.lock(ident.cluster, ident.partition, ident.id)]
+        args: list[Any] = [record.pending or "", fence.token if fence is not None else "", "p", ""]
+        for name, value in status_fields(status, observed_at).items():
+            args += [name, value]
+        return bool(await self._script("settle", _SETTLE, keys, args, durable=True))
 
     async def remove(self, record: JobRecord, *, fence: JobFence | None = None) -> None:
-        """Delete the record and its index entries and name claim (when it holds it), leaving a tombstone;
+        """Delete the record, its index entries and its name claim (when it holds it), leaving a tombstone;
         with `fence`, only while that lock is still held (else `JobChanged`, nothing written)."""
         ident = record.identity
+        keys = [*self._record_keys(record), self.keys.lock(ident.cluster, ident.partition, ident.id),
+                self.keys.gone(ident.cluster, ident.partition, ident.id)]
+        args = [fence.token if fence is not None else "", ident.id, record.spec.name, TOMBSTONE_SECONDS]
+        if not await self._script("remove", _REMOVE, keys, args, durable=True):
+            raise self._changed(record)
 
-        def queue(pipe: Pipeline) -> None:
-            pipe.delete(self.keys.job(ident.cluster, ident.partition, ident.id))
-            pipe.set(self.keys.gone(ident.cluster, ident.partition, ident.id), "1", ex=TOMBSTONE_SECONDS)
-            pipe.zrem(self.keys.index(ident.cluster, ident.partition), ident.id)
-            pipe.zrem(self.keys.owner(ident.cluster, ident.partition, ident.owner), ident.id)
-
-        await self._write(record, queue, fence=fence, what="remove")
-        await self.release_name(ident.cluster, ident.partition, record.spec.name, ident.id)
-
-    async def _write(self, record: JobRecord, queue: Callable[[Pipeline], None], *, fence: JobFence | None,
-                     what: str) -> None:
-        """Run the writes `queue` adds as one transaction; with `fence`, only while the lock is ours."""
-        if fence is None:
-            async with self._guard(what), self.redis.pipeline(transaction=True) as pipe:
-                queue(pipe)
-                await pipe.execute()
-            return
-
-        async def step(pipe: Pipeline) -> bool:
-            if text(await pipe.get(fence.key)) != fence.token:
-                await pipe.unwatch()
-                return False
-            pipe.multi()
-            queue(pipe)
-            return True
-
-        if not await self._compare_and_set(what, (fence.key,), step):
-            raise JobChanged(f"job {record.identity.id} was changed by another request meanwhile; "
-                             "nothing was stored: read it again and retry",
-                             details={"id": record.identity.id})
+    @staticmethod
+    def _changed(record: JobRecord) -> JobChanged:
+        return JobChanged(f"job {record.identity.id} was changed by another request meanwhile; "
+                          "nothing was stored: read it again and retry", details={"id": record.identity.id})
 
     # ----- status
 
@@ -323,12 +451,12 @@ class JobStore(RedisPart):
         batch = list(updates)
         if not batch:
             return []
-        async with self._guard("publish"), self.redis.pipeline(transaction=False) as pipe:
+        def build(pipe: AnyPipeline) -> None:
             for u in batch:
-                await self._publish(keys=[self.keys.job(u.cluster, u.partition, u.job_id)],
-                                    args=[status_bytes(u.status), repr(u.observed_at), "1" if u.only_if_newer else "0"],
-                                    client=pipe)
-            return [int(r) for r in await pipe.execute()]
+                _PUBLISH.queue(pipe, [self.keys.job(u.cluster, u.partition, u.job_id)],
+                               [status_bytes(u.status), repr(u.observed_at), "1" if u.only_if_newer else "0"])
+
+        return [int(r) for r in await self._pipelined("publish", build, scripts=(_PUBLISH,))]
 
     # ----- one writer per job
 
@@ -341,15 +469,7 @@ class JobStore(RedisPart):
 
     async def renew_job_lock(self, fence: JobFence, *, ttl_ms: int) -> bool:
         """Extend the lock if it is still ours; False when it was lost."""
-        async def step(pipe: Pipeline) -> bool:
-            if text(await pipe.get(fence.key)) != fence.token:
-                await pipe.unwatch()
-                return False
-            pipe.multi()
-            pipe.pexpire(fence.key, ttl_ms)
-            return True
-
-        return await self._compare_and_set("job-lock", (fence.key,), step)
+        return await self._compare_and_expire(fence.key, fence.token, ttl_ms, what="job-lock")
 
     async def unlock_job(self, fence: JobFence) -> None:
         """Give the lock up (only if it is still ours)."""

@@ -1,8 +1,9 @@
 """Every Redis key the gateway writes, in one place, hash-tagged for Redis Cluster.
 
-A Redis Cluster keeps a multi-key command or transaction to keys of one slot, and a key's slot is
-that of its hash tag (the text between the first `{` and the next `}`). The tags are chosen so that
-every transaction stays in one slot and the load still spreads:
+A Redis Cluster keeps a multi-key command or script to keys of one slot, and a key's slot is that of
+its hash tag (the text between the first `{` and the next `}`; the prefix stays outside the braces).
+The tags are chosen so that every atomic step (each is one Lua script, `gateway.state.base`) stays in
+one slot and the load still spreads:
 
 - `{<cluster>/<partition>}`: a partition's jobs (records and read model), its indexes, its name claims,
   the jobs' locks and tombstones. Every change of a job (create, PATCH, DELETE, a status write, a
@@ -11,8 +12,10 @@ every transaction stays in one slot and the load still spreads:
 - `{<cluster>}`: what the watch of one cluster keeps (heartbeat, resume points, last failures).
 - `{lease:<name>}`, `{outbox}`, `{writes:<user>}`, `{partitions:<cluster>}`: each used alone.
 
-No transaction crosses two tags: the outbox entry of a queued create is added after its record is
-stored (the record is the truth; the entry only wakes the worker, which re-reads the record).
+No script or transaction crosses two tags. The only operation that writes under two tags is a queued
+create or delete: its record is stored first, then the outbox entry is added, as two steps, because
+the record is the truth and the entry only wakes the worker (which re-reads the record). Reads that
+combine tags (a status refresh reading the watch's last failures) are separate commands.
 
 Key layout under `redis.keyPrefix` P (default `cg:`):
 
@@ -22,7 +25,11 @@ Key layout under `redis.keyPrefix` P (default `cg:`):
     P{c/p}:names             hash name → id: the unique-name claims of the partition
     P{c/p}:gone:<id>         tombstone of a job deleted through the API (TTL): no rebuild from late events
     P{c/p}:lock:<id>         the one-writer lock of a job (random token, TTL, renewed while held)
+    P{c/p}:complete          the partition's completeness marker: Redis holds every job of the partition
+                             (written after a complete relist; missing = lost, see gateway.state.jobs)
     P{c}:watchbeat           when the cluster's watch last knew Redis to be current (epoch seconds)
+    P{c}:generation          the watch's last complete relist of the cluster (its marker)
+    P{c}:partitions          set: every partition ever marked complete (lost vs never used)
     P{c}:rv:<what>           last resourceVersion the watch of jobs/pods saw
     P{c}:lastfail            hash id → the last pod failure the watch saw for the job
     P{lease:<name>}          lease holder (SET NX PX)
@@ -77,6 +84,10 @@ class Keys:
         """The job's one-writer lock."""
         return f"{self.partition_tag(cluster, partition)}lock:{job_id}"
 
+    def complete(self, cluster: str, partition: str) -> str:
+        """The partition's completeness marker."""
+        return f"{self.partition_tag(cluster, partition)}complete"
+
     # ----- one cluster's watch (tag {cluster})
 
     def cluster_tag(self, cluster: str) -> str:
@@ -94,6 +105,14 @@ class Keys:
     def last_failures(self, cluster: str) -> str:
         """The last pod failure seen per job of the cluster."""
         return f"{self.cluster_tag(cluster)}lastfail"
+
+    def generation(self, cluster: str) -> str:
+        """The cluster's marker: the watch's last complete relist."""
+        return f"{self.cluster_tag(cluster)}generation"
+
+    def marked_partitions(self, cluster: str) -> str:
+        """The partitions of the cluster ever marked complete."""
+        return f"{self.cluster_tag(cluster)}partitions"
 
     # ----- used alone
 

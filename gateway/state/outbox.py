@@ -16,11 +16,17 @@ import orjson
 import structlog
 from redis.exceptions import ResponseError
 
-from gateway.state.base import RedisPart, text
+from gateway.state.base import Lua, RedisPart, text
 
 log = structlog.get_logger(__name__)
 
 GROUP = "workers"
+
+# KEYS[1] the stream; ARGV: group, entry id. Acknowledge and drop in one step.
+_ACK = Lua("""
+redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+return redis.call('XDEL', KEYS[1], ARGV[2])
+""")
 
 
 class OutboxStream(RedisPart):
@@ -36,9 +42,11 @@ class OutboxStream(RedisPart):
                     raise
 
     async def add(self, operation: dict[str, Any]) -> str:
-        """Append an operation; returns its stream id."""
+        """Append an operation (durable: a client is told its operation is queued); returns its stream id."""
         payload: Any = {"op": orjson.dumps(operation)}
-        return str(text(await self._call("outbox-add", lambda: self.redis.xadd(self.keys.outbox, payload))))
+        results = await self._pipelined("outbox-add", lambda pipe: pipe.xadd(self.keys.outbox, payload),
+                                        durable_key=self.keys.outbox)
+        return str(text(results[0]))
 
     async def read(self, consumer: str, *, count: int = 16, block_ms: int | None = 1000,
                    pending: bool = False) -> builtins.list[tuple[str, dict[str, Any]]]:
@@ -58,10 +66,7 @@ class OutboxStream(RedisPart):
 
     async def ack(self, entry_id: str) -> None:
         """Mark an entry done and drop it from the stream."""
-        async with self._guard("outbox-ack"), self.redis.pipeline(transaction=True) as pipe:
-            pipe.xack(self.keys.outbox, GROUP, entry_id)
-            pipe.xdel(self.keys.outbox, entry_id)
-            await pipe.execute()
+        await self._script("outbox-ack", _ACK, [self.keys.outbox], [GROUP, entry_id])
 
     async def depth(self) -> int:
         """Entries not yet acknowledged."""

@@ -1,8 +1,14 @@
-"""What each cluster's watch keeps in Redis: its heartbeat, resume points and the jobs' last pod failures.
+"""What each cluster's watch keeps in Redis: its heartbeat, resume points, the jobs' last pod failures,
+and the cluster's completeness bookkeeping.
 
-Contract: the watching replica writes them (`gateway.sync`); every replica reads the heartbeat (reads
-fall back to the API server when it is stale, `/api/ping` reports its age). `last_failures` survive a
-leader change, so a verdict that comes after the failed pods are gone still says which pod failed.
+Contract: the watching replica writes them (`gateway.workers.sync`); every replica reads the heartbeat
+(reads fall back to the API server when it is stale, `/api/ping` reports its age). `last_failures`
+survive a leader change, so a verdict that comes after the failed pods are gone still says which pod
+failed. Completeness: `generation` is the cluster's marker, written by the watch after a complete
+relist; `register_partitions` records every partition before it is first marked complete
+(`JobStore.certify`). `partition_is_new` tells a partition that has no completeness marker because it
+was never used (the registry is intact and does not name it: nothing can be missing) from one whose
+data was lost (it is registered, or the registry itself is gone with the generation).
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from dataclasses import asdict
 import orjson
 import structlog
 
-from gateway.state.base import RedisPart, text
+from gateway.state.base import AnyPipeline, RedisPart, text
 from translators.status import PodProblem
 
 log = structlog.get_logger(__name__)
@@ -42,6 +48,29 @@ class WatchState(RedisPart):
     async def set_resource_version(self, cluster: str, what: str, rv: str) -> None:
         """Remember where the watch of `what` got to."""
         await self._call("rv", lambda: self.redis.set(self.keys.resource_version(cluster, what), rv))
+
+    async def generation(self, cluster: str) -> str | None:
+        """The cluster's marker (the watch's last complete relist), or None (never written, or lost)."""
+        return text(await self._call("generation", lambda: self.redis.get(self.keys.generation(cluster))))
+
+    async def set_generation(self, cluster: str, generation: str) -> None:
+        """Write the cluster's marker after a complete relist."""
+        await self._call("generation", lambda: self.redis.set(self.keys.generation(cluster), generation))
+
+    async def register_partitions(self, cluster: str, partitions: builtins.list[str]) -> None:
+        """Record partitions as used (before they are first marked complete)."""
+        if partitions:
+            await self._call("partitions", lambda: self.redis.sadd(self.keys.marked_partitions(cluster), *partitions))
+
+    async def partition_is_new(self, cluster: str, partition: str) -> bool:
+        """True when the cluster's marker is there and the partition was never registered (never used);
+        False when it was (its marker is gone: lost) or the marker is gone too (cannot tell: lost)."""
+        def build(pipe: AnyPipeline) -> None:
+            pipe.exists(self.keys.generation(cluster))
+            pipe.sismember(self.keys.marked_partitions(cluster), partition)
+
+        marked, registered = await self._pipelined("partitions", build)
+        return bool(marked) and not bool(registered)
 
     async def last_failures(self, cluster: str) -> dict[str, PodProblem]:
         """The last pod failure seen per job of `cluster` (unreadable entries are skipped)."""

@@ -8,7 +8,8 @@ Contract:
   aiohttp's own 404/405/413 in the same shape, an unexpected exception → 500 (logged with the
   request id and traceback, never sent to the client).
 - Requests under `/api/v1alpha1/` and `/api/v1alpha2/` are authenticated (`request["principal"]`);
-  version, ping, health and metrics are not.
+  version, health and metrics are not; ping authenticates only callers who present credentials (its
+  detail is for admins, `gateway.web.handlers.ping`).
 - A request running longer than `limits.requestTimeoutSeconds` is answered 504 (`request[DEADLINE]` is that
   timeout: a streaming handler with bounds of its own may reschedule it).
 """

@@ -12,12 +12,18 @@ Contract:
   status as it is (it carries its age); the caller serves what Redis holds. A job the cluster has neither
   an object nor pods for keeps its stored status (as the watch leaves it): a create that was refused or
   given up stays `failed` with its reason, a finished job cleaned up by a TTL stays finished.
+- After Redis lost a partition's data (`gateway.state.jobs`, completeness): `read_partition` lists the
+  partition's jobs and pods from the API server (two LISTs of the namespace, shared by every request
+  that asks meanwhile: one read per partition in flight) and computes each job's record and status;
+  `restore(read)` puts back the records Redis lacks and publishes the statuses of the others (over older
+  observations only). The caller renders the answer from that read.
 - `watch_is_live(beat, now, settings)`: whether a cluster's watch heartbeat is recent enough for reads to
   trust Redis (`sync.fallbackAfterSeconds`); the one judgement of watch liveness (reads and /api/ping).
 - `WatchMonitor`: every replica's copy of the clusters' heartbeats, re-read from Redis in the background
   every `REFRESH_SECONDS` (and told at once by this replica's own watch), so that a read asks Redis for
   the job only. A heartbeat seen up to half a second late changes nothing against a fallback bound of
-  seconds.
+  seconds. The outcome of those background reads (`redis_state()`) is also how `/api/ping` knows
+  whether Redis answers, without a Redis call of its own.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -34,7 +41,8 @@ from gateway.config import SyncSettings
 from gateway.errors import StoreUnavailable
 from gateway.kube import PODS, ClusterApiError, ClusterClient, KubeError
 from gateway.state import State, StatusUpdate
-from gateway.state.views import JobRecord
+from gateway.state.jobs import Rebuild
+from gateway.state.views import JobRecord, record_from_object
 from translators.backends import MANAGED_SELECTOR
 from translators.labels import job_id_of
 from translators.spec import JobStatus
@@ -62,6 +70,9 @@ class WatchMonitor:
         self._clock = clock
         self._beats: dict[str, float | None] = dict.fromkeys(self._ids)
         self._stopping = asyncio.Event()
+        self._redis_ok_at: float | None = None  # monotonic time of the last background read that worked
+        self._redis_latency_ms: float | None = None
+        self._redis_error: str | None = "not read yet"
 
     def beat(self, cluster_id: str) -> float | None:
         """The cluster's last heartbeat as last read (None: none, or the watch is off)."""
@@ -75,10 +86,23 @@ class WatchMonitor:
         """This replica's own watch wrote a heartbeat."""
         self._beats[cluster_id] = beat
 
+    def redis_state(self) -> tuple[float | None, float | None, str | None]:
+        """(monotonic time of the last read of Redis that worked, its latency in ms, the error of the last
+        read if it failed)."""
+        return self._redis_ok_at, self._redis_latency_ms, self._redis_error
+
     async def refresh(self) -> None:
         """Read every cluster's heartbeat once."""
-        for cluster_id in self._ids:
-            self._beats[cluster_id] = await self._state.watch.heartbeat(cluster_id)
+        started = time.monotonic()
+        try:
+            for cluster_id in self._ids:
+                self._beats[cluster_id] = await self._state.watch.heartbeat(cluster_id)
+        except StoreUnavailable as e:
+            self._redis_error = e.message
+            raise
+        self._redis_ok_at = time.monotonic()
+        self._redis_latency_ms = (self._redis_ok_at - started) * 1000.0 / max(1, len(self._ids))
+        self._redis_error = None
 
     def stop(self) -> None:
         """End `run`."""
@@ -95,6 +119,16 @@ class WatchMonitor:
                 await asyncio.wait_for(self._stopping.wait(), timeout=REFRESH_SECONDS)
 
 
+@dataclass(frozen=True, slots=True)
+class PartitionRead:
+    """A partition as its cluster's API server listed it: each managed job's record and status."""
+
+    cluster: str
+    partition: str
+    read_at: float
+    jobs: list[tuple[JobRecord, JobStatus]]
+
+
 class StatusWriter:
     """Computes and stores jobs' legacy statuses (see module docstring)."""
 
@@ -102,6 +136,7 @@ class StatusWriter:
         self._state = state
         self._page_size = page_size
         self._clock = clock
+        self._reads: dict[tuple[str, str], asyncio.Task[PartitionRead]] = {}
 
     @staticmethod
     def status_of(cluster: ClusterClient, obj: dict[str, Any] | None, pods: list[dict[str, Any]], *,
@@ -167,3 +202,55 @@ class StatusWriter:
                                         last_failure=failures.get(job_id)),
                          read_at, only_if_newer=True)
             for job_id in sorted(wanted) if job_id in objects or job_id in pods_by_job)
+
+    async def read_partition(self, cluster: ClusterClient, partition: str, namespace: str) -> PartitionRead:
+        """The partition's jobs from the API server (see module docstring); a cluster error propagates."""
+        key = (cluster.id, partition)
+        task = self._reads.get(key)
+        if task is None:
+            task = asyncio.create_task(self._read_partition(cluster, partition, namespace),
+                                       name=f"read-{cluster.id}-{partition}")
+            self._reads[key] = task
+            task.add_done_callback(lambda done: self._read_done(key, done))
+        # Shielded: one caller giving up (its request timed out) must not cancel the others' read.
+        return await asyncio.shield(task)
+
+    def _read_done(self, key: tuple[str, str], task: asyncio.Task[PartitionRead]) -> None:
+        if self._reads.get(key) is task:
+            del self._reads[key]
+        if not task.cancelled():
+            task.exception()  # retrieved here too: every caller may have gone meanwhile
+
+    async def _read_partition(self, cluster: ClusterClient, partition: str, namespace: str) -> PartitionRead:
+        read_at = self._clock()
+        try:
+            jobs = await cluster.list(cluster.ref(cluster.jobs, namespace), label_selector=MANAGED_SELECTOR,
+                                      page_size=self._page_size)
+            pods = await cluster.list(cluster.ref(PODS, namespace), label_selector=MANAGED_SELECTOR,
+                                      page_size=self._page_size)
+        except ClusterApiError as e:
+            if e.status.code != 404:
+                raise
+            return PartitionRead(cluster.id, partition, read_at, [])  # no namespace: no jobs
+        pods_by_job: dict[str | None, list[dict[str, Any]]] = {}
+        for pod in pods.items:
+            pods_by_job.setdefault(job_id_of(pod), []).append(pod)
+        failures = await self._state.watch.last_failures(cluster.id)
+        found = []
+        for obj in jobs.items:
+            record = record_from_object(obj, cluster.id)
+            if record is None or record.identity.partition != partition:
+                continue
+            job_id = record.identity.id
+            found.append((record, self.status_of(cluster, obj, pods_by_job.get(job_id, []),
+                                                 last_failure=failures.get(job_id))))
+        return PartitionRead(cluster.id, partition, read_at, found)
+
+    async def restore(self, read: PartitionRead) -> dict[str, str]:
+        """Put back the records Redis lacks and publish the others' statuses over older observations; per
+        job id the rebuild's outcome (`JobStore.rebuild`)."""
+        outcomes = await self._state.jobs.rebuild(Rebuild(record, status, read.read_at) for record, status in read.jobs)
+        await self.publish(StatusUpdate(read.cluster, read.partition, record.identity.id, status, read.read_at,
+                                        only_if_newer=True)
+                           for (record, status), outcome in zip(read.jobs, outcomes, strict=True) if outcome == "exists")
+        return {record.identity.id: outcome for (record, _), outcome in zip(read.jobs, outcomes, strict=True)}

@@ -3,7 +3,13 @@
 Contract:
 - `ClusterSync(cluster, state, statuses=, settings=, metrics=, holder=)`; `run()` is the background task.
   Only the replica holding the Redis lease `watch:{cluster}` watches (others wait and take over when
-  the lease lapses). The leader lists jobs and pods selected by `MANAGED_SELECTOR` (all namespaces),
+  the lease lapses, `sync.leaseSeconds`). The lease names `<holder> <incarnation>`: `holder` is the
+  replica's identity (`replicaId`, the pod name), the incarnation is new with every process. A
+  restarted replica takes a lease its earlier life still holds at once, on its first answered attempt
+  only (after a SIGKILL its lease would otherwise stay held for up to `sync.leaseSeconds`, and with it
+  the records of creates the dead process made but had not stored); should two live processes share an
+  identity, the older one loses the lease once and then waits like any other replica. A new leader
+  lists at once, so those records are rebuilt within a second or two of the restart. The leader lists jobs and pods selected by `MANAGED_SELECTOR` (all namespaces),
   then watches each from the list's resourceVersion with bookmarks, resuming from the last
   resourceVersion when a stream ends and relisting on 410 Gone (or after an error, with backoff).
 - Every job/pod event updates the in-memory objects and marks its job dirty; one writer task recomputes
@@ -23,8 +29,14 @@ Contract:
   time up to which Redis holds everything received (now, or when the writer last had nothing left to
   write); every replica reads its age (`/api/ping` lastWatchEventAgeSeconds; reads fall back to the API
   server when it is older than `sync.fallbackAfterSeconds`).
-- `request_relist()` makes the leader relist at once (tests use it). After a Redis that lost its data the
-  relist needs no call: the lease is gone too, so the leader steps down, takes it again and relists.
+- Completeness (`gateway.state.jobs`): once both resources were listed and every job written (records
+  the relist found missing rebuilt), the leader registers the partitions it saw, marks each complete
+  (`JobStore.certify`, only if its index holds the jobs the leader knows to be recorded there) and then
+  writes the cluster's generation; partitions that appear later are marked when their first job is
+  written. Every lease tick (at most a second) it checks that those markers are still there: a marker
+  or the generation gone means Redis lost data, and the leader relists at once and marks again. (A
+  Redis that lost everything also lost the lease: the leader steps down, takes it again and relists.)
+- `request_relist()` makes the leader relist at once (tests use it).
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ import asyncio
 import contextlib
 import random
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -43,6 +56,7 @@ from gateway.errors import GatewayError, StoreUnavailable
 from gateway.kube import PODS, ClusterClient, KubeError, WatchEvent, WatchExpired
 from gateway.metrics import Metrics
 from gateway.state import State, StatusUpdate
+from gateway.state.jobs import Rebuild
 from gateway.state.views import record_from_object
 from gateway.workers.status import StatusWriter, WatchMonitor
 from translators.backends import MANAGED_SELECTOR, failure_of
@@ -54,6 +68,9 @@ log = structlog.get_logger(__name__)
 
 JOBS, POD_KIND = "jobs", "pods"
 _BEAT_MIN_INTERVAL = 1.0
+# The leader renews its lease, writes its heartbeat and checks the completeness markers this often (or
+# at a third of the lease, if shorter): a data loss is noticed within a second.
+_TICK_MAX_SECONDS = 1.0
 WRITE_BATCH = 256  # statuses per pipelined round trip of the writer
 _CANCEL_WAIT_SECONDS = 0.5
 
@@ -76,6 +93,8 @@ class ClusterSync:
         self._settings = settings
         self._metrics = metrics
         self._holder = holder
+        self._lease_holder = f"{holder} {uuid.uuid4().hex[:12]}"  # this process's incarnation
+        self._may_take_back = True  # until the first answered attempt: a lease of our earlier life is ours
         self._clock = clock
         self._jobs: dict[str, dict[str, Any]] = {}
         self._pods: dict[str, dict[str, dict[str, Any]]] = {}
@@ -89,7 +108,13 @@ class ClusterSync:
         self._streaming = {JOBS: False, POD_KIND: False}
         self._relist = {JOBS: asyncio.Event(), POD_KIND: asyncio.Event()}
         self._last_beat = 0.0
+        self._listed: set[str] = set()  # resources listed since the last relist was asked for
+        self._certify_all = True  # mark every partition (and the generation) at the next chance
+        self._certified: set[str] = set()  # partitions this leader marked complete
+        self._generation: str | None = None  # the generation this leader wrote
+        self._unrecordable: set[str] = set()  # jobs Redis must not hold (deleted through the API, name taken)
         self._stopping = asyncio.Event()
+        self._term = 0  # counts leaderships: a loop of an earlier one ends even if its cancellation was lost
         self.leading = False
         self.last_event_at: float | None = None
 
@@ -99,7 +124,9 @@ class ClusterSync:
         return f"watch:{self.cluster.id}"
 
     def request_relist(self) -> None:
-        """Relist both resources now (ends the current watch requests)."""
+        """Relist both resources now (ends the current watch requests) and mark completeness again after."""
+        self._listed.clear()
+        self._certify_all = True
         for event in self._relist.values():
             event.set()
 
@@ -114,11 +141,14 @@ class ClusterSync:
     async def run(self) -> None:
         """Hold the lease and watch; wait and retry while another replica holds it."""
         ttl_ms = int(self._settings.lease_seconds * 1000)
-        tick = self._settings.lease_seconds / 3
+        tick = min(self._settings.lease_seconds / 3, _TICK_MAX_SECONDS)
         try:
             while not self._stopping.is_set():
+                takeover = f"{self._holder} " if self._may_take_back else None
                 try:
-                    acquired = await self._state.leases.acquire(self.lease_name, self._holder, ttl_ms=ttl_ms)
+                    acquired = await self._state.leases.acquire(self.lease_name, self._lease_holder, ttl_ms=ttl_ms,
+                                                                takeover=takeover)
+                    self._may_take_back = False
                 except StoreUnavailable:
                     acquired = False
                 if acquired:
@@ -128,44 +158,57 @@ class ClusterSync:
         finally:
             self.leading = False
 
+    def _current(self, term: int) -> bool:
+        """Whether the leadership a loop was started for still lasts. (Loops end on cancellation, but a
+        cancellation that meets a Redis timeout at the wrong moment can surface as that timeout, which
+        the loops survive by design: then this ends them.)"""
+        return self.leading and self._term == term
+
     async def _lead(self, *, ttl_ms: int, tick: float) -> None:
+        self._term += 1
+        term = self._term
         self.leading = True
         self._dirty.clear()  # both loops relist first, which marks every job again
+        self._listed.clear()
+        self._certify_all = True
+        self._certified.clear()
+        self._generation = None
         with contextlib.suppress(StoreUnavailable):
             self._saved_failure = await self._state.watch.last_failures(self.cluster.id)
             self._last_failure = {**self._saved_failure, **self._last_failure}
-        log.info("watching cluster", cluster=self.cluster.id, holder=self._holder)
-        tasks = [asyncio.create_task(self._kind_loop(JOBS), name=f"watch-{self.cluster.id}-jobs"),
-                 asyncio.create_task(self._kind_loop(POD_KIND), name=f"watch-{self.cluster.id}-pods"),
-                 asyncio.create_task(self._write_loop(), name=f"watch-{self.cluster.id}-writer")]
+        log.info("watching cluster", cluster=self.cluster.id, holder=self._lease_holder)
+        tasks = [asyncio.create_task(self._kind_loop(JOBS, term), name=f"watch-{self.cluster.id}-jobs"),
+                 asyncio.create_task(self._kind_loop(POD_KIND, term), name=f"watch-{self.cluster.id}-pods"),
+                 asyncio.create_task(self._write_loop(term), name=f"watch-{self.cluster.id}-writer")]
         try:
             while not self._stopping.is_set():
                 await self._pause(tick)
                 if self._stopping.is_set():
                     return
                 try:
-                    still = await self._state.leases.renew(self.lease_name, self._holder, ttl_ms=ttl_ms)
+                    still = await self._state.leases.renew(self.lease_name, self._lease_holder, ttl_ms=ttl_ms)
                 except StoreUnavailable:
                     still = True  # keep watching; the lease lapses by itself if Redis stays away
                 if not still:
                     log.warning("watch lease lost, another replica takes over", cluster=self.cluster.id)
                     return
                 await self._beat(force=True)
+                await self._check_completeness()
         finally:
             self.leading = False
             for task in tasks:
                 task.cancel()
             await asyncio.wait(tasks, timeout=_CANCEL_WAIT_SECONDS)
             with contextlib.suppress(StoreUnavailable):
-                await asyncio.shield(self._state.leases.release(self.lease_name, self._holder))
+                await asyncio.shield(self._state.leases.release(self.lease_name, self._lease_holder))
 
     # ----- list-then-watch of one resource
 
-    async def _kind_loop(self, kind: str) -> None:
+    async def _kind_loop(self, kind: str, term: int) -> None:
         backoff = self._settings.relist_backoff_seconds
         rv: str | None = None
         relist = self._relist[kind]
-        while True:
+        while self._current(term):
             try:
                 if rv is None or relist.is_set():
                     relist.clear()
@@ -211,10 +254,10 @@ class ClusterSync:
             for pod in result.items:
                 self._remember_pod(pod)
         await self._state.watch.set_resource_version(self.cluster.id, kind, result.resource_version)
+        self._listed.add(kind)
         for job_id in self._jobs:
             self._mark(job_id)
-        if self._gone:
-            self._dirty_event.set()
+        self._dirty_event.set()  # also with nothing to write: the writer marks completeness after a relist
         log.info("listed", cluster=self.cluster.id, kind=kind, count=len(result.items),
                  resourceVersion=result.resource_version)
         return result.resource_version
@@ -304,12 +347,12 @@ class ClusterSync:
             if failure is not None:
                 self._last_failure[job_id] = failure
 
-    async def _write_loop(self) -> None:
+    async def _write_loop(self, term: int) -> None:
         """Write the status of every dirty job, each once however many events it had meanwhile."""
-        while True:
+        while self._current(term):
             await self._dirty_event.wait()
             self._dirty_event.clear()
-            while self._dirty or self._gone:
+            while (self._dirty or self._gone) and self._current(term):
                 batch = [self._dirty.pop() for _ in range(min(WRITE_BATCH, len(self._dirty)))]
                 try:
                     if self._gone:
@@ -322,8 +365,14 @@ class ClusterSync:
                 except Exception:  # one odd object must not stop every other job's status
                     log.exception("status write failed", cluster=self.cluster.id, jobs=len(batch))
                 self._report_backlog()
+            if not self._current(term):
+                return
             self._caught_up_at = self._clock()
             self._report_backlog()
+            try:
+                await self._certify()
+            except StoreUnavailable:
+                pass  # tried again after the next write
 
     def _report_backlog(self) -> None:
         if self._metrics is not None:
@@ -355,15 +404,62 @@ class ClusterSync:
                 continue
             updates.append(StatusUpdate(self.cluster.id, partition, job_id, self._status_of(job_id), now))
         results = await self._statuses.publish(updates)
+        missing = []
         for update, result in zip(updates, results, strict=True):
             if result == -1:
-                await self._rebuild(update.job_id, update.status, now)
+                obj = self._jobs.get(update.job_id)
+                record = record_from_object(obj, self.cluster.id) if obj is not None else None
+                if record is not None:
+                    missing.append(Rebuild(record, update.status, now))
+            else:
+                self._unrecordable.discard(update.job_id)
+        for entry, outcome in zip(missing, await self._state.jobs.rebuild(missing), strict=True):
+            job_id = entry.record.identity.id
+            if outcome in ("deleted", "name-taken"):
+                self._unrecordable.add(job_id)
+            else:
+                self._unrecordable.discard(job_id)
+                if outcome == "written":
+                    log.info("job record rebuilt from the cluster", cluster=self.cluster.id, job=job_id)
 
-    async def _rebuild(self, job_id: str, status: JobStatus, now: float) -> None:
-        obj = self._jobs.get(job_id)
-        rebuilt = record_from_object(obj, self.cluster.id) if obj is not None else None
-        if rebuilt is not None and await self._state.jobs.put_if_absent(rebuilt, status=status, observed_at=now):
-            log.info("job record rebuilt from the cluster", cluster=self.cluster.id, job=job_id)
+    async def _certify(self) -> None:
+        """Mark partitions complete (see module docstring): all of them after a relist, else new ones."""
+        if self._listed != {JOBS, POD_KIND}:
+            return  # a relist is under way
+        recorded: dict[str, int] = {}
+        for job_id in self._jobs:
+            partition = self._partitions.get(job_id)
+            if partition is not None and job_id not in self._unrecordable:
+                recorded[partition] = recorded.get(partition, 0) + 1
+        todo = recorded if self._certify_all else {p: n for p, n in recorded.items() if p not in self._certified}
+        if not todo and not self._certify_all:
+            return
+        generation = f"{int(self._clock() * 1000)} {self._lease_holder}"
+        await self._state.watch.register_partitions(self.cluster.id, sorted(todo))
+        marked = await self._state.jobs.certify(self.cluster.id, todo, generation=generation)
+        self._certified |= marked
+        if self._certify_all and marked == set(todo):
+            await self._state.watch.set_generation(self.cluster.id, generation)
+            self._generation = generation
+            self._certify_all = False
+            log.info("redis holds every job of the cluster", cluster=self.cluster.id, partitions=len(marked),
+                     generation=generation)
+
+    async def _check_completeness(self) -> None:
+        """Relist at once when a marker this leader wrote is gone: Redis lost data."""
+        if self._generation is None:
+            return
+        try:
+            generation = await self._state.watch.generation(self.cluster.id)
+            lost = await self._state.jobs.uncertified(self.cluster.id, self._certified)
+        except StoreUnavailable:
+            return
+        if generation is None or lost:
+            log.warning("redis lost data; relisting", cluster=self.cluster.id, generationLost=generation is None,
+                        partitionsLost=len(lost))
+            self._certified -= lost
+            self._generation = None
+            self.request_relist()
 
     def _status_of(self, job_id: str) -> JobStatus:
         pods = list(self._pods.get(job_id, {}).values())

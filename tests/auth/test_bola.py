@@ -231,6 +231,17 @@ async def test_issuer_down_at_cold_start_is_503_not_401(issuer: LocalIssuer,
 
 async def test_ping_shows_the_no_auth_warning(issuer: LocalIssuer,
                                               make_gateway: Callable[..., Awaitable[Gateway]]) -> None:
-    demo = await make_gateway()  # the shared fixture's default is auth.mode none
-    report = await (await demo.client.get("/api/ping")).json()
+    demo = await make_gateway(auth={"mode": "none", "adminUsers": ["ops"]})  # the fixture's default mode: none
+    report = await (await demo.client.get("/api/ping", headers={"X-User": "ops"})).json()  # admins see the detail
     assert "auth.mode: none" in report["warning"]
+
+
+async def test_ping_detail_is_for_authenticated_admins(oidc_gateway: Gateway, issuer: LocalIssuer) -> None:
+    gw, users = oidc_gateway, Users(issuer)
+    for headers in ({}, users.alice, {"X-User": "root"}):  # anonymous, a plain user, an unverified X-User
+        answer = await gw.client.get("/api/ping", headers=headers)
+        assert answer.status == 200 and await answer.json() == {"status": "ok"}
+    detail = await (await gw.client.get("/api/ping", headers=users.root)).json()
+    assert set(detail["clusters"]) == {CLUSTER} and detail["authMode"] == "oidc" and "warning" not in detail
+    forged = await gw.client.get("/api/ping", headers={"Authorization": "Bearer not-a-token"})
+    assert forged.status == 401  # an admin whose token fails learns why

@@ -194,13 +194,13 @@ async def test_rotation_new_key_picked_up_and_old_key_dropped(issuer: LocalIssue
 async def test_refresh_rate_limit_under_a_flood_of_unknown_kids(issuer: LocalIssuer,
                                                                 make_authenticator: MakeAuthenticator) -> None:
     monotonic = FakeClock(1000.0)
-    authenticator = await make_authenticator(oidc={"jwksRefreshMinIntervalSeconds": 10}, monotonic=monotonic)
+    authenticator = await make_authenticator(oidc={"jwksRefreshMinIntervalSeconds": 1}, monotonic=monotonic)
     stray = ECKey.generate_key("P-256")
     flood = [issuer.mint(kid=f"made-up-{i}", alg="ES256", signing_key=stray) for i in range(200)]
     after_start = issuer.jwks_requests
     assert after_start == 1
 
-    monotonic.advance(11)  # one refresh is allowed now, and only one
+    monotonic.advance(2)  # one refresh is allowed now, and only one
     results = await asyncio.gather(*(authenticator.authenticate(bearer(t)) for t in flood),
                                    return_exceptions=True)
     assert all(isinstance(r, Unauthenticated) for r in results)
@@ -208,11 +208,57 @@ async def test_refresh_rate_limit_under_a_flood_of_unknown_kids(issuer: LocalIss
         await assert_unauthenticated(authenticator, bearer(token))
     assert issuer.jwks_requests == after_start + 1
 
-    monotonic.advance(11)
+    monotonic.advance(2)
     for token in flood[:50]:
         await assert_unauthenticated(authenticator, bearer(token))
     assert issuer.jwks_requests == after_start + 2
     assert authenticator.stats.jwks_fetches == 3
+
+
+async def test_a_key_published_just_after_a_garbage_kid_refresh_is_accepted(
+        issuer: LocalIssuer, make_authenticator: MakeAuthenticator) -> None:
+    """The lock-out: a made-up kid causes a fetch; the issuer then publishes a new key; a token signed with
+    it must not be refused until some later fetch is allowed: it waits for the next one (about 1 s)."""
+    authenticator = await make_authenticator()  # the default interval: 1 s
+    stray = ECKey.generate_key("P-256")
+    await assert_unauthenticated(authenticator, bearer(issuer.mint(kid="garbage", alg="ES256", signing_key=stray)))
+    fetches = issuer.jwks_requests
+    new_kid = issuer.add_key("EC")  # published right after that fetch
+    started = time.monotonic()
+    principal = await authenticator.authenticate(bearer(issuer.mint(kid=new_kid, user="dora")))
+    waited = time.monotonic() - started
+    assert principal.user == "dora"
+    assert issuer.jwks_requests == fetches + 1  # the next allowed fetch, and only that one
+    assert waited < 3.0  # about the rest of the interval, plus the fetch
+
+
+async def test_a_flood_of_made_up_kids_costs_at_most_one_fetch_per_second(
+        issuer: LocalIssuer, make_authenticator: MakeAuthenticator) -> None:
+    authenticator = await make_authenticator()  # the default interval: 1 s
+    stray = ECKey.generate_key("P-256")
+    before = issuer.jwks_requests
+    started = time.monotonic()
+    refused = 0
+    waits: list[float] = []
+
+    async def one(n: int) -> None:
+        nonlocal refused
+        sent = time.monotonic()
+        with pytest.raises(Unauthenticated):
+            await authenticator.authenticate(bearer(issuer.mint(kid=f"flood-{n}", alg="ES256", signing_key=stray)))
+        refused += 1
+        waits.append(time.monotonic() - sent)
+
+    batches = []
+    for wave in range(12):  # 240 made-up kids over about 2.4 s
+        batches.append(asyncio.gather(*(one(wave * 20 + i) for i in range(20))))
+        await asyncio.sleep(0.2)
+    await asyncio.gather(*batches)
+    elapsed = time.monotonic() - started
+    fetches = issuer.jwks_requests - before
+    assert refused == 240
+    assert 1 <= fetches <= elapsed + 1, (fetches, elapsed)  # at most one per started second
+    assert max(waits) < 3.0  # each waited for one fetch at most: bounded
 
 
 async def test_cold_start_burst_fetches_once(issuer: LocalIssuer, make_authenticator: MakeAuthenticator) -> None:
@@ -257,7 +303,7 @@ async def test_cold_start_with_issuer_down_answers_503_then_recovers(issuer: Loc
                                                                      make_authenticator: MakeAuthenticator) -> None:
     await issuer.stop()
     monotonic = FakeClock(1000.0)
-    authenticator = await make_authenticator(oidc={"jwksRefreshMinIntervalSeconds": 5, "httpTimeoutSeconds": 1},
+    authenticator = await make_authenticator(oidc={"jwksRefreshMinIntervalSeconds": 1, "httpTimeoutSeconds": 1},
                                              monotonic=monotonic)
     token = issuer.mint()
     with pytest.raises(IssuerUnavailable) as caught:
@@ -269,7 +315,7 @@ async def test_cold_start_with_issuer_down_answers_503_then_recovers(issuer: Loc
     with pytest.raises(IssuerUnavailable):  # rate limit: no new attempt yet
         await authenticator.authenticate(bearer(token))
     assert issuer.requests["discovery"] == 0
-    monotonic.advance(6)
+    monotonic.advance(2)
     assert (await authenticator.authenticate(bearer(token))).user == "alice"
     assert authenticator.health() == {"issuer": issuer.issuer, "keysLoaded": True, "lastError": None}
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import PARTITION, Gateway, wait_until
+from tests.conftest import PARTITION, Gateway, redis_is_complete, wait_until
 from tests.service.seed_bodies import minimal
 from translators.naming import object_name
 
@@ -72,6 +72,7 @@ async def test_cluster_down_queues_create_and_delete(gateway: Gateway) -> None:
     from kubesim.store import TFJOBS
 
     gw = gateway
+    await wait_until(lambda: redis_is_complete(gw))  # else a LIST while the cluster is down is a 503
     gw.sim.faults.down()
     try:
         response = await gw.client.post(gw.jobs_url(), json=minimal("whiledown"), headers=USER)

@@ -75,6 +75,14 @@ def test_config_path_from_environment() -> None:
     ({"listen": {"prot": 80}}, "listen.prot: Extra inputs are not permitted"),
     ({"auth": {"mode": "oidc"}}, "auth.oidc is required"),
     ({"clusters": [{"id": "C 1", "server": "https://x"}]}, "clusters.0.id"),
+    ({"redis": {"mode": "sentinel"}}, "mode sentinel needs sentinels"),
+    ({"redis": {"mode": "sentinel", "sentinels": ["10.0.0.5"]}}, "'10.0.0.5' is not host:port"),
+    ({"redis": {"mode": "raft"}}, "redis.mode: Input should be 'standalone', 'sentinel' or 'cluster'"),
+    ({"redis": {"sentinels": ["h:1"]}}, "sentinels are used only with mode sentinel"),
+    ({"redis": {"url": "embedded", "mode": "cluster"}}, "needs mode standalone"),
+    ({"redis": {"url": "http://redis:6379"}}, "url must start with redis:// or rediss://"),
+    ({"redis": {"passwordFile": "/nonexistent/secret"}}, "redis.passwordFile: Value error, cannot read"),
+    ({"redis": {"waitReplicas": -1}}, "redis.waitReplicas: Input should be greater than or equal to 0"),
 ])
 def test_bad_config_names_the_key_path(change: dict, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
@@ -96,6 +104,22 @@ def test_unreadable_and_non_mapping_files(tmp_path: Path) -> None:
     listing.write_text("- a\n- b\n")
     with pytest.raises(ConfigError, match="mapping"):
         load_settings(listing, environ={})
+
+
+def test_redis_modes_and_secrets(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_text("s3cret\n")
+    settings = load_settings(environ={
+        "CLEVER_GATEWAY__REDIS__MODE": "sentinel",
+        "CLEVER_GATEWAY__REDIS__SENTINELS": '["10.0.0.5:26379", "[::1]:26380"]',
+        "CLEVER_GATEWAY__REDIS__SENTINEL_SERVICE": "clever",
+        "CLEVER_GATEWAY__REDIS__PASSWORD_FILE": str(secret),
+        "CLEVER_GATEWAY__REDIS__URL": "rediss:///2",
+    }, base=MINIMAL)
+    redis = settings.redis
+    assert (redis.mode, redis.sentinel_service, redis.wait_replicas) == ("sentinel", "clever", 1)
+    assert redis.sentinel_addresses() == [("10.0.0.5", 26379), ("::1", 26380)]
+    assert redis.secret(redis.password, redis.password_file, what="passwordFile") == "s3cret"
 
 
 def test_env_override_of_unknown_key_is_an_error() -> None:
@@ -141,3 +165,14 @@ def test_translate_prints_the_cluster_object(tmp_path: Path, capsys: pytest.Capt
     assert "runtime: required" in capsys.readouterr().err
     assert main(["translate", "--config", str(EXAMPLE), "--cluster", "nope", str(body)]) == 2
     assert "--cluster: no cluster 'nope'" in capsys.readouterr().err
+
+
+def test_replica_identity_defaults_to_the_pod_name() -> None:
+    settings = load_settings(environ={}, base=MINIMAL)
+    assert settings.replica_identity({"POD_NAME": "gw-5d9f-x2", "HOSTNAME": "other"}) == "gw-5d9f-x2"
+    assert settings.replica_identity({"HOSTNAME": "gw-5d9f-x3"}) == "gw-5d9f-x3"
+    assert settings.replica_identity({})  # the host name
+    named = load_settings(environ={"CLEVER_GATEWAY__REPLICA_ID": "gw-a"}, base=MINIMAL)
+    assert named.replica_identity({"POD_NAME": "ignored"}) == "gw-a"
+    with pytest.raises(ConfigError, match="replicaId"):
+        load_settings(environ={}, base={**MINIMAL, "replicaId": "two words"})

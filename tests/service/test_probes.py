@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from gateway import appkeys
@@ -21,31 +22,74 @@ async def test_version(gateway: Gateway) -> None:
     assert response.headers["Server"] == "clever-gateway"
 
 
-async def test_ping_healthy_then_cluster_down(gateway: Gateway) -> None:
-    gw = gateway
+ADMIN = {"X-User": "ops"}
+AS_ADMIN = {"auth": {"mode": "none", "adminUsers": ["ops"]}}
+
+
+async def test_ping_tells_anyone_only_ok_and_admins_the_detail(make_gateway: Any) -> None:
+    gw = await make_gateway(**AS_ADMIN)
 
     async def watch_reported() -> dict[str, Any] | None:
-        body = await (await gw.client.get("/api/ping")).json()
+        body = await (await gw.client.get("/api/ping", headers=ADMIN)).json()
         return body if body["clusters"]["c1"]["lastWatchEventAgeSeconds"] is not None else None
 
     healthy = await wait_until(watch_reported)
     assert healthy["status"] == "ok"
     assert healthy["redis"]["reachable"] is True
     c1 = healthy["clusters"]["c1"]
-    assert c1["reachable"] is True and c1["latencyMs"] >= 0 and c1["watchLive"] is True
+    assert c1["reachable"] is True and c1["source"] == "watch" and c1["watchLive"] is True
+    assert c1["backend"] == "training-operator" and healthy["authMode"] == "none"
     assert "authentication is disabled" in healthy["warning"]
+    # Anyone else (a readiness probe, a curious user) learns nothing about clusters, backends or auth.
+    for headers in ({}, USER):
+        answer = await gw.client.get("/api/ping", headers=headers)
+        assert answer.status == 200 and await answer.json() == {"status": "ok"}
+
+
+async def test_ping_503_only_when_every_cluster_is_down(make_gateway: Any, kubesim: Any) -> None:
+    from tests.conftest import RUNTIMES
+
+    gw = await make_gateway(**AS_ADMIN, clusters=[
+        {"id": "c1", "server": kubesim.url, "token": kubesim.token, "caFile": kubesim.ca_file, "runtimes": RUNTIMES},
+        {"id": "dead", "server": "https://127.0.0.1:1", "token": "t", "runtimes": RUNTIMES,
+         "requestTimeoutSeconds": 1},
+    ])
+    await wait_until(lambda: _status(gw, 200))  # one cluster down: still ready
+    body = await (await gw.client.get("/api/ping", headers=ADMIN)).json()
+    assert body["clusters"]["dead"]["reachable"] is False and body["clusters"]["dead"]["error"]
+    assert body["clusters"]["dead"]["source"] == "probe"
 
     gw.sim.faults.down()
     try:
-        response = await gw.client.get("/api/ping")
-        assert response.status == 503
-        body = await response.json()
-        assert body["status"] == "unavailable"
-        assert body["clusters"]["c1"]["reachable"] is False and body["clusters"]["c1"]["error"]
+        await wait_until(lambda: _status(gw, 503))  # the last one's watch goes stale, then its probe fails
+        answer = await gw.client.get("/api/ping")
+        assert await answer.json() == {"status": "unavailable"} and int(answer.headers["Retry-After"]) > 0
+        detail = await (await gw.client.get("/api/ping", headers=ADMIN)).json()
+        assert detail["status"] == "unavailable" and detail["clusters"]["c1"]["reachable"] is False
         assert (await gw.client.get("/healthz")).status == 200  # liveness ignores dependencies
     finally:
         gw.sim.faults.up()
-    assert (await gw.client.get("/api/ping")).status == 200
+    await wait_until(lambda: _status(gw, 200))
+
+
+async def test_a_flood_of_pings_is_no_load_on_the_api_server(make_gateway: Any) -> None:
+    """Without a live watch every cluster is probed, but at most once per few seconds for all callers."""
+    gw = await make_gateway(sync={"watch": False}, **AS_ADMIN)
+    metrics = gw.app[appkeys.METRICS]
+
+    def probes() -> float:
+        return sum(sample.value for family in metrics.registry.collect() for sample in family.samples
+                   if sample.name == "clever_gateway_cluster_requests_total" and sample.labels.get("verb") == "ping")
+
+    before = probes()
+    answers = await asyncio.gather(*(gw.client.get("/api/ping", headers=ADMIN if n % 2 else {})
+                                     for n in range(200)))
+    assert {a.status for a in answers} == {200}
+    assert probes() - before <= 1
+
+
+async def _status(gw: Gateway, status: int) -> bool:
+    return (await gw.client.get("/api/ping")).status == status
 
 
 async def test_metrics_count_requests_and_cluster_calls(gateway: Gateway) -> None:

@@ -1,5 +1,6 @@
-"""The gateway's Redis state against the real Redis: the read model (answer bytes, joined lists, status
-publishing), claims, records and indexes, leases, outbox, a busy pool that waits, failures → 503."""
+"""The gateway's Redis state against real Redis servers: the read model (answer bytes, joined lists, status
+publishing), claims, records and indexes, leases, outbox, counters, a busy pool that waits, failures → 503.
+The operations run in every Redis mode (standalone, Sentinel, Cluster: `tests.conftest.IN_EVERY_MODE`)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import json
 
 import orjson
 import pytest
-from redis import asyncio as redis_asyncio
 
 from gateway.config import RedisSettings
 from gateway.errors import Conflict, StoreUnavailable
-from gateway.state import JobRecord, Keys, State, StatusUpdate, connect
-from tests.conftest import REDIS_URL, prefix_keys
+from gateway.state import JobRecord, Keys, State, StatusUpdate, connect, topology_for
+from gateway.state.jobs import PartitionLost
+from tests.conftest import IN_EVERY_MODE, REDIS_URL, RedisMode, prefix_keys
 from translators.clever import render_job
 from translators.spec import JobIdentity, JobSpec, JobStatus, Replica, ReplicaStatus, Resources, RunPolicy
 from translators.status import PodProblem
@@ -30,9 +31,10 @@ def _record(job_id: str = "abc123", *, name: str = "mnist", owner: str = "alice"
 
 
 @pytest.fixture
-async def state(redis_prefix: str, redis_client: redis_asyncio.Redis) -> State:
-    """A State on the real Redis under the test's prefix (keys deleted by `redis_client`'s teardown)."""
-    made = State(connect(RedisSettings(url=REDIS_URL)), Keys(redis_prefix))
+async def state(redis_prefix: str, redis_mode: RedisMode) -> State:
+    """A State on the mode's Redis under the test's prefix (keys deleted by `redis_mode`'s teardown)."""
+    settings = RedisSettings.model_validate({**redis_mode.settings, "keyPrefix": redis_prefix})
+    made = State(connect(settings), Keys(redis_prefix), topology=topology_for(settings))
     yield made  # type: ignore[misc]
     await made.close()
 
@@ -40,6 +42,7 @@ async def state(redis_prefix: str, redis_client: redis_asyncio.Redis) -> State:
 RUNNING = JobStatus(phase="running", replicas=(ReplicaStatus(id="p0", type="worker", index=0, status="Running"),))
 
 
+@IN_EVERY_MODE
 async def test_name_claim_is_unique_and_released_only_by_its_holder(state: State) -> None:
     jobs = state.jobs
     await jobs.claim_name("c1", "clever", "mnist", "id1")
@@ -52,6 +55,7 @@ async def test_name_claim_is_unique_and_released_only_by_its_holder(state: State
     assert await jobs.name_holder("c1", "clever", "mnist") is None
 
 
+@IN_EVERY_MODE
 async def test_the_read_model_serves_the_rendered_answer(state: State) -> None:
     jobs = state.jobs
     first, second = _record("a1"), _record("b2", name="other", owner="bob")
@@ -74,7 +78,8 @@ async def test_the_read_model_serves_the_rendered_answer(state: State) -> None:
     assert [i["metadata"]["id"] for i in items] == ["a1", "b2"] and items[1]["status"]["phase"] == "pending"
 
 
-async def test_remove_leaves_only_a_tombstone_and_blocks_a_rebuild(state: State, redis_client: redis_asyncio.Redis,
+@IN_EVERY_MODE
+async def test_remove_leaves_only_a_tombstone_and_blocks_a_rebuild(state: State, redis_mode: RedisMode,
                                                                    redis_prefix: str) -> None:
     jobs = state.jobs
     first, second = _record("a1"), _record("b2", name="other", owner="bob")
@@ -85,11 +90,12 @@ async def test_remove_leaves_only_a_tombstone_and_blocks_a_rebuild(state: State,
     assert await jobs.get("c1", "clever", "a1") is None
     assert await jobs.list_ids("c1", "clever", owner=None) == []
     keys = Keys(redis_prefix)
-    assert await prefix_keys(redis_client, redis_prefix) == {keys.gone("c1", "clever", "a1"),
+    assert await prefix_keys(redis_mode.client, redis_prefix) == {keys.gone("c1", "clever", "a1"),
                                                              keys.gone("c1", "clever", "b2")}
     assert not await jobs.put_if_absent(first, status=RUNNING, observed_at=1.0)
 
 
+@IN_EVERY_MODE
 async def test_put_if_absent_does_not_overwrite_or_steal_a_name(state: State) -> None:
     jobs = state.jobs
     record = _record("a1")
@@ -100,6 +106,7 @@ async def test_put_if_absent_does_not_overwrite_or_steal_a_name(state: State) ->
     assert not await jobs.put_if_absent(_record("zz9"), status=JobStatus(phase="pending"), observed_at=1.0)
 
 
+@IN_EVERY_MODE
 async def test_publish_writes_only_existing_settled_jobs_and_never_an_older_read(state: State) -> None:
     jobs = state.jobs
     await jobs.put(_record("a1"), status=JobStatus(phase="failed", reason="Error"), observed_at=100.0)
@@ -120,6 +127,7 @@ async def test_publish_writes_only_existing_settled_jobs_and_never_an_older_read
     assert queued is not None and queued.pending == "create" and b'"phase":"queued"' in queued.body
 
 
+@IN_EVERY_MODE
 async def test_settle_clears_only_the_pending_operation_it_was_given(state: State) -> None:
     jobs = state.jobs
     queued = _record("a1").with_pending("create")
@@ -130,6 +138,7 @@ async def test_settle_clears_only_the_pending_operation_it_was_given(state: Stat
     assert not await jobs.settle(queued, status=RUNNING, observed_at=3.0)  # nothing pending any more
 
 
+@IN_EVERY_MODE
 async def test_lease_exclusive_renewal_and_release(state: State) -> None:
     leases = state.leases
     assert await leases.acquire("watch:c1", "r1", ttl_ms=5000)
@@ -141,6 +150,18 @@ async def test_lease_exclusive_renewal_and_release(state: State) -> None:
     assert await leases.acquire("watch:c1", "r2", ttl_ms=5000)
 
 
+@IN_EVERY_MODE
+async def test_a_lease_is_taken_back_only_by_a_later_life_of_its_holder(state: State) -> None:
+    leases = state.leases
+    assert await leases.acquire("watch:c1", "gw-1 old", ttl_ms=15000)  # then the process is killed
+    assert not await leases.acquire("watch:c1", "gw-1 new", ttl_ms=15000)  # without takeover: it waits
+    assert not await leases.acquire("watch:c1", "gw-10 x", ttl_ms=15000, takeover="gw-10 ")  # another replica
+    assert await leases.acquire("watch:c1", "gw-1 new", ttl_ms=15000, takeover="gw-1 ")
+    assert await leases.holder("watch:c1") == "gw-1 new"
+    assert not await leases.renew("watch:c1", "gw-1 old", ttl_ms=15000)  # the earlier life, if alive, lost it
+
+
+@IN_EVERY_MODE
 async def test_outbox_read_ack_and_takeover(state: State) -> None:
     outbox = state.outbox
     await outbox.ensure()
@@ -155,18 +176,38 @@ async def test_outbox_read_ack_and_takeover(state: State) -> None:
     assert await outbox.depth() == 0
 
 
-async def test_redis_down_is_store_unavailable() -> None:
-    state = State(connect(RedisSettings(url="redis://127.0.0.1:1/0", socketTimeoutSeconds=0.2)), Keys("test:dead:"))
+@pytest.mark.parametrize("settings", [
+    {"url": "redis://127.0.0.1:1/0"},
+    {"url": "redis://127.0.0.1:1/0", "mode": "cluster"},
+    {"url": "redis:///0", "mode": "sentinel", "sentinels": ["127.0.0.1:1"]},
+], ids=["standalone", "cluster", "sentinel"])
+async def test_redis_down_is_store_unavailable(settings: dict[str, object]) -> None:
+    redis_settings = RedisSettings.model_validate({**settings, "socketTimeoutSeconds": 0.2})
+    state = State(connect(redis_settings), Keys("test:dead:"), topology=topology_for(redis_settings))
     with pytest.raises(StoreUnavailable) as caught:
         await state.jobs.get("c1", "clever", "a1")
     assert caught.value.__cause__ is not None
+    with pytest.raises(StoreUnavailable):
+        await state.jobs.put(_record("a1"))
     await state.close()
 
 
-async def test_a_busy_pool_waits_instead_of_refusing(redis_prefix: str, redis_client: redis_asyncio.Redis) -> None:
-    # Two connections, fifty concurrent reads: each waits its turn; none fails (redis-py's default pool
-    # would raise MaxConnectionsError on the third).
-    state = State(connect(RedisSettings(url=REDIS_URL, maxConnections=2, poolWaitSeconds=5)), Keys(redis_prefix))
+@IN_EVERY_MODE
+async def test_write_counter_counts_per_user_and_minute_and_expires(state: State, redis_mode: RedisMode,
+                                                                    redis_prefix: str) -> None:
+    assert (await state.counters.count_write("alice"))[0] == 1
+    assert (await state.counters.count_write("alice"))[0] == 2
+    assert (await state.counters.count_write("b}o{b"))[0] == 1
+    (key,) = [k for k in await prefix_keys(redis_mode.client, redis_prefix) if "alice" in k]
+    assert 0 < await redis_mode.client.ttl(key) <= 120
+
+
+@IN_EVERY_MODE
+async def test_a_busy_pool_waits_instead_of_refusing(redis_prefix: str, redis_mode: RedisMode) -> None:
+    # Two connections, fifty concurrent reads: each waits its turn; none fails (redis-py's default pools,
+    # and its cluster client whatever the pool, would raise MaxConnectionsError on the third).
+    settings = RedisSettings.model_validate({**redis_mode.settings, "maxConnections": 2, "poolWaitSeconds": 5})
+    state = State(connect(settings), Keys(redis_prefix), topology=topology_for(settings))
     try:
         await state.jobs.put(_record("a1"), status=RUNNING, observed_at=1.0)
         results = await asyncio.gather(*(state.jobs.read("c1", "clever", "a1") for _ in range(50)))
@@ -175,6 +216,7 @@ async def test_a_busy_pool_waits_instead_of_refusing(redis_prefix: str, redis_cl
         await state.close()
 
 
+@IN_EVERY_MODE
 async def test_last_failures_round_trip_and_are_forgotten(state: State) -> None:
     watch = state.watch
     failure = PodProblem(5, "Error", "j-worker-0: container tensorflow exited with code 3 (Error)")
@@ -194,3 +236,46 @@ def test_every_multi_key_transaction_stays_in_one_hash_slot() -> None:
     assert {k.split("{", 1)[1].split("}", 1)[0] for k in watch} == {"c1"}
     with pytest.raises(ValueError):
         Keys("bad{prefix")
+
+
+@IN_EVERY_MODE
+async def test_completeness_marker_registry_and_a_loss_between_two_reads(state: State, redis_mode: RedisMode,
+                                                                        redis_prefix: str) -> None:
+    jobs, watch, keys = state.jobs, state.watch, Keys(redis_prefix)
+    await jobs.put(_record("a1"), status=RUNNING, observed_at=1.0)
+    await jobs.put(_record("b2", name="other"), status=RUNNING, observed_at=1.0)
+    assert not (await jobs.listing("c1", "clever", owner=None)).complete
+    # Never marked: "new" only once the cluster's generation is there and the registry does not name it.
+    assert not await watch.partition_is_new("c1", "clever")
+    await watch.set_generation("c1", "g1")
+    assert await watch.partition_is_new("c1", "clever")
+    await watch.register_partitions("c1", ["clever"])
+    assert not await watch.partition_is_new("c1", "clever")
+    # Marked only if the index holds the jobs the writer just stored.
+    assert await jobs.certify("c1", {"clever": 3}, generation="g1") == set()
+    assert await jobs.certify("c1", {"clever": 2}, generation="g1") == {"clever"}
+    listing = await jobs.listing("c1", "clever", owner=None, scores=True)
+    assert listing.complete and listing.ids == ["a1", "b2"] and len(listing.scores) == 2
+    assert await jobs.uncertified("c1", ["clever", "other"]) == {"other"}
+    # The data goes between reading the ids and joining the answers: the join refuses to answer short.
+    await redis_mode.client.delete(keys.complete("c1", "clever"), keys.job("c1", "clever", "a1"))
+    with pytest.raises(PartitionLost):
+        await jobs.joined("c1", "clever", listing.ids, complete=True)
+    assert (await jobs.joined("c1", "clever", listing.ids))[0] == 1
+
+
+async def test_a_crash_inside_the_redis_client_is_store_unavailable_not_a_500() -> None:
+    """redis-py's cluster client can trip over its own connection state during a failover (an AttributeError
+    from its code): that is the store failing (503); the same error from the gateway's code is a bug."""
+    from gateway.state.base import RedisPart
+
+    namespace: dict[str, object] = {"__name__": "redis.asyncio.somewhere"}
+    exec("def send(writer):\n    writer.writelines([b'x'])\n", namespace)  # noqa: S102 - a frame "in redis-py"
+    part = RedisPart(connect(RedisSettings(url=REDIS_URL)), Keys("test:crash:"))
+    with pytest.raises(StoreUnavailable):
+        async with part._guard("send"):
+            namespace["send"](None)  # type: ignore[operator]
+    with pytest.raises(AttributeError):
+        async with part._guard("ours"):
+            None.writelines([])  # type: ignore[attr-defined]
+    await part.redis.aclose()
