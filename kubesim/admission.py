@@ -12,12 +12,12 @@ Contract: `admit(res, obj, old=None) -> dict` returns the (possibly mutated) obj
 
 from __future__ import annotations
 
-import copy
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from kubesim.errors import ApiError, forbidden
-from kubesim.store import TFJOBS, VCJOBS, Resource
+from kubesim.store import TFJOBS, VCJOBS, Resource, clone
 
 TFJOB_WEBHOOK = "validator.tfjob.training-operator.kubeflow.org"
 VCJOB_WEBHOOK = "validatejob.volcano.sh"
@@ -46,21 +46,21 @@ def dns1035_errors(name: str) -> list[str]:
     return errs
 
 
-def admit(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+def admit(res: Resource, obj: dict[str, Any], old: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run the mutating then validating webhooks registered for `res`; returns the admitted object."""
     obj = mutate(res, obj, old)
     validate(res, obj, old)
     return obj
 
 
-def mutate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+def mutate(res: Resource, obj: dict[str, Any], old: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Mutating admission (Volcano's on CREATE only); returns a new or the same dict."""
     if res is VCJOBS and old is None:
         return mutate_vcjob(obj)
     return obj
 
 
-def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+def validate(res: Resource, obj: dict[str, Any], old: Mapping[str, Any] | None = None) -> None:
     """Validating admission; raises ApiError on denial."""
     if res is TFJOBS:
         _validate_tfjob(obj, old)
@@ -71,7 +71,7 @@ def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = No
 # ----- TFJob -------------------------------------------------------------------------------------------------
 
 
-def _validate_tfjob(obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+def _validate_tfjob(obj: dict[str, Any], old: Mapping[str, Any] | None) -> None:
     errs: list[str] = []
     name = (obj.get("metadata") or {}).get("name", "")
     name_errs = dns1035_errors(name)
@@ -121,7 +121,7 @@ def _validate_tfjob(obj: dict[str, Any], old: dict[str, Any] | None) -> None:
 
 def mutate_vcjob(obj: dict[str, Any]) -> dict[str, Any]:
     """Apply `mutatejob.volcano.sh` CREATE defaults; returns a new dict."""
-    obj = copy.deepcopy(obj)
+    obj = clone(obj)
     spec = obj.setdefault("spec", {})
     if not spec.get("queue"):
         spec["queue"] = "default"
@@ -150,7 +150,7 @@ def mutate_vcjob(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def _validate_vcjob(obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+def _validate_vcjob(obj: dict[str, Any], old: Mapping[str, Any] | None) -> None:
     spec = obj.get("spec") or {}
     name = (obj.get("metadata") or {}).get("name", "")
     msgs: list[str] = []
@@ -197,7 +197,7 @@ def _validate_vcjob(obj: dict[str, Any], old: dict[str, Any] | None) -> None:
                        f'admission webhook "{VCJOB_WEBHOOK}" denied the request: {" ".join(msgs)}')
 
 
-def _vcjob_update_errors(old_spec: dict[str, Any], new_spec: dict[str, Any]) -> list[str]:
+def _vcjob_update_errors(old_spec: Mapping[str, Any], new_spec: dict[str, Any]) -> list[str]:
     """Volcano allows updating only minAvailable, tasks[*].replicas and priorityClassName."""
     old_tasks = old_spec.get("tasks") or []
     new_tasks = new_spec.get("tasks") or []

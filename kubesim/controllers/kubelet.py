@@ -31,7 +31,7 @@ from typing import Any
 from kubesim.controllers.clock import SimClock
 from kubesim.controllers.scenarios import Scenario
 from kubesim.errors import ApiError
-from kubesim.store import EVENTS, PODGROUPS, PODS, Store
+from kubesim.store import PODGROUPS, PODS, Store
 
 log = logging.getLogger(__name__)
 
@@ -372,16 +372,13 @@ class Kubelet:
     def _event(self, pod: dict[str, Any], reason: str, message: str, *, type: str = "Normal",
                source: str = "kubelet", container: dict[str, Any] | None = None) -> None:
         try:
-            event = self._store.record_event(pod, reason=reason, message=message, type=type)
             if source != "kubelet" or container is not None:
-                # the store's record_event knows neither the reporting component nor the field path
-                if container is not None:
-                    event["involvedObject"]["fieldPath"] = f"spec.containers{{{container['name']}}}"
-                event["source"] = {"component": source}
-                if source == "kubelet":
-                    event["source"]["host"] = pod.get("spec", {}).get("nodeName", "")
-                event["reportingComponent"] = source
-                self._store.update(EVENTS, event)
+                field_path = f"spec.containers{{{container['name']}}}" if container is not None else None
+                host = pod.get("spec", {}).get("nodeName", "") if source == "kubelet" else None
+                self._store.record_event(pod, reason=reason, message=message, type=type, component=source,
+                                         host=host, field_path=field_path)
+            else:
+                self._store.record_event(pod, reason=reason, message=message, type=type)
         except ApiError as e:  # events are best effort, like in Kubernetes
             log.debug("kubelet: event %s for %s: %s", reason, pod["metadata"].get("name"), e)
 

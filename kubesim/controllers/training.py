@@ -38,7 +38,7 @@ from typing import Any, Literal
 from kubesim.controllers.clock import SimClock
 from kubesim.controllers.volcano import GROUP_NAME, TASK_SPEC
 from kubesim.errors import ApiError
-from kubesim.store import EVENTS, PODGROUPS, PODS, SERVICES, TFJOBS, Store
+from kubesim.store import PODGROUPS, PODS, SERVICES, TFJOBS, Store
 
 log = logging.getLogger(__name__)
 
@@ -619,11 +619,8 @@ class TFJobController:
 
     def _event(self, job: dict[str, Any], reason: str, message: str, *, type: str = "Normal") -> None:
         try:
-            event = self._store.record_event(job, reason=reason, message=message, type=type)
-            if self.dialect == "tf-operator":
-                # the store names training-operator's component; the older operator reported as tf-operator
-                event["source"] = {"component": "tf-operator"}
-                event["reportingComponent"] = "tf-operator"
-                self._store.update(EVENTS, event)
+            # the store names training-operator's component; the older operator reported as tf-operator
+            self._store.record_event(job, reason=reason, message=message, type=type,
+                                     component="tf-operator" if self.dialect == "tf-operator" else None)
         except ApiError as e:
             log.debug("tfjob %s: event %s: %s", job["metadata"]["name"], reason, e)
