@@ -32,8 +32,8 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import random
 import time
-import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -72,10 +72,18 @@ class Resource:
     namespaced: bool = True
     status_subresource: bool = False
 
+    def __post_init__(self) -> None:
+        # Every store and index lookup hashes a Resource; the dataclass hash would rebuild a tuple each time.
+        object.__setattr__(self, "_hash", hash((self.group, self.version, self.plural, self.kind)))
+        object.__setattr__(self, "_api_version", f"{self.group}/{self.version}" if self.group else self.version)
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined,no-any-return]
+
     @property
     def api_version(self) -> str:
         """`v1` for core, otherwise `group/version`."""
-        return f"{self.group}/{self.version}" if self.group else self.version
+        return self._api_version  # type: ignore[attr-defined,no-any-return]
 
 
 TFJOBS = Resource("kubeflow.org", "v1", "tfjobs", "TFJob", status_subresource=True)
@@ -117,6 +125,16 @@ def resource_for(group: str, version: str, plural: str) -> Resource | None:
     return None
 
 
+def new_uid() -> str:
+    """A random (version 4) UUID string, as the API server assigns to metadata.uid.
+
+    Built from one random integer: uuid.uuid4() reads the OS entropy pool and builds a UUID object per call,
+    which is more than a simulated object needs."""
+    digits = f"{random.getrandbits(128):032x}"
+    variant = "89ab"[int(digits[16], 16) & 3]
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
+
+
 _stamp: tuple[int, str] = (-1, "")
 
 
@@ -142,7 +160,11 @@ class WatchEvent:
     @property
     def resource_version(self) -> int:
         """The resourceVersion this event was written at."""
-        return int(self.object["metadata"]["resourceVersion"])
+        rv: int | None = self.__dict__.get("_rv")
+        if rv is None:  # read on every history trim and replay: parse the string once
+            rv = int(self.object["metadata"]["resourceVersion"])
+            object.__setattr__(self, "_rv", rv)
+        return rv
 
     def line(self, event_type: str | None = None) -> bytes:
         """The event as one line of a watch stream, `{"type": ..., "object": ...}` and a newline.
@@ -179,6 +201,25 @@ class _Index:
 
     func: IndexFunc
     entries: dict[str, set[_Key]] = field(default_factory=dict)
+    # what func gave for each stored key, so a write that leaves them alone costs one call and a comparison
+    values: dict[_Key, frozenset[str]] = field(default_factory=dict)
+
+    def put(self, key: _Key, obj: Mapping[str, Any]) -> None:
+        old, new = self.values.get(key, frozenset()), frozenset(self.func(obj))
+        if old == new:
+            return
+        for value in old - new:
+            _discard(self.entries, value, key)
+        for value in new - old:
+            self.entries.setdefault(value, set()).add(key)
+        if new:
+            self.values[key] = new
+        else:
+            self.values.pop(key, None)
+
+    def pop(self, key: _Key) -> None:
+        for value in self.values.pop(key, ()):
+            _discard(self.entries, value, key)
 
 
 class Store:
@@ -290,8 +331,11 @@ class Store:
         index = _Index(func)
         self._indexes[res][name] = index
         for key, obj in self._objects[res].items():
-            for value in func(obj):
-                index.entries.setdefault(value, set()).add(key)
+            index.put(key, obj)
+
+    def has_index(self, res: Resource, name: str) -> bool:
+        """Whether a named index of `res` was added."""
+        return name in self._indexes[res]
 
     def by_index(self, res: Resource, name: str, value: str) -> _Views:
         """Stored objects (read-only) that index `name` files under `value`, sorted by key; KeyError if no
@@ -332,7 +376,7 @@ class Store:
         meta = new["metadata"] = dict(new.get("metadata") or {})
         name = meta.get("name")
         if not name and meta.get("generateName"):
-            name = meta["generateName"] + uuid.uuid4().hex[:5]
+            name = meta["generateName"] + f"{random.getrandbits(20):05x}"
             meta["name"] = name
         if not name:
             raise errors.invalid(res, "", [errors.field_cause("metadata.name", "Required value: name or "
@@ -358,7 +402,7 @@ class Store:
             raise errors.already_exists(res, name)
         new["apiVersion"] = res.api_version
         new["kind"] = res.kind
-        meta["uid"] = str(uuid.uuid4())
+        meta["uid"] = new_uid()
         meta["creationTimestamp"] = now_rfc3339()
         meta["generation"] = 1
         for transient in ("deletionTimestamp", "deletionGracePeriodSeconds", "resourceVersion", "selfLink"):
@@ -564,7 +608,8 @@ class Store:
             source["host"] = host
         event = {
             "apiVersion": "v1", "kind": "Event",
-            "metadata": {"name": f"{meta.get('name', 'unknown')}.{uuid.uuid4().hex[:16]}", "namespace": namespace},
+            "metadata": {"name": f"{meta.get('name', 'unknown')}.{random.getrandbits(64):016x}",
+                         "namespace": namespace},
             "involvedObject": involved_ref,
             "reason": reason, "message": message, "type": type, "count": 1,
             "firstTimestamp": stamp, "lastTimestamp": stamp, "eventTime": None,
@@ -609,12 +654,7 @@ class Store:
             self._unindex_owners(res, key, old_owners)
             self._index_owners(res, key, owners)
         for index in self._indexes[res].values():
-            old_values = set(index.func(old)) if old is not None else set()
-            new_values = set(index.func(obj))
-            for value in old_values - new_values:
-                _discard(index.entries, value, key)
-            for value in new_values - old_values:
-                index.entries.setdefault(value, set()).add(key)
+            index.put(key, obj)
 
     def _pop(self, res: Resource, key: _Key) -> dict[str, Any]:
         """Take the object out of the store and every index."""
@@ -626,8 +666,7 @@ class Store:
         self._unindex_labels(res, key, meta.get("labels") or {})
         self._unindex_owners(res, key, meta.get("ownerReferences") or [])
         for index in self._indexes[res].values():
-            for value in set(index.func(obj)):
-                _discard(index.entries, value, key)
+            index.pop(key)
         return obj
 
     def _index_labels(self, res: Resource, key: _Key, labels: Mapping[str, str]) -> None:
