@@ -147,33 +147,36 @@ def now_rfc3339() -> str:
     return _stamp[1]
 
 
-@dataclass(frozen=True, eq=False)
 class WatchEvent:
-    """One change, as a watch stream reports it."""
+    """One change, as a watch stream reports it. Read-only once made (a plain slotted class rather than a
+    frozen dataclass: the store makes one per write)."""
 
-    type: str  # "ADDED" | "MODIFIED" | "DELETED"
-    resource: Resource
-    # The stored object itself, shared by every subscriber and the history: read-only.
-    object: Mapping[str, Any]
-    _encoded: dict[str, bytes] = field(default_factory=dict, repr=False)
+    __slots__ = ("_body", "object", "resource", "resource_version", "type")
 
-    @property
-    def resource_version(self) -> int:
-        """The resourceVersion this event was written at."""
-        rv: int | None = self.__dict__.get("_rv")
-        if rv is None:  # read on every history trim and replay: parse the string once
-            rv = int(self.object["metadata"]["resourceVersion"])
-            object.__setattr__(self, "_rv", rv)
-        return rv
+    def __init__(self, type: str, resource: Resource, object: Mapping[str, Any],
+                 resource_version: int | None = None) -> None:
+        self.type = type  # "ADDED" | "MODIFIED" | "DELETED"
+        self.resource = resource
+        # The stored object itself, shared by every subscriber and the history: read-only.
+        self.object = object
+        # the resourceVersion this event was written at
+        self.resource_version = int(object["metadata"]["resourceVersion"]) if resource_version is None \
+            else resource_version
+        self._body: bytes | None = None
+
+    def __repr__(self) -> str:
+        meta = self.object.get("metadata") or {}
+        return (f"WatchEvent({self.type} {self.resource.plural} {meta.get('namespace', '')}/{meta.get('name')} "
+                f"rv={self.resource_version})")
 
     def line(self, event_type: str | None = None) -> bytes:
         """The event as one line of a watch stream, `{"type": ..., "object": ...}` and a newline.
 
         `event_type` overrides the type (a watcher whose selector an object leaves or enters sees DELETED or
         ADDED); the object is serialized once however many watchers send it."""
-        body = self._encoded.get("object")
+        body = self._body
         if body is None:
-            body = self._encoded["object"] = json.dumps(self.object).encode()
+            body = self._body = json.dumps(self.object).encode()
         return b'{"type": "' + (event_type or self.type).encode() + b'", "object": ' + body + b"}\n"
 
 
@@ -637,24 +640,33 @@ class Store:
 
     def _put(self, res: Resource, key: _Key, obj: dict[str, Any]) -> None:
         """Store `obj` under `key` (new or replacing) and bring every index up to date."""
-        old = self._objects[res].get(key)
-        self._objects[res][key] = obj
+        objects = self._objects[res]
+        old = objects.get(key)
+        objects[key] = obj
         meta = obj["metadata"]
-        old_meta = old["metadata"] if old is not None else {}
+        labels, owners = meta.get("labels"), meta.get("ownerReferences")
         if old is None:
             self._sorted[res] = None
             self._by_namespace[res].setdefault(key[0], set()).add(key)
             self._by_uid[meta["uid"]] = (res, key)
-        old_labels, labels = old_meta.get("labels") or {}, meta.get("labels") or {}
-        if old_labels is not labels and old_labels != labels:
-            self._unindex_labels(res, key, old_labels)
-            self._index_labels(res, key, labels)
-        old_owners, owners = old_meta.get("ownerReferences") or [], meta.get("ownerReferences") or []
-        if old_owners is not owners and old_owners != owners:
-            self._unindex_owners(res, key, old_owners)
-            self._index_owners(res, key, owners)
-        for index in self._indexes[res].values():
-            index.put(key, obj)
+            if labels:
+                self._index_labels(res, key, labels)
+            if owners:
+                self._index_owners(res, key, owners)
+        else:
+            old_meta = old["metadata"]
+            # versions share unchanged parts, so most writes are settled by the identity test
+            old_labels, old_owners = old_meta.get("labels"), old_meta.get("ownerReferences")
+            if old_labels is not labels and old_labels != labels:
+                self._unindex_labels(res, key, old_labels or {})
+                self._index_labels(res, key, labels or {})
+            if old_owners is not owners and old_owners != owners:
+                self._unindex_owners(res, key, old_owners or [])
+                self._index_owners(res, key, owners or [])
+        indexes = self._indexes[res]
+        if indexes:
+            for index in indexes.values():
+                index.put(key, obj)
 
     def _pop(self, res: Resource, key: _Key) -> dict[str, Any]:
         """Take the object out of the store and every index."""
@@ -696,7 +708,7 @@ class Store:
         self._rv += 1
         obj["metadata"]["resourceVersion"] = str(self._rv)
         self._put(res, key, obj)
-        self._emit(WatchEvent(event_type, res, obj))
+        self._emit(WatchEvent(event_type, res, obj, self._rv))
         if res is PODS:
             signal = self._log_signal.pop((key[0], key[1]), None)
             if signal is not None:
@@ -706,7 +718,7 @@ class Store:
         stored = self._pop(res, key)
         self._rv += 1
         obj = {**stored, "metadata": {**stored["metadata"], "resourceVersion": str(self._rv)}}
-        self._emit(WatchEvent("DELETED", res, obj))
+        self._emit(WatchEvent("DELETED", res, obj, self._rv))
         if res is PODS:
             signal = self._log_signal.pop((key[0], key[1]), None)
             if signal is not None:
@@ -715,8 +727,9 @@ class Store:
         return obj
 
     def _emit(self, event: WatchEvent) -> None:
-        self._history.append(event)
-        if len(self._history) > self._history_limit:
+        history = self._history
+        history.append(event)
+        if len(history) > self._history_limit:
             self._trim_history()
         dropped = []
         for queue, wanted in self._subscribers.items():
