@@ -56,9 +56,10 @@ class Band:
     last: int  # jobs in the store when it ended
     seconds: float
     creates_per_s: float
-    # kubesim's own CPU time per create (user + system): unlike creates/s, it does not depend on what
-    # else the machine runs at the time
+    # kubesim's own CPU time per create (user + system): unlike creates/s, it hardly depends on what else
+    # the machine runs at the time
     cpu_ms_per_create: float | None
+    client_cpu_ms_per_create: float  # this script's, for comparison: the clients need CPU too
 
 
 @dataclass
@@ -141,10 +142,11 @@ async def fill(session: aiohttp.ClientSession, url: str, pid: int, result: Resul
     done = 0
     band_start = time.perf_counter()
     band_cpu = cpu_seconds(pid)
+    band_client_cpu = time.process_time()
     fill_start = band_start
 
     async def worker() -> None:
-        nonlocal next_index, done, band_start, band_cpu
+        nonlocal next_index, done, band_start, band_cpu, band_client_cpu
         while next_index < result.jobs:
             index = next_index
             next_index += 1
@@ -154,15 +156,17 @@ async def fill(session: aiohttp.ClientSession, url: str, pid: int, result: Resul
                 await response.read()
             done += 1
             if done % result.band == 0 or done == result.jobs:
-                now, cpu = time.perf_counter(), cpu_seconds(pid)
+                now, cpu, client_cpu = time.perf_counter(), cpu_seconds(pid), time.process_time()
                 first = result.bands[-1].last if result.bands else 0
                 seconds = now - band_start
                 cpu_ms = round((cpu - band_cpu) * 1000 / (done - first), 3) if cpu and band_cpu else None
-                band = Band(first, done, round(seconds, 3), round((done - first) / seconds, 1), cpu_ms)
+                client_ms = round((client_cpu - band_client_cpu) * 1000 / (done - first), 3)
+                band = Band(first, done, round(seconds, 3), round((done - first) / seconds, 1), cpu_ms, client_ms)
                 result.bands.append(band)
                 print(f"  jobs {first:>6}..{done:<6} {band.creates_per_s:>9.1f} creates/s"
-                      + (f"  {cpu_ms:6.2f} kubesim CPU ms/create" if cpu_ms is not None else ""), flush=True)
-                band_start, band_cpu = now, cpu
+                      + (f"  {cpu_ms:6.2f} kubesim CPU ms/create" if cpu_ms is not None else "")
+                      + f"  {client_ms:6.2f} client CPU ms/create", flush=True)
+                band_start, band_cpu, band_client_cpu = now, cpu, client_cpu
 
     await asyncio.gather(*(worker() for _ in range(result.concurrency)))
     result.fill_seconds = round(time.perf_counter() - fill_start, 3)
