@@ -109,9 +109,13 @@ def resource_of(body: dict[str, Any]) -> Resource | None:
     return None
 
 
-def check(res: Resource, body: dict[str, Any], *, dialect: str = "training-operator") -> SchemaResult:
-    """Prune unknown fields, apply defaults and validate `body` against the CRD schema of `res`."""
-    obj = clone(body)
+def check(res: Resource, body: dict[str, Any], *, dialect: str = "training-operator",
+          owned: bool = False) -> SchemaResult:
+    """Prune unknown fields, apply defaults and validate `body` against the CRD schema of `res`.
+
+    `owned=True`: the caller gives `body` up (the API server, for a body it decoded): it is not copied first,
+    so it may be changed, and the result may share parts of it."""
+    obj = body if owned else clone(body)
     result = SchemaResult(obj)
     schema = crd_schema(res, dialect)
     if schema is None:

@@ -636,7 +636,7 @@ class ApiServer:
         if target.res in CUSTOM_RESOURCES:
             candidate = clone(dict(current))
             candidate["status"] = status
-            checked = schema.check(target.res, candidate, dialect=self.tfjob_dialect)
+            checked = schema.check(target.res, candidate, dialect=self.tfjob_dialect, owned=True)
             if checked.causes:
                 raise errors.invalid(target.res, target.name, checked.causes)
             status = checked.object.get("status") or {}
@@ -762,7 +762,9 @@ class ApiServer:
 
     def _admit_write(self, request: web.Request, res: Resource, body: dict[str, Any],
                      old: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
-        """Decode-time pruning/defaulting, mutating admission, validation, validating admission."""
+        """Decode-time pruning/defaulting, mutating admission, validation, validating admission.
+
+        `body` is the handler's own (decoded for this request, or a copy): it is pruned in place."""
         warnings: list[str] = []
         obj = body
         name = _metadata_of(body).get("name", "")
@@ -771,7 +773,7 @@ class ApiServer:
             raise errors.bad_request(f'fieldValidation: Unsupported value: "{validation}": supported values: '
                                      '"Ignore", "Strict", "Warn"')
         if res in CUSTOM_RESOURCES:
-            checked = schema.check(res, body, dialect=self.tfjob_dialect)
+            checked = schema.check(res, body, dialect=self.tfjob_dialect, owned=True)
             unknown = [f for f in checked.pruned if not f.startswith("metadata.")] + [
                 f for f in checked.pruned if f.startswith("metadata.")]
             if unknown and validation == "Strict":
@@ -782,7 +784,7 @@ class ApiServer:
                 warnings = [f'unknown field "{f}"' for f in unknown]
             obj = admission.mutate(res, checked.object, old)
             if obj is not checked.object:
-                checked = schema.check(res, obj, dialect=self.tfjob_dialect)
+                checked = schema.check(res, obj, dialect=self.tfjob_dialect, owned=True)
                 obj = checked.object
             causes = _metadata_causes(res, obj) + checked.causes
             if causes:

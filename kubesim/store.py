@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import json
 import random
 import time
@@ -61,9 +62,10 @@ def _clone(value: Any) -> Any:
     return value
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Resource:
-    """One REST resource kind served by kubesim."""
+    """One REST resource kind served by kubesim: the module's constants are the only instances, compared by
+    identity (`is`), which also makes them the cheapest possible dict keys for the store's tables."""
 
     group: str  # "" for core
     version: str
@@ -73,12 +75,7 @@ class Resource:
     status_subresource: bool = False
 
     def __post_init__(self) -> None:
-        # Every store and index lookup hashes a Resource; the dataclass hash would rebuild a tuple each time.
-        object.__setattr__(self, "_hash", hash((self.group, self.version, self.plural, self.kind)))
         object.__setattr__(self, "_api_version", f"{self.group}/{self.version}" if self.group else self.version)
-
-    def __hash__(self) -> int:
-        return self._hash  # type: ignore[attr-defined,no-any-return]
 
     @property
     def api_version(self) -> str:
@@ -125,14 +122,20 @@ def resource_for(group: str, version: str, plural: str) -> Resource | None:
     return None
 
 
-def new_uid() -> str:
-    """A random (version 4) UUID string, as the API server assigns to metadata.uid.
+def _uid_prefix() -> str:
+    digits = f"{random.getrandbits(80):020x}"
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{'89ab'[int(digits[16], 16) & 3]}{digits[17:20]}-"
 
-    Built from one random integer: uuid.uuid4() reads the OS entropy pool and builds a UUID object per call,
-    which is more than a simulated object needs."""
-    digits = f"{random.getrandbits(128):032x}"
-    variant = "89ab"[int(digits[16], 16) & 3]
-    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-{variant}{digits[17:20]}-{digits[20:]}"
+
+_UID_PREFIX = _uid_prefix()
+_uid_counter = itertools.count(random.getrandbits(44))
+
+
+def new_uid() -> str:
+    """A UUID string (version 4 layout) for metadata.uid, unique in this process: a random prefix chosen
+    at start and a counter for the last 12 hex digits. Creating objects at thousands per second, kubesim
+    cannot afford uuid.uuid4()'s entropy read and UUID object for each."""
+    return f"{_UID_PREFIX}{next(_uid_counter) & 0xFFFFFFFFFFFF:012x}"
 
 
 _stamp: tuple[int, str] = (-1, "")

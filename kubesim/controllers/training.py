@@ -31,7 +31,6 @@ garbage-collected with the job otherwise; Volcano (kubesim.controllers.volcano) 
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from collections.abc import Mapping
@@ -88,19 +87,24 @@ def normalize_replica_type(key: str) -> str:
     return key
 
 
-def default_replicas(spec: dict[str, Any]) -> dict[str, ReplicaSpec]:
-    """`spec.tfReplicaSpecs` with the operator's in-memory defaults applied."""
+def default_replicas(spec: Mapping[str, Any]) -> dict[str, ReplicaSpec]:
+    """`spec.tfReplicaSpecs` with the operator's in-memory defaults applied.
+
+    The templates share what the defaults leave alone with `spec` (only the path to the added port is
+    copied): treat them as read-only."""
     result: dict[str, ReplicaSpec] = {}
     for key, raw in (spec.get("tfReplicaSpecs") or {}).items():
         raw = raw if isinstance(raw, dict) else {}
         rtype = normalize_replica_type(str(key))
-        template = copy.deepcopy(raw.get("template") or {})
-        containers = template.setdefault("spec", {}).setdefault("containers", [])
+        template = dict(raw.get("template") or {})
+        template_spec = template["spec"] = dict(template.get("spec") or {})
+        containers = template_spec["containers"] = list(template_spec.get("containers") or [])
         main = _main_container(containers)
         if main is not None:
-            ports = main.setdefault("ports", [])
+            ports = main.get("ports") or []
             if not any(isinstance(p, dict) and p.get("name") == PORT_NAME for p in ports):
-                ports.append({"name": PORT_NAME, "containerPort": DEFAULT_PORT})
+                position = next(i for i, c in enumerate(containers) if c is main)
+                containers[position] = {**main, "ports": [*ports, {"name": PORT_NAME, "containerPort": DEFAULT_PORT}]}
         replicas = raw.get("replicas")
         result[rtype] = ReplicaSpec(rtype=rtype, replicas=int(replicas) if replicas is not None else 1,
                                     restart_policy=raw.get("restartPolicy") or "Never", template=template)
@@ -137,7 +141,7 @@ def podgroup_spec(spec: dict[str, Any], replicas: dict[str, ReplicaSpec]) -> dic
     if scheduling.get("priorityClass"):
         result["priorityClassName"] = scheduling["priorityClass"]
     if scheduling.get("minResources"):
-        result["minResources"] = copy.deepcopy(scheduling["minResources"])
+        result["minResources"] = clone(scheduling["minResources"])
     return result
 
 
@@ -204,13 +208,13 @@ def container_exit_code(pod: Pod) -> int | None:
 
 
 def _pod_digest(pod: Pod) -> tuple[Any, ...]:
-    """The parts of a pod a TFJob reconcile reads, as one comparable value."""
+    """The parts of a pod a TFJob reconcile reads, as one value to compare (the labels dict itself: versions
+    that keep their labels share it, and == settles that by identity)."""
     meta, status = pod["metadata"], pod.get("status") or {}
     containers = tuple(
         (cs.get("name"), cs.get("restartCount"), ((cs.get("state") or {}).get("terminated") or {}).get("exitCode"))
         for cs in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []))
-    return (tuple(sorted((meta.get("labels") or {}).items())), status.get("phase"), meta.get("deletionTimestamp"),
-            containers)
+    return (meta.get("labels"), status.get("phase"), meta.get("deletionTimestamp"), containers)
 
 
 def _main_container(containers: list[Any]) -> dict[str, Any] | None:
@@ -586,12 +590,13 @@ class TFJobController(Reconciler[tuple[str, str]]):
                     index: int) -> None:
         meta = job["metadata"]
         name = f"{meta['name']}-{rspec.rtype.lower()}-{index}"
-        template = clone(rspec.template)
+        # the template is shared and read-only: copy only what the pod changes
+        template = rspec.template
         tmeta = template.get("metadata") or {}
         labels = {**(tmeta.get("labels") or {}), **self.labels(meta["name"], rspec.rtype, index)}
         if master_role(replicas, rspec.rtype, index):
             labels[self._role_label()] = "master"
-        pod_spec = template.get("spec") or {}
+        pod_spec = dict(template.get("spec") or {})
         if rspec.template.get("spec", {}).get("restartPolicy") and \
                 rspec.template["spec"]["restartPolicy"] != rspec.restart_policy:
             self._event(job, "SettedPodTemplateRestartPolicy",
@@ -600,12 +605,14 @@ class TFJobController(Reconciler[tuple[str, str]]):
         pod_spec["restartPolicy"] = "Never" if rspec.restart_policy == "ExitCode" else rspec.restart_policy
         if is_distributed(replicas):
             config = tf_config(meta["name"], meta["namespace"], replicas, rspec.rtype, index)
-            for container in pod_spec.get("containers") or []:
+            containers = list(pod_spec.get("containers") or [])
+            for position, container in enumerate(containers):
                 if isinstance(container, dict) and container.get("name") == CONTAINER_NAME:
                     env = [e for e in container.get("env") or [] if not (isinstance(e, dict)
                                                                         and e.get("name") == "TF_CONFIG")]
                     env.append({"name": "TF_CONFIG", "value": config})
-                    container["env"] = env
+                    containers[position] = {**container, "env": env}
+            pod_spec["containers"] = containers
         annotations = dict(tmeta.get("annotations") or {})
         if self.gang_scheduler is not None:
             if not pod_spec.get("schedulerName"):

@@ -35,7 +35,6 @@ every pod.
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -559,9 +558,9 @@ class VolcanoController(Reconciler[tuple[str, str, str]]):
                 if not isinstance(container, dict):
                     continue
                 env = container.setdefault("env", [])
-                env.extend(copy.deepcopy(extra_env))
+                env.extend(clone(extra_env))
                 if key == "containers":
-                    env.extend(copy.deepcopy(tf_env))
+                    env.extend(clone(tf_env))
                 if "svc" in enabled:
                     container.setdefault("volumeMounts", []).append(
                         {"name": f"{meta['name']}-svc", "mountPath": "/etc/volcano"})
