@@ -45,6 +45,7 @@ from kubesim.store import (
     Store,
     WatchEvent,
     clone,
+    encode_json,
     now_rfc3339,
 )
 
@@ -1101,8 +1102,7 @@ def json_response(body: Any, *, status: int = 200, warnings: list[str] | None = 
     headers: CIMultiDict[str] = CIMultiDict()
     for warning in warnings or []:
         headers.add("Warning", f"299 - {json.dumps(warning)}")
-    return web.Response(body=json.dumps(body).encode(), status=status, content_type="application/json",
-                        headers=headers)
+    return web.Response(body=encode_json(body), status=status, content_type="application/json", headers=headers)
 
 
 def status_response(exc: ApiError) -> web.Response:
@@ -1118,7 +1118,7 @@ async def _write_event(response: web.StreamResponse, event: dict[str, Any]) -> N
 
 
 def _event_line(event_type: str, obj: Mapping[str, Any]) -> bytes:
-    return json.dumps({"type": event_type, "object": obj}).encode() + b"\n"
+    return encode_json({"type": event_type, "object": obj}) + b"\n"
 
 
 def _drain(queue: asyncio.Queue[WatchEvent], first: WatchEvent) -> list[WatchEvent]:

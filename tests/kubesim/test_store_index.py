@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from kubesim import store as store_module
 from kubesim.errors import ApiError
 from kubesim.selectors import parse_field_selector, parse_label_selector
 from kubesim.store import CONFIGMAPS, NAMESPACES, PODS, SERVICES, TFJOBS, Store
@@ -211,13 +212,13 @@ async def test_a_watch_event_is_encoded_once_for_all_watchers(monkeypatch: pytes
     store = Store(namespaces=["a"])
     queues = [store.subscribe() for _ in range(5)]
     encoded: list[Any] = []
-    real_dumps = json.dumps
+    real_encode = store_module.encode_json
 
-    def counting_dumps(obj: Any, **kw: Any) -> str:
+    def counting_encode(obj: Any) -> bytes:
         encoded.append(obj)
-        return real_dumps(obj, **kw)
+        return real_encode(obj)
 
-    monkeypatch.setattr("kubesim.store.json.dumps", counting_dumps)
+    monkeypatch.setattr(store_module, "encode_json", counting_encode)
     store.create(PODS, pod("p", "a", {"app": "x"}))
     events = [queue.get_nowait() for queue in queues]
     assert all(event is events[0] for event in events)
