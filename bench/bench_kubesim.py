@@ -285,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="JSON result file")
     args = parser.parse_args(argv)
     if args.quick:
-        args.jobs, args.band, args.time_scale, args.settle_timeout = 400, 100, 0.1, 30.0
+        args.jobs, args.band, args.time_scale, args.settle_timeout = 300, 100, 0.1, 30.0
     if args.jobs < 1 or args.band < 1 or args.concurrency < 1 or args.replicas < 1:
         parser.error("--jobs, --band, --concurrency and --replicas must be positive")
     result = asyncio.run(run(args))
