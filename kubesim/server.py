@@ -9,6 +9,9 @@ required for custom resources), merge/JSON patch (strategic merge → 415 for cu
 propagation policies, the `/status` subresource, pod logs (tail, container, follow), SubjectAccessReviews and
 impersonation. Every error body is a `Status`. Custom resources are pruned/defaulted/validated against the
 shipped CRD schema and pass the admission webhooks of `kubesim.admission`.
+Reads serialize the store's shared views (no copies; LISTs with label selectors read the label index), and
+watch fan-out costs O(watchers) per event: every watcher receives the same `WatchEvent`, whose JSON line is
+encoded once and sent as is by each watcher whose resource, namespace and selector match.
 Admin endpoints (same bearer token, never faulted): `GET /kubesim/admin/state`, `POST /kubesim/admin/faults/
 {down,up,latency,fail-next,cut-watches,shrink-history,clear}`, `POST /kubesim/admin/scenario`.
 """

@@ -179,9 +179,14 @@ class Controllers:
         if queue is None:
             return
         while not queue.empty():
-            event = queue.get_nowait()
-            for reconciler in self._reconcilers:
+            self._observe(queue.get_nowait())
+
+    def _observe(self, event: WatchEvent) -> None:
+        for reconciler in self._reconcilers:
+            try:
                 reconciler.observe(event)
+            except Exception:  # an odd object must not stop the simulated cluster
+                log.exception("kubesim: %s: observing %r failed", reconciler.name, event)
 
     def _dirty(self) -> bool:
         return any(len(r.queue) for r in self._reconcilers)
@@ -212,9 +217,7 @@ class Controllers:
                 if not fut.done():
                     fut.cancel()
         if getter in done:
-            event = getter.result()
-            for reconciler in self._reconcilers:
-                reconciler.observe(event)
+            self._observe(getter.result())
         if waker in done:
             self._wake.clear()
 
