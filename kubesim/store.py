@@ -2,7 +2,8 @@
 
 Contract (shared with kubesim.controllers and the HTTP server, see the common brief):
 - Objects are plain dicts keyed by (resource, namespace, name). `get`, `try_get` and `list` return deep
-  copies, and writes store and return deep copies, so callers may mutate what they hold.
+  copies, and writes store and return deep copies, so callers may mutate what they hold. A new pod's
+  status gets phase Pending and its qosClass unless the client sent them (the API server's pod strategy).
 - Stored objects are never changed in place: a write stores a new dict (which may share unchanged parts
   with the version before it). So the hot paths can skip the copies: `peek`, `select`, `owned` and
   `by_index` return the stored objects themselves, and a write with `shared=True` keeps the dict it is given
@@ -425,8 +426,10 @@ class Store:
             new.setdefault("spec", {"finalizers": ["kubernetes"]})
             new["status"] = {"phase": "Active"}
         if res is PODS:
+            # as the API server's pod strategy does on create (a status the client sent is kept here)
             status = dict(new.get("status") or {})
             status.setdefault("phase", "Pending")
+            status.setdefault("qosClass", pod_qos_class(new))
             new["status"] = status
             self._logs.pop((namespace or "", name), None)
         self._write(res, key, new, "ADDED")
@@ -835,6 +838,17 @@ def _discard(index: dict[Any, set[Any]], value: Any, key: Any) -> None:
             del index[value]
 
 
+def pod_qos_class(pod: Mapping[str, Any]) -> str:
+    """The pod's QoS class (BestEffort, Burstable, Guaranteed) from its containers' requests and limits."""
+    containers = [c for c in (pod.get("spec") or {}).get("containers") or [] if isinstance(c, dict) and c.get("name")]
+    resources = [c.get("resources") or {} for c in containers]
+    if not any(r.get("limits") or r.get("requests") for r in resources):
+        return "BestEffort"
+    if all(r.get("limits") and r.get("limits") == (r.get("requests") or r.get("limits")) for r in resources):
+        return "Guaranteed"
+    return "Burstable"
+
+
 def _spec_part(obj: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
 
@@ -867,5 +881,6 @@ __all__ = [
     "WatchEvent",
     "clone",
     "encode_json",
+    "pod_qos_class",
     "resource_for",
 ]

@@ -36,7 +36,7 @@ from kubesim.controllers.reconciler import Reconciler
 from kubesim.controllers.scenarios import Scenario
 from kubesim.controllers.volcano import ensure_gang_index, gang_members
 from kubesim.errors import ApiError
-from kubesim.store import PODGROUPS, PODS, Store, WatchEvent
+from kubesim.store import PODGROUPS, PODS, Store, WatchEvent, pod_qos_class
 
 log = logging.getLogger(__name__)
 
@@ -128,7 +128,9 @@ class Kubelet(Reconciler[tuple[str, str]]):
                 run = PodRun("done", None, scenario)
             else:
                 run = PodRun("scheduling", now + SCHEDULE_DELAY, scenario)
-                self._write_status(pod, {**_base_status(pod), "phase": "Pending"})
+                pending = {**_base_status(pod), "phase": "Pending"}
+                if pod.get("status") != pending:  # the API server already wrote this at creation
+                    self._write_status(pod, pending)
             self._runs[uid] = run
         if scenario != run.scenario:
             self._replan(pod, run, scenario, now)
@@ -460,21 +462,8 @@ def _scarce_resource(pod: Pod) -> str:
     return "cpu"
 
 
-def _qos(pod: Pod) -> str:
-    containers = _containers(pod)
-    if not any((c.get("resources") or {}).get("limits") or (c.get("resources") or {}).get("requests")
-               for c in containers):
-        return "BestEffort"
-    if all((c.get("resources") or {}).get("limits") and
-           (c.get("resources") or {}).get("limits") == ((c.get("resources") or {}).get("requests")
-                                                         or (c.get("resources") or {}).get("limits"))
-           for c in containers):
-        return "Guaranteed"
-    return "Burstable"
-
-
 def _base_status(pod: Pod) -> dict[str, Any]:
-    return {"qosClass": _qos(pod)}
+    return {"qosClass": pod_qos_class(pod)}
 
 
 def _cond(type_: str, status: str, ts: str, reason: str | None = None, message: str | None = None) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 
 from kubesim.controllers.clock import SimClock
 from kubesim.controllers.workqueue import WorkQueue
-from kubesim.store import WatchEvent
+from kubesim.store import Resource, WatchEvent
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class Reconciler(abc.ABC, Generic[K]):
         # key → resourceVersion of the newest write this controller made to the object of that key
         self._own_writes: dict[K, int] = {}
         self._owners: dict[tuple[str, str, str], K] = {}  # (plural, namespace, name) of a dependent → owner key
+        self._own_creates: dict[tuple[str, str, str], int] = {}  # dependent → resourceVersion it was created at
 
     def wrote(self, key: K, stored: Mapping[str, Any]) -> None:
         """Remember that this controller itself wrote `stored`, the object of `key`."""
@@ -54,6 +55,21 @@ class Reconciler(abc.ABC, Generic[K]):
         if event.resource_version == own:
             del self._own_writes[key]
         return True
+
+    def created(self, res: Resource, stored: Mapping[str, Any]) -> None:
+        """Remember that this controller itself created `stored` (a dependent, e.g. a pod of its job)."""
+        meta = stored["metadata"]
+        self._own_creates[(res.plural, meta.get("namespace", ""), meta["name"])] = \
+            int(meta["resourceVersion"])
+
+    def own_create(self, event: WatchEvent) -> bool:
+        """Whether `event` is the ADDED event of a dependent this controller created: the reconcile that
+        created it accounted for it, so it needs no new reconcile (its later changes do)."""
+        if event.type != "ADDED" or not self._own_creates:
+            return False
+        meta = event.object["metadata"]
+        key = (event.resource.plural, meta.get("namespace", ""), meta["name"])
+        return self._own_creates.pop(key, None) == event.resource_version
 
     def track_owner(self, event: WatchEvent, owner: K | None) -> None:
         """Note which of this controller's objects (`owner`, None: none) a dependent's event names as its

@@ -211,10 +211,12 @@ def _pod_digest(pod: Pod) -> tuple[Any, ...]:
     """The parts of a pod a TFJob reconcile reads, as one value to compare (the labels dict itself: versions
     that keep their labels share it, and == settles that by identity)."""
     meta, status = pod["metadata"], pod.get("status") or {}
-    containers = tuple(
-        (cs.get("name"), cs.get("restartCount"), ((cs.get("state") or {}).get("terminated") or {}).get("exitCode"))
-        for cs in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []))
-    return (meta.get("labels"), status.get("phase"), meta.get("deletionTimestamp"), containers)
+    containers = []
+    for cs in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
+        restarts, code = cs.get("restartCount"), ((cs.get("state") or {}).get("terminated") or {}).get("exitCode")
+        if restarts or code is not None:  # a container that never restarted nor exited reads as no container
+            containers.append((cs.get("name"), restarts, code))
+    return (meta.get("labels"), status.get("phase"), meta.get("deletionTimestamp"), tuple(containers))
 
 
 def _main_container(containers: list[Any]) -> dict[str, Any] | None:
@@ -296,7 +298,7 @@ class TFJobController(Reconciler[tuple[str, str]]):
             job = (namespace, owner.get("name", "")) if owner is not None and owner.get("kind") == "TFJob" \
                 and owner.get("apiVersion") == TFJOBS.api_version else None
             self.track_owner(event, job)
-            if job is None or (event.resource is PODS and not self._pod_changed(event)):
+            if job is None or (event.resource is PODS and not self._pod_changed(event)) or self.own_create(event):
                 return
             self.queue.add(job)
 
@@ -576,8 +578,9 @@ class TFJobController(Reconciler[tuple[str, str]]):
                                               "ownerReferences": [self._owner_ref(job)]}
                 if meta.get("annotations"):
                     group_meta["annotations"] = dict(meta["annotations"])
-                self._store.create(PODGROUPS, {"apiVersion": PODGROUPS.api_version, "kind": "PodGroup",
-                                               "metadata": group_meta, "spec": wanted}, shared=True)
+                self.created(PODGROUPS, self._store.create(
+                    PODGROUPS, {"apiVersion": PODGROUPS.api_version, "kind": "PodGroup", "metadata": group_meta,
+                                "spec": wanted}, shared=True))
                 return False  # nobody has given it a phase yet
             if podgroup.get("spec") != wanted:
                 self._store.update(PODGROUPS, {**podgroup, "spec": wanted}, shared=True)
@@ -627,7 +630,7 @@ class TFJobController(Reconciler[tuple[str, str]]):
             pod_meta["annotations"] = annotations
         body = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": pod_spec}
         try:
-            self._store.create(PODS, body, shared=True)
+            self.created(PODS, self._store.create(PODS, body, shared=True))
         except ApiError as e:  # AlreadyExists from a pod still being deleted: retry next pass
             log.debug("tfjob %s: create pod %s: %s", meta["name"], name, e)
             return
@@ -648,7 +651,7 @@ class TFJobController(Reconciler[tuple[str, str]]):
                              "ownerReferences": [self._owner_ref(job)]},
                 "spec": {"clusterIP": "None", "selector": labels, "ports": ports, "type": "ClusterIP"}}
         try:
-            self._store.create(SERVICES, body, shared=True)
+            self.created(SERVICES, self._store.create(SERVICES, body, shared=True))
         except ApiError as e:
             log.debug("tfjob %s: create service %s: %s", meta["name"], name, e)
             return

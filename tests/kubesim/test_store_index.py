@@ -107,7 +107,7 @@ def test_reads_are_copies_and_views_are_the_stored_objects() -> None:
     before = store.peek(PODS, "a", "p")
     store.update_status(PODS, "a", "p", {"phase": "Running"})
     # a write stores a new object: what a reader held keeps the version it read
-    assert before is not None and before["status"] == {"phase": "Pending"}
+    assert before is not None and before["status"] == {"phase": "Pending", "qosClass": "BestEffort"}
     assert (store.peek(PODS, "a", "p") or {})["status"] == {"phase": "Running"}
 
 
