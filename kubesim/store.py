@@ -137,14 +137,14 @@ def _uid_prefix() -> str:
 
 
 _UID_PREFIX = _uid_prefix()
-_uid_counter = itertools.count(random.getrandbits(44))
+_uid_counter = itertools.count(random.getrandbits(44))  # 12 hex digits for the next 2**47 objects
 
 
 def new_uid() -> str:
     """A UUID string (version 4 layout) for metadata.uid, unique in this process: a random prefix chosen
     at start and a counter for the last 12 hex digits. Creating objects at thousands per second, kubesim
     cannot afford uuid.uuid4()'s entropy read and UUID object for each."""
-    return f"{_UID_PREFIX}{next(_uid_counter) & 0xFFFFFFFFFFFF:012x}"
+    return f"{_UID_PREFIX}{next(_uid_counter):012x}"
 
 
 _stamp: tuple[int, str] = (-1, "")
@@ -226,7 +226,7 @@ class _Index:
         for value in old - new:
             _discard(self.entries, value, key)
         for value in new - old:
-            self.entries.setdefault(value, set()).add(key)
+            _add(self.entries, value, key)
         if new:
             self.values[key] = new
         else:
@@ -661,7 +661,7 @@ class Store:
         labels, owners = meta.get("labels"), meta.get("ownerReferences")
         if old is None:
             self._sorted[res] = None
-            self._by_namespace[res].setdefault(key[0], set()).add(key)
+            _add(self._by_namespace[res], key[0], key)
             self._by_uid[meta["uid"]] = (res, key)
             if labels:
                 self._index_labels(res, key, labels)
@@ -698,8 +698,8 @@ class Store:
     def _index_labels(self, res: Resource, key: _Key, labels: Mapping[str, str]) -> None:
         by_label, by_key = self._by_label[res], self._by_label_key[res]
         for label, value in labels.items():
-            by_label.setdefault((label, value), set()).add(key)
-            by_key.setdefault(label, set()).add(key)
+            _add(by_label, (label, value), key)
+            _add(by_key, label, key)
 
     def _unindex_labels(self, res: Resource, key: _Key, labels: Mapping[str, str]) -> None:
         by_label, by_key = self._by_label[res], self._by_label_key[res]
@@ -710,7 +710,7 @@ class Store:
     def _index_owners(self, res: Resource, key: _Key, owners: Iterable[Any]) -> None:
         for ref in owners:
             if isinstance(ref, dict) and ref.get("uid"):
-                self._by_owner.setdefault(ref["uid"], set()).add((res, key))
+                _add(self._by_owner, ref["uid"], (res, key))
 
     def _unindex_owners(self, res: Resource, key: _Key, owners: Iterable[Any]) -> None:
         for ref in owners:
@@ -827,6 +827,15 @@ class Store:
                     self._put(res, obj_key, {**obj, "metadata": meta})
                     self._remove(res, obj_key)
         return self._remove(NAMESPACES, key)
+
+
+def _add(index: dict[Any, set[Any]], value: Any, key: Any) -> None:
+    """File `key` under `value` (setdefault would build an empty set on every call, found or not)."""
+    keys = index.get(value)
+    if keys is None:
+        index[value] = {key}
+    else:
+        keys.add(key)
 
 
 def _discard(index: dict[Any, set[Any]], value: Any, key: Any) -> None:
