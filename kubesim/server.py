@@ -170,6 +170,11 @@ class ApiServer:
         self.requests += 1
         try:
             admin = request.path.startswith("/kubesim/admin/")
+            if self.faults.mode == "refuse" and not admin and request.transport is not None:
+                # A connection whose TLS handshake was still running when the listener went down only joins
+                # the server's connections (which going down aborts) after it: drop it at its first request.
+                request.transport.abort()
+                return web.Response(status=503)
             if self.faults.mode == "503" and not admin:
                 raise errors.service_unavailable()
             self._authenticate(request)
