@@ -113,10 +113,6 @@ class LabelSelector:
         labels = _labels(obj)
         return all(req.matches(labels) for req in self.requirements)
 
-    def matches_labels(self, labels: Mapping[str, str]) -> bool:
-        """Whether a label set (not a whole object) matches."""
-        return all(req.matches(labels) for req in self.requirements)
-
 
 EVERYTHING = LabelSelector()
 

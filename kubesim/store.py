@@ -365,10 +365,6 @@ class Store:
             return None
         return location[0], self._objects[location[0]][location[1]]
 
-    def count(self, res: Resource) -> int:
-        """How many objects of `res` are stored."""
-        return len(self._objects[res])
-
     def namespace_exists(self, namespace: str) -> bool:
         """Whether the namespace exists (and is not being deleted)."""
         return ("", namespace) in self._objects[NAMESPACES]
