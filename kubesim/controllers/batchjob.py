@@ -49,7 +49,7 @@ from typing import Any
 from kubesim import batch
 from kubesim.controllers.clock import SimClock
 from kubesim.errors import ApiError
-from kubesim.store import BATCH_JOBS, EVENTS, PODS, Store
+from kubesim.store import BATCH_JOBS, PODS, Store
 
 log = logging.getLogger(__name__)
 
@@ -90,13 +90,9 @@ class _Finish:
 
 def record_event(store: Store, obj: dict[str, Any], reason: str, message: str, *, component: str,
                  type: str = "Normal") -> None:
-    """An Event about `obj` from `component` (the store only knows a few components by kind)."""
+    """An Event about `obj` reported by `component` (best effort)."""
     try:
-        event = store.record_event(obj, reason=reason, message=message, type=type)
-        if event.get("reportingComponent") != component:
-            event["source"] = {"component": component}
-            event["reportingComponent"] = component
-            store.update(EVENTS, event)
+        store.record_event(obj, reason=reason, message=message, type=type, component=component)
     except ApiError as e:  # events are best effort, like in Kubernetes
         log.debug("event %s for %s: %s", reason, obj.get("metadata", {}).get("name"), e)
 
