@@ -153,7 +153,7 @@ def _json_kind(value: Any) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
-def is_indexed(job: dict[str, Any]) -> bool:
+def is_indexed(job: Mapping[str, Any]) -> bool:
     """Whether the Job uses Indexed completion."""
     return (job.get("spec") or {}).get("completionMode") == INDEXED
 

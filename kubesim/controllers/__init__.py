@@ -94,11 +94,10 @@ class Controllers:
         self.jobsets = JobSetController(store, self.clock) if jobset else None
         self.jobs = JobController(store, self.clock)
         # in the order a pass runs them, as the operators' writes are what the kubelet acts on
-        self._reconcilers: list[Reconciler[Any]] = [r for r in (self.tfjobs, self.volcano, self.kubelet)
+        self._reconcilers: list[Reconciler[Any]] = [r for r in (self.tfjobs, self.volcano, self.jobs, self.kubelet)
                                                     if r is not None]
-        # controllers that still reconcile everything on each pass, run after Volcano and before the kubelet
-        self._full_passes: list[JobSetController | JobController] = [
-            r for r in (self.jobsets, self.jobs) if r is not None]
+        # a controller that still reconciles everything on each pass, run before the Job controller
+        self._full_passes: list[JobSetController] = [r for r in (self.jobsets,) if r is not None]
         self._full_pass_due: float | None = None
         self.trace: list[tuple[str, Hashable]] | None = None
         # at time_scale 1 a 50 ms window coalesces a burst of writes into one pass
@@ -207,7 +206,7 @@ class Controllers:
             def trace(name: str, key: Hashable) -> None:
                 records.append((name, key))
         for reconciler in self._reconcilers:
-            if reconciler is self.kubelet:
+            if reconciler is self.jobs:
                 self._run_full_passes()
             self._observe_events()
             reconciler.process(self.clock.now(), trace)

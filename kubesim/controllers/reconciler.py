@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 K = TypeVar("K", bound=Hashable)
 Trace = Callable[[str, Hashable], None]
+RETRY_BASE = 0.005  # simulated seconds before the first retry of a failed reconcile, doubling each time
+RETRY_MAX = 1000.0  # controller-runtime's default per-item rate limiter: 5 ms doubling up to 1000 s
 
 
 class Reconciler(abc.ABC, Generic[K]):
@@ -38,6 +40,7 @@ class Reconciler(abc.ABC, Generic[K]):
         self._own_writes: dict[K, int] = {}
         self._owners: dict[tuple[str, str, str], K] = {}  # (plural, namespace, name) of a dependent → owner key
         self._own_creates: dict[tuple[str, str, str], int] = {}  # dependent → resourceVersion it was created at
+        self._failures: dict[K, int] = {}  # failed reconciles in a row, per key
 
     def wrote(self, key: K, stored: Mapping[str, Any]) -> None:
         """Remember that this controller itself wrote `stored`, the object of `key`."""
@@ -89,6 +92,18 @@ class Reconciler(abc.ABC, Generic[K]):
     def forget(self, key: K) -> None:
         """Drop what is remembered about the object of `key` (it was deleted)."""
         self._own_writes.pop(key, None)
+        self._failures.pop(key, None)
+
+    def retry_after(self, key: K) -> float:
+        """The simulated time to reconcile `key` again after a reconcile that failed (an error upstream's
+        controller would return, e.g. a create the API refused): 5 ms doubling with each failure in a row, at
+        most 1000 s, like controller-runtime's default rate limiter, so nothing polls a stuck object."""
+        failures = self._failures[key] = self._failures.get(key, 0) + 1
+        return self._clock.now() + min(RETRY_BASE * 2.0 ** (failures - 1), RETRY_MAX)
+
+    def succeeded(self, key: K) -> None:
+        """A reconcile of `key` went through: its next failure starts the backoff over."""
+        self._failures.pop(key, None)
 
     @abc.abstractmethod
     def observe(self, event: WatchEvent) -> None:
