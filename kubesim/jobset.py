@@ -85,13 +85,13 @@ def pod_name_prefix(jobset_name: str, replicated_job: str, job_index: int | str,
     return f"{jobset_name}-{replicated_job}-{job_index}-{pod_index}"
 
 
-def subdomain(js: dict[str, Any]) -> str:
+def subdomain(js: Mapping[str, Any]) -> str:
     """GetSubdomain: spec.network.subdomain, else the JobSet's own name."""
     network = (js.get("spec") or {}).get("network") or {}
     return str(network.get("subdomain") or (js.get("metadata") or {}).get("name") or "")
 
 
-def coordinator_endpoint(js: dict[str, Any]) -> str:
+def coordinator_endpoint(js: Mapping[str, Any]) -> str:
     """CoordinatorEndpoint: `<js>-<rjob>-<jobIndex>-<podIndex>.<subdomain>` (spec.coordinator must be set)."""
     coordinator = (js.get("spec") or {}).get("coordinator") or {}
     prefix = pod_name_prefix((js.get("metadata") or {}).get("name", ""), coordinator.get("replicatedJob", ""),

@@ -1,4 +1,5 @@
-"""The simulated cluster controllers of kubesim: TFJob operator, Volcano controller, scheduler+kubelet.
+"""The simulated cluster controllers of kubesim: TFJob operator, Volcano controller, JobSet controller,
+batch/v1 Job controller, scheduler+kubelet.
 
 Contract (fixed in the common brief):
     Controllers(store, *, tfjob_operator="training-operator"|"tf-operator"|None, volcano=True,
@@ -9,21 +10,24 @@ One asyncio task runs the reconcilers like controller-runtime runs controllers: 
 the kinds the controllers care about; Events are not even delivered) is turned by every reconciler into
 the keys of the objects it touches, which become dirty in that reconciler's work queue; a reconcile
 returns when it must look at its object again, and that key becomes dirty then. A pass drains the
-events, then lets the TFJob operator, Volcano and the kubelet reconcile each of their dirty or due keys
-once, in that order (the events written by one are drained before the next runs). Passes are never
-more often than `max(MIN_PAUSE, 0.05 * time_scale)` real seconds apart (so a burst of writes costs one
-reconcile per object, not one per write) and at least every `IDLE_PAUSE` simulated seconds. An event
+events, then lets the TFJob operator, Volcano, the JobSet controller, the Job controller and the kubelet
+reconcile each of their dirty or due keys once, in that order (the events written by one are drained
+before the next runs). Passes are never more often than `max(MIN_PAUSE, 0.05 * time_scale)` real
+seconds apart (so a burst of writes costs one reconcile per object, not one per write) and at least every
+`IDLE_PAUSE` simulated seconds. An event
 costs work for the objects it touches only: a cluster of 10,000 jobs reconciles one job when one job
 changes. `reconciles` counts reconciles per controller; `trace`, when set to a list, records each
 (controller, key) reconciled. `set_*_scenario` raise `ScenarioError` (a ValueError) on a malformed
-string; a job's scenario change queues that job and its pods, a default scenario change everything.
+string; a job's scenario change queues that job and its pods (a JobSet's: the pods labelled with its
+name), a default scenario change everything.
 All reconcilers read the current state from the store and write through it, so a reconcile that finds
 nothing to do writes nothing. Scenario strings are documented in `kubesim.controllers.scenarios`.
 `gang_scheduler="volcano"` makes the training-operator dialect gang-schedule TFJobs through Volcano
 PodGroups (ignored by tf-operator; ValueError for another name); without `volcano=True` nobody admits those
 PodGroups and the jobs stay without pods, as in a cluster without Volcano.
 The batch/v1 Job controller always runs (it is part of kube-controller-manager, like the kubelet is part
-of every node); `jobset=True` adds the JobSet controller (kubernetes-sigs/jobset v0.12.0). A JobSet pod's
+of every node); `jobset=True` adds the JobSet controller (kubernetes-sigs/jobset v0.12.0). A JobSet is
+queued by its own changes and its Jobs'; a Job by its own and its pods' (see their modules). A JobSet pod's
 scenario is `set_job_scenario(ns, <jobset name>)`, else the pod's own annotation (from its replicated
 job's pod template), else the JobSet's annotation, else the default; a plain Job's pods likewise with the
 Job's name and annotation.
@@ -93,12 +97,10 @@ class Controllers:
             if volcano else None
         self.jobsets = JobSetController(store, self.clock) if jobset else None
         self.jobs = JobController(store, self.clock)
-        # in the order a pass runs them, as the operators' writes are what the kubelet acts on
-        self._reconcilers: list[Reconciler[Any]] = [r for r in (self.tfjobs, self.volcano, self.jobs, self.kubelet)
-                                                    if r is not None]
-        # a controller that still reconciles everything on each pass, run before the Job controller
-        self._full_passes: list[JobSetController] = [r for r in (self.jobsets,) if r is not None]
-        self._full_pass_due: float | None = None
+        # in the order a pass runs them: the JobSet controller's Jobs are what the Job controller acts on, and
+        # every operator's pods are what the kubelet acts on
+        self._reconcilers: list[Reconciler[Any]] = [
+            r for r in (self.tfjobs, self.volcano, self.jobsets, self.jobs, self.kubelet) if r is not None]
         self.trace: list[tuple[str, Hashable]] | None = None
         # at time_scale 1 a 50 ms window coalesces a burst of writes into one pass
         self._min_pause = max(MIN_PAUSE, 0.05 * time_scale)
@@ -108,7 +110,7 @@ class Controllers:
 
     @property
     def reconciles(self) -> dict[str, int]:
-        """Keys reconciled so far, per controller (tfjob, volcano, kubelet)."""
+        """Keys reconciled so far, per controller (tfjob, volcano, jobset, job, kubelet)."""
         return {r.name: r.reconciles for r in self._reconcilers}
 
     # -- scenarios -------------------------------------------------------------------------------
@@ -206,28 +208,11 @@ class Controllers:
             def trace(name: str, key: Hashable) -> None:
                 records.append((name, key))
         for reconciler in self._reconcilers:
-            if reconciler is self.jobs:
-                self._run_full_passes()
             self._observe_events()
             reconciler.process(self.clock.now(), trace)
         self._observe_events()
         due = [d for r in self._reconcilers if (d := r.queue.next_due()) is not None]
-        if self._full_pass_due is not None:
-            due.append(self._full_pass_due)
         return min(due) if due else None
-
-    def _run_full_passes(self) -> None:
-        due: list[float] = []
-        for controller in self._full_passes:
-            self._observe_events()
-            try:
-                next_due = controller.reconcile()
-            except Exception:  # keep the simulated cluster alive whatever one reconciler hits
-                log.exception("kubesim: %s failed", type(controller).__name__)
-                next_due = None
-            if next_due is not None:
-                due.append(next_due)
-        self._full_pass_due = min(due) if due else None
 
     def _observe_events(self) -> None:
         """Hand every store event that arrived to every reconciler, which queues the keys it touches."""
