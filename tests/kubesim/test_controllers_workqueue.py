@@ -1,10 +1,11 @@
 """The controllers reconcile what an event touches, and only that.
 
-A cluster of many held jobs is left to settle; then one change (one job's scenario, one pod deleted, one
-status written by someone else, an unrelated object) is made and `Controllers.trace` records which keys
-each controller reconciled: only the job and pods concerned, a bounded number of times. The work queue's
-timers stand in for simulated deadlines. A last test runs every kind of scenario and checks that nothing
-ever changed a stored object (or an event already sent) in place, which the shared views rely on.
+A cluster of many held jobs (TFJobs, or JobSets over batch/v1 Jobs) is left to settle; then one change (one
+job's scenario, one pod deleted, one status written by someone else, an unrelated object) is made and
+`Controllers.trace` records which keys each controller reconciled: only the job and pods concerned, a
+bounded number of times. The work queue's timers stand in for simulated deadlines, TTLs and retries. A last
+test runs every kind of scenario and checks that nothing ever changed a stored object (or an event already
+sent) in place, which the shared views rely on.
 time_scale 0.01; bounded polls, no timing assertions.
 """
 
@@ -17,9 +18,22 @@ from typing import Any
 
 import pytest
 
+from kubesim import admission, schema
 from kubesim.controllers import Controllers
 from kubesim.controllers.workqueue import WorkQueue
-from kubesim.store import CONFIGMAPS, PODGROUPS, PODS, TFJOBS, VCJOBS, Store, WatchEvent
+from kubesim.store import (
+    BATCH_JOBS,
+    CONFIGMAPS,
+    EVENTS,
+    JOBSETS,
+    PODGROUPS,
+    PODS,
+    TFJOBS,
+    VCJOBS,
+    Store,
+    WatchEvent,
+    new_uid,
+)
 from tests.kubesim.polling import wait_for
 
 NS = "default"
@@ -35,6 +49,50 @@ def tfjob(name: str, *, workers: int = 1, scenario: str | None = None, **run_pol
     if run_policy:
         spec["runPolicy"] = run_policy
     return {"apiVersion": "kubeflow.org/v1", "kind": "TFJob", "metadata": meta, "spec": spec}
+
+
+def jobset(name: str, *, workers: int = 2, scenario: str | None = None, **spec: Any) -> dict[str, Any]:
+    """A JobSet of one replicated job running `workers` pods, as the webhooks admit it."""
+    meta: dict[str, Any] = {"name": name, "namespace": NS}
+    if scenario:
+        meta["annotations"] = {"kubesim.clever.dev/scenario": scenario}
+    job_spec = {"parallelism": workers, "completions": workers, "backoffLimit": 0, "template": {"spec": {
+        "containers": [{"name": "tensorflow", "image": "tf:2"}], "restartPolicy": "Never"}}}
+    body = {"apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet", "metadata": meta,
+            "spec": {"replicatedJobs": [{"name": "worker", "replicas": 1, "template": {"spec": job_spec}}], **spec}}
+    checked = schema.check(JOBSETS, admission.mutate(JOBSETS, schema.check(JOBSETS, body).object))
+    assert checked.causes == [] and checked.pruned == [], (checked.causes, checked.pruned)
+    admission.validate(JOBSETS, checked.object)
+    return checked.object
+
+
+def create_batch_job(store: Store, name: str, *, scenario: str | None = None, pods: int = 1,
+                     **spec: Any) -> None:
+    """A plain batch/v1 Job, through the Job registry's defaults as the API server stores it."""
+    meta: dict[str, Any] = {"name": name, "namespace": NS, "uid": new_uid()}
+    if scenario:
+        meta["annotations"] = {"kubesim.clever.dev/scenario": scenario}
+    body = {"apiVersion": "batch/v1", "kind": "Job", "metadata": meta,
+            "spec": {"parallelism": pods, "completions": pods, "backoffLimit": 0, **spec, "template": {"spec": {
+                "containers": [{"name": "main", "image": "busybox"}], "restartPolicy": "Never"}}}}
+    store.create(BATCH_JOBS, admission.admit(BATCH_JOBS, body), uid=meta["uid"])
+
+
+def jobset_condition(store: Store, name: str, kind: str) -> bool:
+    js = store.peek(JOBSETS, NS, name) or {}
+    return any(c["type"] == kind and c["status"] == "True" for c in (js.get("status") or {}).get("conditions") or [])
+
+
+def job_condition(store: Store, name: str, kind: str) -> bool:
+    job = store.peek(BATCH_JOBS, NS, name) or {}
+    return any(c["type"] == kind and c["status"] == "True" for c in (job.get("status") or {}).get("conditions") or [])
+
+
+def jobset_pods(store: Store, name: str) -> set[tuple[str, str]]:
+    return {(NS, p["metadata"]["name"]) for p in store.select(PODS, NS, label_selector=f"{JOBSET_LABEL}={name}")}
+
+
+JOBSET_LABEL = "jobset.sigs.k8s.io/jobset-name"
 
 
 def running_pods(store: Store) -> int:
@@ -182,6 +240,132 @@ async def test_a_gang_waits_for_its_podgroup_without_polling() -> None:
         await controllers.stop()
 
 
+@pytest.fixture
+async def held_jobsets() -> AsyncIterator[tuple[Store, Controllers]]:
+    """JOBS JobSets with two pods each, all running and holding, and the controllers idle."""
+    store = Store(namespaces=(NS,))
+    controllers = Controllers(store, tfjob_operator=None, volcano=False, time_scale=0.01,
+                              default_scenario="hold")
+    await controllers.start()
+    try:
+        for index in range(JOBS):
+            store.create(JOBSETS, jobset(f"js-{index}"))
+
+        def all_ready() -> bool:
+            return running_pods(store) == 2 * JOBS and all(
+                ((store.peek(JOBSETS, NS, f"js-{i}") or {}).get("status") or {}).get("replicatedJobsStatus")
+                == [{"name": "worker", "ready": 1, "succeeded": 0, "failed": 0, "active": 1, "suspended": 0}]
+                for i in range(JOBS))
+
+        await wait_for(all_ready, "every JobSet's Job ready")
+        await settled(controllers)
+        controllers.trace = []
+        yield store, controllers
+    finally:
+        await controllers.stop()
+
+
+async def test_one_jobsets_scenario_change_reconciles_that_jobset_its_job_and_pods_only(
+        held_jobsets: tuple[Store, Controllers]) -> None:
+    store, controllers = held_jobsets
+    pods = jobset_pods(store, "js-7")
+    controllers.set_job_scenario(NS, "js-7", "succeed:after=1")
+    await wait_for(lambda: jobset_condition(store, "js-7", "Completed"), "js-7 completed")
+    await settled(controllers)
+    assert reconciled(controllers, "jobset") == {(NS, "js-7")}
+    assert reconciled(controllers, "job") == {(NS, "js-7-worker-0")}
+    assert reconciled(controllers, "kubelet") == pods
+    assert controllers.trace is not None and len(controllers.trace) <= 25, controllers.trace
+    assert all(not jobset_condition(store, f"js-{i}", "Completed") for i in range(JOBS) if i != 7)
+
+
+async def test_a_deleted_jobset_pod_costs_its_job_and_jobset_only(held_jobsets: tuple[Store, Controllers]) -> None:
+    """The Job controller replaces a pod someone else deleted (a failure, within no backoff limit here: the
+    Job fails), and its status change reaches the JobSet through the owner reference."""
+    store, controllers = held_jobsets
+    victim = min(jobset_pods(store, "js-3"))
+    store.delete(PODS, *victim)
+    await wait_for(lambda: jobset_condition(store, "js-3", "Failed"), "js-3 failed (backoffLimit 0)")
+    await settled(controllers)
+    assert reconciled(controllers, "jobset") == {(NS, "js-3")}
+    assert reconciled(controllers, "job") == {(NS, "js-3-worker-0")}
+    assert all(pod.startswith("js-3-worker-0-") for _, pod in reconciled(controllers, "kubelet"))
+    assert all(not jobset_condition(store, f"js-{i}", "Failed") for i in range(JOBS) if i != 3)
+
+
+async def test_a_jobsets_pods_scheduling_steps_wake_neither_it_nor_its_job() -> None:
+    """Pods are not watched by the JobSet controller; the Job controller's update predicate ignores binding and
+    ContainerCreating; neither is woken by its own writes or by the ADDED events of what it created."""
+    store = Store(namespaces=(NS,))
+    controllers = Controllers(store, tfjob_operator=None, volcano=False, time_scale=0.01, default_scenario="hold")
+    controllers.trace = []
+    await controllers.start()
+    try:
+        store.create(JOBSETS, jobset("solo", workers=2))
+        await wait_for(lambda: running_pods(store) == 2 and jobset_condition(store, "solo", "StartupPolicyCompleted")
+                       is False and ((store.peek(JOBSETS, NS, "solo") or {}).get("status") or {}).get(
+                           "replicatedJobsStatus", [{}])[0].get("ready") == 1, "the JobSet's Job ready")
+        await settled(controllers)
+    finally:
+        await controllers.stop()
+    jobset_passes = [key for name, key in controllers.trace if name == "jobset"]
+    job_passes = [key for name, key in controllers.trace if name == "job"]
+    # the JobSet: created, its Job active, its Job ready (the two pods may get ready one pass apart); the Job:
+    # created, then each pod running and ready
+    assert set(jobset_passes) == {(NS, "solo")} and 3 <= len(jobset_passes) <= 4, jobset_passes
+    assert set(job_passes) == {(NS, "solo-worker-0")} and 2 <= len(job_passes) <= 3, job_passes
+
+
+async def test_jobset_ttl_and_job_deadlines_come_from_timers_not_rescans() -> None:
+    store = Store(namespaces=(NS,))
+    controllers = Controllers(store, tfjob_operator=None, volcano=False, time_scale=0.01, default_scenario="hold")
+    await controllers.start()
+    try:
+        store.create(JOBSETS, jobset("ttl", workers=1, scenario="succeed:after=1", ttlSecondsAfterFinished=30))
+        store.create(JOBSETS, jobset("forever", workers=1))
+        create_batch_job(store, "deadline", activeDeadlineSeconds=40)
+        await wait_for(lambda: jobset_condition(store, "ttl", "Completed") and running_pods(store) == 2,
+                       "ttl completed, the others running")
+        await settled(controllers)
+        controllers.trace = []
+        # nothing happens until the TTL and the deadline: only their timers wake the controllers, for them alone
+        await wait_for(lambda: store.peek(JOBSETS, NS, "ttl") is None, "the JobSet expired")
+        await wait_for(lambda: job_condition(store, "deadline", "Failed"), "the Job past its deadline")
+        await settled(controllers)
+        assert reconciled(controllers, "jobset") == {(NS, "ttl")}
+        # the expired JobSet's Job goes with it (its deletion event is the only other Job reconcile)
+        assert reconciled(controllers, "job") == {(NS, "deadline"), (NS, "ttl-worker-0")}
+        assert not jobset_condition(store, "forever", "Completed") and store.peek(BATCH_JOBS, NS, "forever-worker-0")
+        assert controllers.jobs.queue.next_due() is None
+        assert controllers.jobsets is not None and controllers.jobsets.queue.next_due() is None
+    finally:
+        await controllers.stop()
+
+
+async def test_a_refused_job_create_is_retried_with_backoff_not_on_every_pass() -> None:
+    """A Job name taken by a Job the JobSet does not own: JobCreationFailed, retried by a timer that backs off
+    (the foreign Job's deletion is not an event the JobSet controller follows), until the name is free."""
+    store = Store(namespaces=(NS,))
+    controllers = Controllers(store, tfjob_operator=None, volcano=False, time_scale=0.01, default_scenario="hold")
+    await controllers.start()
+    try:
+        create_batch_job(store, "blocked-worker-0")
+        store.create(JOBSETS, jobset("blocked", workers=1))
+
+        def failures() -> int:
+            return sum(1 for e in store.select(EVENTS, NS) if e["reason"] == "JobCreationFailed")
+
+        await wait_for(lambda: failures() >= 3, "Job creation failing")
+        await asyncio.sleep(0.5)  # 50 simulated seconds: per-pass retries would be hundreds by now
+        assert failures() <= 20
+        store.delete(BATCH_JOBS, NS, "blocked-worker-0")
+        await wait_for(lambda: (store.peek(BATCH_JOBS, NS, "blocked-worker-0") or {"metadata": {}})["metadata"].get(
+            "labels", {}).get(JOBSET_LABEL) == "blocked", "the JobSet's own Job created", attempts=1500)
+        await wait_for(lambda: running_pods(store) == 1, "its pod running")
+    finally:
+        await controllers.stop()
+
+
 def test_work_queue_dedupes_orders_and_keeps_one_timer_per_key() -> None:
     queue: WorkQueue[str] = WorkQueue()
     for key in ("b", "a", "b", "c", "a"):
@@ -224,6 +408,10 @@ async def test_nothing_changes_a_stored_object_in_place(monkeypatch: pytest.Monk
             body = tfjob(f"t{index}", workers=2, scenario=scenario, backoffLimit=2)
             body["spec"]["tfReplicaSpecs"]["Worker"]["restartPolicy"] = "OnFailure"
             store.create(TFJOBS, body)
+            store.create(JOBSETS, jobset(f"js{index}", scenario=scenario, failurePolicy={"maxRestarts": 1},
+                                         ttlSecondsAfterFinished=2))
+            create_batch_job(store, f"b{index}", scenario=scenario, pods=2, completionMode="Indexed",
+                             backoffLimit=1)
             store.create(VCJOBS, {"apiVersion": "batch.volcano.sh/v1alpha1", "kind": "Job",
                                   "metadata": {"name": f"v{index}", "namespace": NS,
                                                "annotations": {"kubesim.clever.dev/scenario": scenario}},
@@ -234,16 +422,30 @@ async def test_nothing_changes_a_stored_object_in_place(monkeypatch: pytest.Monk
                                                "restartPolicy": "OnFailure"}}}]}})
         await wait_for(lambda: condition(store, "t0", "Succeeded") and condition(store, "t1", "Failed"),
                        "some jobs finished")
+        # suspend a JobSet (its Jobs suspended, their pods deleted), then resume it
+        held = store.get(JOBSETS, NS, "js5")
+        store.update(JOBSETS, {**held, "spec": {**held["spec"], "suspend": True}})
+        await wait_for(lambda: jobset_condition(store, "js5", "Suspended"), "js5 suspended")
+        held = store.get(JOBSETS, NS, "js5")
+        store.update(JOBSETS, {**held, "spec": {**held["spec"], "suspend": False}})
         controllers.set_default_scenario("succeed:after=1")
         controllers.set_job_scenario(NS, "t6", "succeed:after=1")
+        controllers.set_job_scenario(NS, "js6", "succeed:after=1")
         await asyncio.sleep(0.3)
         store.delete(TFJOBS, NS, "t0")
         store.delete(VCJOBS, NS, "v0", propagation="Foreground")
+        store.delete(JOBSETS, NS, "js5", propagation="Foreground")
+        store.delete(BATCH_JOBS, NS, "b1")
         # pods that crash under OnFailure restart for ever (CrashLoopBackOff), so there is no settling here
         await asyncio.sleep(0.5)
     finally:
         await controllers.stop()
     assert len(sent) > 200
+    # the JobSet and Job controllers went through restarts, pod replacements and TTL deletions too
+    assert any(e.resource is JOBSETS and (e.object.get("status") or {}).get("restarts") for e, _ in sent)
+    assert any(e.resource is BATCH_JOBS and (e.object.get("status") or {}).get("failed") for e, _ in sent)
+    assert any(e.resource is JOBSETS and e.type == "DELETED" and e.object["metadata"]["name"] != "js5"
+               for e, _ in sent)
     changed = [(e.type, e.resource.plural, e.object["metadata"]["name"]) for e, text in sent
                if json.dumps(e.object, sort_keys=True) != text]
     assert changed == []
