@@ -563,11 +563,12 @@ def _surplus_indexed(active: list[Obj], succeeded: set[int], completions: int, w
 
 def _pod_digest(pod: Obj) -> tuple[Any, ...]:
     """What a Job sync reads of a pod, as one value to compare: phase, deletion, readiness, the restart
-    counts (OnFailure backoff) and the annotations (completion index; a version that keeps them shares the
+    count (OnFailure backoff; the sum is all it reads, and the kubelet's first container statuses, restart
+    count 0, leave it alone) and the annotations (completion index; a version that keeps them shares the
     dict, so == settles it by identity). A failed pod's exit codes and conditions come with its phase."""
     meta, status = pod["metadata"], pod.get("status") or {}
-    restarts = tuple(cs.get("restartCount") for cs in (status.get("initContainerStatuses") or [])
-                     + (status.get("containerStatuses") or []))
+    restarts = sum(int(cs.get("restartCount") or 0) for cs in (status.get("initContainerStatuses") or [])
+                   + (status.get("containerStatuses") or []))
     return (status.get("phase"), meta.get("deletionTimestamp"), _ready(pod), restarts, meta.get("annotations"))
 
 
