@@ -4,9 +4,12 @@ Starts kubesim as `python -m kubesim` on a loopback port (HTTPS, its own CA, sce
 job keeps its pods running, time scale 1), then fills it to N TFJobs (default 10,000) with `--concurrency`
 creates in flight (default 16, one aiohttp session trusting kubesim's CA). Each job has `--replicas`
 workers (default 1), so the simulated operator adds a pod, a service and events per replica and the
-kubelet moves every pod to Running while the fill goes on. Optionally `--watchers` watch streams
-(alternately TFJobs and pods of the namespace, each with a label selector, as a gateway holds them) are
-read throughout.
+kubelet moves every pod to Running while the fill goes on. `--kind jobset` creates JobSets instead, shaped
+as the gateway's jobset backend writes them (one Indexed replicated job of `--replicas` pods, backoffLimit
+0, TF_CONFIG with `$(TF_TASK_INDEX)` from the completion index when distributed): the JobSet controller
+adds a headless Service and a batch/v1 Job per JobSet, the Job controller its pods, the kubelet runs them.
+Optionally `--watchers` watch streams (alternately jobs and pods of the namespace, each with a label
+selector, as a gateway holds them) are read throughout.
 
 Prints creates/s for each band of `--band` jobs (default 1,000) and the ratio of the last band to the
 first (1.0 = no slow-down as it fills); then waits (bounded) until every job's pods run, and prints how
@@ -16,7 +19,8 @@ fails, or the pods never all run.
 
 `--quick` makes it small (a few hundred jobs, simulated time 10x faster) to prove the script works.
 
-Run: `.venv/bin/python bench/bench_kubesim.py [--jobs 10000] [--band 1000] [--concurrency 16] [--quick]`.
+Run: `.venv/bin/python bench/bench_kubesim.py [--jobs 10000] [--band 1000] [--concurrency 16] [--kind jobset]
+[--quick]`.
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 NAMESPACE = "bench"
 TOKEN = "bench-token"
 TFJOBS = f"/apis/kubeflow.org/v1/namespaces/{NAMESPACE}/tfjobs"
+JOBSETS = f"/apis/jobset.x-k8s.io/v1alpha2/namespaces/{NAMESPACE}/jobsets"
 PODS = f"/api/v1/namespaces/{NAMESPACE}/pods"
 JOB_LABEL = "bench.kubesim/run"
 START_TIMEOUT = 30.0  # seconds for kubesim to print its URL
@@ -67,6 +72,7 @@ class Result:
     """Everything one run measured; written as JSON."""
 
     jobs: int
+    kind: str  # tfjob | jobset
     band: int
     concurrency: int
     replicas: int
@@ -94,6 +100,33 @@ def tfjob(index: int, replicas: int, run_id: str) -> dict[str, Any]:
         "spec": {"runPolicy": {"cleanPodPolicy": "None"}, "tfReplicaSpecs": {"Worker": {
             "replicas": replicas, "restartPolicy": "Never",
             "template": {"metadata": {"labels": {JOB_LABEL: run_id}}, "spec": {"containers": [container]}}}}},
+    }
+
+
+def jobset(index: int, replicas: int, run_id: str) -> dict[str, Any]:
+    """A JobSet as the gateway's jobset backend writes one: `replicas` workers in one Indexed Job, one CPU
+    each, worker 0 finishing ends it, labelled for this run."""
+    name = f"bench-{index:06d}"
+    container: dict[str, Any] = {
+        "name": "tensorflow", "image": "tensorflow/tensorflow:2.15.0", "command": ["python", "/clever/train.py"],
+        "resources": {"requests": {"cpu": "1", "memory": "1Gi"}, "limits": {"cpu": "1", "memory": "1Gi"}}}
+    if replicas > 1:
+        hosts = json.dumps([f"{name}-worker-0-{i}.{name}:2222" for i in range(replicas)], separators=(",", ":"))
+        container["env"] = [
+            {"name": "TF_TASK_INDEX", "valueFrom": {"fieldRef": {
+                "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}},
+            {"name": "TF_CONFIG", "value": f'{{"cluster":{{"worker":{hosts}}},'
+                                           f'"task":{{"type":"worker","index":$(TF_TASK_INDEX)}},"environment":"cloud"}}'}]
+    job = {"parallelism": replicas, "completions": replicas, "completionMode": "Indexed", "backoffLimit": 0,
+           "successPolicy": {"rules": [{"succeededIndexes": "0"}]},
+           "template": {"metadata": {"labels": {JOB_LABEL: run_id}},
+                        "spec": {"restartPolicy": "Never", "containers": [container]}}}
+    return {
+        "apiVersion": "jobset.x-k8s.io/v1alpha2", "kind": "JobSet",
+        "metadata": {"name": name, "labels": {JOB_LABEL: run_id, "bench.kubesim/index": str(index)}},
+        "spec": {"network": {"enableDNSHostnames": True},
+                 "successPolicy": {"operator": "All", "targetReplicatedJobs": ["worker"]},
+                 "replicatedJobs": [{"name": "worker", "replicas": 1, "template": {"spec": job}}]},
     }
 
 
@@ -137,7 +170,8 @@ async def _read_address(process: asyncio.subprocess.Process) -> tuple[str, str]:
 
 
 async def fill(session: aiohttp.ClientSession, url: str, pid: int, result: Result, run_id: str) -> None:
-    """Create result.jobs TFJobs, `concurrency` in flight, timing every band of result.band creates."""
+    """Create result.jobs TFJobs (or JobSets), `concurrency` in flight, timing every band of result.band creates."""
+    path, body = (JOBSETS, jobset) if result.kind == "jobset" else (TFJOBS, tfjob)
     next_index = 0
     done = 0
     band_start = time.perf_counter()
@@ -150,7 +184,7 @@ async def fill(session: aiohttp.ClientSession, url: str, pid: int, result: Resul
         while next_index < result.jobs:
             index = next_index
             next_index += 1
-            async with session.post(url + TFJOBS, json=tfjob(index, result.replicas, run_id)) as response:
+            async with session.post(url + path, json=body(index, result.replicas, run_id)) as response:
                 if response.status != 201:
                     raise RuntimeError(f"create {index}: HTTP {response.status}: {(await response.text())[:500]}")
                 await response.read()
@@ -195,7 +229,7 @@ async def count(session: aiohttp.ClientSession, url: str, path: str, **params: s
 
 async def settle(session: aiohttp.ClientSession, url: str, result: Result, run_id: str, timeout: float) -> None:
     """Wait (bounded) until every pod of every job runs."""
-    wanted = result.jobs * result.replicas if result.operator != "none" else 0
+    wanted = 0 if result.kind == "tfjob" and result.operator == "none" else result.jobs * result.replicas
     start = time.perf_counter()
     while True:
         result.pods_running = await count(session, url, PODS, labelSelector=f"{JOB_LABEL}={run_id}",
@@ -228,7 +262,7 @@ def rss_mb(pid: int) -> float | None:
 
 async def run(args: argparse.Namespace) -> Result:
     """Start kubesim, fill it, let it settle, measure."""
-    result = Result(jobs=args.jobs, band=args.band, concurrency=args.concurrency, replicas=args.replicas,
+    result = Result(jobs=args.jobs, kind=args.kind, band=args.band, concurrency=args.concurrency, replicas=args.replicas,
                     watchers=args.watchers, time_scale=args.time_scale, operator=args.tfjob_operator)
     run_id = f"r{os.getpid()}"
     async with kubesim(args.time_scale, args.tfjob_operator) as (url, ca_file, pid):
@@ -237,9 +271,10 @@ async def run(args: argparse.Namespace) -> Result:
         async with aiohttp.ClientSession(connector=connector,
                                          headers={"Authorization": f"Bearer {TOKEN}"}) as session:
             counter = [0]
-            watchers = [asyncio.create_task(watch(session, url, TFJOBS if i % 2 == 0 else PODS, run_id, counter))
+            jobs_path, kind = (JOBSETS, "JobSets") if args.kind == "jobset" else (TFJOBS, "TFJobs")
+            watchers = [asyncio.create_task(watch(session, url, jobs_path if i % 2 == 0 else PODS, run_id, counter))
                         for i in range(args.watchers)]
-            print(f"kubesim at {url}: {args.jobs} TFJobs x {args.replicas} worker(s), {args.concurrency} in flight,"
+            print(f"kubesim at {url}: {args.jobs} {kind} x {args.replicas} worker(s), {args.concurrency} in flight,"
                   f" {args.watchers} watcher(s)", flush=True)
             try:
                 await fill(session, url, pid, result, run_id)
@@ -270,10 +305,12 @@ def report(result: Result) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Parse the options, run, print, write the JSON."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--jobs", type=int, default=10_000, help="TFJobs to create")
+    parser.add_argument("--jobs", type=int, default=10_000, help="TFJobs (or JobSets) to create")
+    parser.add_argument("--kind", default="tfjob", choices=["tfjob", "jobset"],
+                        help="what to create: TFJobs, or JobSets as the gateway's jobset backend writes them")
     parser.add_argument("--band", type=int, default=1_000, help="jobs per measured band")
     parser.add_argument("--concurrency", type=int, default=16, help="creates in flight")
-    parser.add_argument("--replicas", type=int, default=1, help="workers (pods) per TFJob")
+    parser.add_argument("--replicas", type=int, default=1, help="workers (pods) per TFJob or JobSet")
     parser.add_argument("--watchers", type=int, default=0, help="watch streams read during the fill")
     parser.add_argument("--time-scale", type=float, default=1.0, help="kubesim real seconds per simulated second")
     parser.add_argument("--tfjob-operator", default="training-operator",
