@@ -7,9 +7,10 @@ and completions, the ready/active/succeeded counts, startTime, the Complete/Fail
 JobSet. Pods are not watched: the reconcile never reads them, their changes reach it through their Job's
 status. Its own status writes and the ADDED events of the Jobs it created do not queue it again.
 `reconcile_key` reads the JobSet and its Jobs (the store's owner index, read-only views) and does what
-upstream's reconcile does, in its order, returning the next simulated time it must look again: the TTL
-after finishing, or a retry after an error (Job creation refused), backing off exponentially like
-controller-runtime's rate limiter. `reconcile()` is a full pass over every JobSet.
+upstream's reconcile does, in its order, returning the next simulated time it must look again: at once
+after a status write that finished or restarted the JobSet (upstream does the rest in the reconcile its
+own update triggers), the TTL after finishing, or a retry after an error (Job creation refused), backing
+off exponentially like controller-runtime's rate limiter. `reconcile()` is a full pass over every JobSet.
 - Child Jobs are classified by `jobset.sigs.k8s.io/restart-attempt` (below `status.restarts`: from an
   earlier attempt, deleted with Foreground propagation) and by their Complete/Failed conditions;
   `status.replicatedJobsStatus[]` {name, ready, succeeded, failed, active, suspended} is recounted (a Job is

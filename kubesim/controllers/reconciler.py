@@ -4,7 +4,8 @@ Contract: a `Reconciler` turns each store `WatchEvent` into the keys of the obje
 touches (`observe`), keeps them in its `WorkQueue`, and `process(now)` reconciles each dirty or due key once
 (`reconcile_key` reads the current state from the store, writes what differs and returns the simulated time
 at which it must look again, or None). So an event costs work for the objects it touches only, like a
-controller-runtime controller with its watches, `EnqueueRequestForOwner` and `RequeueAfter`.
+controller-runtime controller with its watches, `EnqueueRequestForOwner` and `RequeueAfter`; a reconcile
+that fails returns `retry_after(key)`, controller-runtime's per-key exponential backoff for a returned error.
 `reconcile()` is a full pass over every object (a resync), for callers that want one.
 """
 
