@@ -507,7 +507,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     add("--write-duration", type=float, help="seconds per create/PATCH run (default 5; quick 1)")
     add("--write-rounds", type=int,
         help="interleaved rounds per create/PATCH comparison (default 4; quick 1)")
-    add("--list-connections", type=int, help="connections of the LIST rows (default 16; quick 4)")
+    add("--list-connections", type=int, help="connections of the LIST rows (default 64; quick 4)")
     add("--event-jobs", type=int, help="jobs turned Succeeded in event_to_visible (default 50; quick 5)")
     add("--event-timeout", type=float,
         help="seconds a job may take to become visible (default 120; quick 30)")

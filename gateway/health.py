@@ -24,9 +24,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from gateway.auth import auth_warning
-from gateway.clusters import ClusterClient, ClusterRegistry
 from gateway.config import Settings
 from gateway.errors import GatewayError
+from gateway.kube import ClusterClient, ClusterRegistry, KubeError
 from gateway.metrics import Metrics
 from gateway.state import State
 from gateway.version import version_info
@@ -135,7 +135,8 @@ class Readiness:
             async with asyncio.timeout(PROBE_TIMEOUT_SECONDS):
                 latency = await cluster.ping()
             probe = Probe(self._monotonic(), True, latency, None)
-        except (GatewayError, TimeoutError) as e:
-            probe = Probe(self._monotonic(), False, None, e.message if isinstance(e, GatewayError) else "timed out")
+        except (GatewayError, KubeError, TimeoutError) as e:
+            why = e.message if isinstance(e, (GatewayError, KubeError)) else "timed out"
+            probe = Probe(self._monotonic(), False, None, why)
         self._probes[cluster.id] = probe
         return probe

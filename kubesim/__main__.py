@@ -5,7 +5,8 @@
 [--host H] [--no-tls]` starts the server (and controllers), prints the URL and CA file, optionally writes a
 kubeconfig, and runs until interrupted. `--gang-scheduler volcano` is training-operator's
 `--gang-scheduler-name` (TFJobs get Volcano PodGroups; tf-operator ignores it). The JobSet controller
-(kubernetes-sigs/jobset v0.12.0) runs unless `--no-jobset`.
+(kubernetes-sigs/jobset v0.12.0) runs unless `--no-jobset`. The process keeps what survives a full garbage
+collection out of later ones (kubesim.heap), as its heap is mostly the store.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import contextlib
 import signal
 import sys
 
+from kubesim.heap import keep_survivors_out_of_collections
 from kubesim.testing import KubeSim
 
 
@@ -48,6 +50,8 @@ async def run(args: argparse.Namespace) -> None:
                   tls=not args.no_tls, host=args.host, port=args.port, history_limit=args.history_limit,
                   gang_scheduler=args.gang_scheduler, jobset=not args.no_jobset)
     await sim.start()
+    # a long-lived server process whose heap is mostly the store: see kubesim.heap
+    keep_survivors_out_of_collections()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

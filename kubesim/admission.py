@@ -15,13 +15,13 @@ Contract: `admit(res, obj, old=None) -> dict` returns the (possibly mutated) obj
 
 from __future__ import annotations
 
-import copy
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from kubesim import batch
 from kubesim.errors import ApiError, bad_request, forbidden, invalid
-from kubesim.store import BATCH_JOBS, JOBSETS, TFJOBS, VCJOBS, Resource
+from kubesim.store import BATCH_JOBS, JOBSETS, TFJOBS, VCJOBS, Resource, clone
 
 TFJOB_WEBHOOK = "validator.tfjob.training-operator.kubeflow.org"
 VCJOB_WEBHOOK = "validatejob.volcano.sh"
@@ -65,14 +65,14 @@ def dns1123_subdomain_errors(name: str) -> list[str]:
     return errs
 
 
-def admit(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+def admit(res: Resource, obj: dict[str, Any], old: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Run the mutating then validating webhooks registered for `res`; returns the admitted object."""
     obj = mutate(res, obj, old)
     validate(res, obj, old)
     return obj
 
 
-def mutate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None) -> dict[str, Any]:
+def mutate(res: Resource, obj: dict[str, Any], old: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Mutating admission (Volcano's and JobSet's on CREATE only) and, for batch/v1 Jobs, the registry's
     defaulting (and generated selector on CREATE); returns a new or the same dict."""
     from kubesim import jobset  # here, not at the top: kubesim.jobset uses this module's name checks
@@ -84,12 +84,12 @@ def mutate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None
         problem = batch.decode_error(obj)
         if problem is not None:
             raise bad_request(f'Job in version "v1" cannot be handled as a Job: {problem}')
-        job = copy.deepcopy(obj)
+        job = clone(obj)
         return batch.prepare_for_create(job) if old is None else batch.default_job(job)
     return obj
 
 
-def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+def validate(res: Resource, obj: dict[str, Any], old: Mapping[str, Any] | None = None) -> None:
     """Validating admission (and the built-in registries' validation); raises ApiError on denial."""
     from kubesim import jobset
     if res is TFJOBS:
@@ -107,7 +107,7 @@ def validate(res: Resource, obj: dict[str, Any], old: dict[str, Any] | None = No
 # ----- TFJob -------------------------------------------------------------------------------------------------
 
 
-def _validate_tfjob(obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+def _validate_tfjob(obj: dict[str, Any], old: Mapping[str, Any] | None) -> None:
     errs: list[str] = []
     name = (obj.get("metadata") or {}).get("name", "")
     name_errs = dns1035_errors(name)
@@ -157,7 +157,7 @@ def _validate_tfjob(obj: dict[str, Any], old: dict[str, Any] | None) -> None:
 
 def mutate_vcjob(obj: dict[str, Any]) -> dict[str, Any]:
     """Apply `mutatejob.volcano.sh` CREATE defaults; returns a new dict."""
-    obj = copy.deepcopy(obj)
+    obj = clone(obj)
     spec = obj.setdefault("spec", {})
     if not spec.get("queue"):
         spec["queue"] = "default"
@@ -186,7 +186,7 @@ def mutate_vcjob(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def _validate_vcjob(obj: dict[str, Any], old: dict[str, Any] | None) -> None:
+def _validate_vcjob(obj: dict[str, Any], old: Mapping[str, Any] | None) -> None:
     spec = obj.get("spec") or {}
     name = (obj.get("metadata") or {}).get("name", "")
     msgs: list[str] = []
@@ -233,7 +233,7 @@ def _validate_vcjob(obj: dict[str, Any], old: dict[str, Any] | None) -> None:
                        f'admission webhook "{VCJOB_WEBHOOK}" denied the request: {" ".join(msgs)}')
 
 
-def _vcjob_update_errors(old_spec: dict[str, Any], new_spec: dict[str, Any]) -> list[str]:
+def _vcjob_update_errors(old_spec: Mapping[str, Any], new_spec: dict[str, Any]) -> list[str]:
     """Volcano allows updating only minAvailable, tasks[*].replicas and priorityClassName."""
     old_tasks = old_spec.get("tasks") or []
     new_tasks = new_spec.get("tasks") or []

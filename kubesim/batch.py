@@ -22,6 +22,7 @@ Contract:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from kubesim import errors
@@ -152,12 +153,12 @@ def _json_kind(value: Any) -> str:
     return "array" if isinstance(value, list) else "object"
 
 
-def is_indexed(job: dict[str, Any]) -> bool:
+def is_indexed(job: Mapping[str, Any]) -> bool:
     """Whether the Job uses Indexed completion."""
     return (job.get("spec") or {}).get("completionMode") == INDEXED
 
 
-def validation_causes(job: dict[str, Any], old: dict[str, Any] | None = None) -> list[dict[str, str]]:
+def validation_causes(job: Mapping[str, Any], old: Mapping[str, Any] | None = None) -> list[dict[str, str]]:
     """The ValidateJob (and, with `old`, ValidateJobUpdate) errors kubesim checks, as StatusCauses."""
     spec = job.get("spec") or {}
     causes: list[dict[str, str]] = []

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from kubesim import errors
@@ -84,13 +85,13 @@ def pod_name_prefix(jobset_name: str, replicated_job: str, job_index: int | str,
     return f"{jobset_name}-{replicated_job}-{job_index}-{pod_index}"
 
 
-def subdomain(js: dict[str, Any]) -> str:
+def subdomain(js: Mapping[str, Any]) -> str:
     """GetSubdomain: spec.network.subdomain, else the JobSet's own name."""
     network = (js.get("spec") or {}).get("network") or {}
     return str(network.get("subdomain") or (js.get("metadata") or {}).get("name") or "")
 
 
-def coordinator_endpoint(js: dict[str, Any]) -> str:
+def coordinator_endpoint(js: Mapping[str, Any]) -> str:
     """CoordinatorEndpoint: `<js>-<rjob>-<jobIndex>-<podIndex>.<subdomain>` (spec.coordinator must be set)."""
     coordinator = (js.get("spec") or {}).get("coordinator") or {}
     prefix = pod_name_prefix((js.get("metadata") or {}).get("name", ""), coordinator.get("replicatedJob", ""),
@@ -168,7 +169,7 @@ def _items(value: Any) -> list[dict[str, Any]]:
 # ----- validation ----------------------------------------------------------------------------------------
 
 
-def validate(js: dict[str, Any], old: dict[str, Any] | None = None) -> None:
+def validate(js: dict[str, Any], old: Mapping[str, Any] | None = None) -> None:
     """The API server's own checks, then `vjobset.kb.io`; raises ApiError on the first that denies."""
     name = str((js.get("metadata") or {}).get("name") or "")
     server_causes = _cel_causes(js, old)
@@ -199,7 +200,7 @@ def _internal(message: str) -> dict[str, str]:
     return {"reason": "InternalError", "message": f"Internal error: {message}", "field": "<nil>"}
 
 
-def _cel_causes(js: dict[str, Any], old: dict[str, Any] | None) -> list[dict[str, str]]:
+def _cel_causes(js: dict[str, Any], old: Mapping[str, Any] | None) -> list[dict[str, str]]:
     spec = js.get("spec") or {}
     rjobs = [r for r in spec.get("replicatedJobs") or [] if isinstance(r, dict)]
     causes: list[dict[str, str]] = []
@@ -388,7 +389,7 @@ def _coordinator_causes(js: dict[str, Any], rjobs: list[dict[str, Any]]) -> list
     return causes
 
 
-def _webhook_update_causes(js: dict[str, Any], old: dict[str, Any]) -> list[dict[str, str]]:
+def _webhook_update_causes(js: dict[str, Any], old: Mapping[str, Any]) -> list[dict[str, str]]:
     spec, old_spec = js.get("spec") or {}, old.get("spec") or {}
     munged = copy.deepcopy(spec.get("replicatedJobs") or [])
     if old_spec.get("suspend") or spec.get("suspend"):

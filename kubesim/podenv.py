@@ -19,10 +19,10 @@ the API to see what the kubelet gave a container, e.g. its TF_CONFIG.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
-ConfigMapLookup = Callable[[str, str], dict[str, Any] | None]
+ConfigMapLookup = Callable[[str, str], Mapping[str, Any] | None]
 
 _SUBSCRIPT = re.compile(r"^metadata\.(labels|annotations)\['(.*)'\]$")
 _SIMPLE_FIELDS: dict[str, tuple[str, str]] = {
@@ -36,7 +36,7 @@ _SIMPLE_FIELDS: dict[str, tuple[str, str]] = {
 }
 
 
-def resolve_field(pod: dict[str, Any], path: str) -> str | None:
+def resolve_field(pod: Mapping[str, Any], path: str) -> str | None:
     """The downward-API value of `fieldPath` for `pod`; None for a path the kubelet does not support."""
     match = _SUBSCRIPT.match(path)
     if match:
@@ -77,7 +77,7 @@ def expand(text: str, env: dict[str, str]) -> str:
     return "".join(out)
 
 
-def container_env(pod: dict[str, Any], container: dict[str, Any], *,
+def container_env(pod: Mapping[str, Any], container: Mapping[str, Any], *,
                   config_map: ConfigMapLookup | None = None) -> dict[str, str]:
     """The environment the kubelet gives `container` of `pod` (see the module docstring)."""
     namespace = str((pod.get("metadata") or {}).get("namespace") or "")
@@ -102,7 +102,7 @@ def container_env(pod: dict[str, Any], container: dict[str, Any], *,
     return env
 
 
-def _value_from(pod: dict[str, Any], namespace: str, source: dict[str, Any],
+def _value_from(pod: Mapping[str, Any], namespace: str, source: Mapping[str, Any],
                 config_map: ConfigMapLookup | None) -> str | None:
     field_ref = source.get("fieldRef")
     if field_ref:

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from kubesim.store import COMMANDS, JOBSETS, TFJOBS, VCJOBS, Resource
+from kubesim.store import COMMANDS, JOBSETS, TFJOBS, VCJOBS, Resource, clone
 
 CRD_DIR = Path(__file__).parent / "crds"
 CRD_FILES: dict[Resource, str] = {
@@ -110,9 +110,13 @@ def resource_of(body: dict[str, Any]) -> Resource | None:
     return None
 
 
-def check(res: Resource, body: dict[str, Any], *, dialect: str = "training-operator") -> SchemaResult:
-    """Prune unknown fields, apply defaults and validate `body` against the CRD schema of `res`."""
-    obj = copy.deepcopy(body)
+def check(res: Resource, body: dict[str, Any], *, dialect: str = "training-operator",
+          owned: bool = False) -> SchemaResult:
+    """Prune unknown fields, apply defaults and validate `body` against the CRD schema of `res`.
+
+    `owned=True`: the caller gives `body` up (the API server, for a body it decoded): it is not copied first,
+    so it may be changed, and the result may share parts of it."""
+    obj = body if owned else clone(body)
     result = SchemaResult(obj)
     schema = crd_schema(res, dialect)
     if schema is None:
@@ -295,10 +299,24 @@ def _walk_array(value: list[Any], schema: dict[str, Any], path: str, result: Sch
 
 def _apply_default_properties(obj: dict[str, Any], schema: dict[str, Any], path: str, result: SchemaResult,
                               skip: tuple[str, ...] = ()) -> None:
-    for key, sub in schema.get("properties", {}).items():
-        if key in skip or key in obj or "default" not in sub:
+    for key, default in _defaults(schema):
+        if key in skip or key in obj:
             continue
-        obj[key] = copy.deepcopy(sub["default"])
+        obj[key] = clone(default)
+
+
+# id(schema node) -> (the node, its properties that carry a default): a PodSpec node has dozens of properties
+# and almost none with a default, so scanning them all for every object checked was most of the walk.
+_DEFAULTS: dict[int, tuple[dict[str, Any], tuple[tuple[str, Any], ...]]] = {}
+
+
+def _defaults(schema: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    cached = _DEFAULTS.get(id(schema))
+    if cached is None or cached[0] is not schema:  # the node itself is kept, so its id cannot be reused
+        defaults = tuple((key, sub["default"]) for key, sub in (schema.get("properties") or {}).items()
+                         if isinstance(sub, dict) and "default" in sub)
+        cached = _DEFAULTS[id(schema)] = (schema, defaults)
+    return cached[1]
 
 
 def _check_scalar(value: Any, schema: dict[str, Any], path: str, result: SchemaResult) -> None:

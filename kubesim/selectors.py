@@ -1,20 +1,23 @@
 """Label and field selectors with kube-apiserver syntax.
 
 Contract: `parse_label_selector(text)` / `parse_field_selector(text, fields=...)` return a predicate over a
-full object dict, or raise `ApiError` 400 BadRequest for bad syntax (or an unsupported field label).
+full object dict, or raise `ApiError` 400 BadRequest for bad syntax (or an unsupported field label). A label
+selector is a `LabelSelector` whose `requirements` the store reads to pick candidates from its label index.
 Label operators: `=`, `==`, `!=`, `in (...)`, `notin (...)`, `key` (exists), `!key` (not exists).
 Field operators: `=`, `==`, `!=`, with dotted paths into the object (`metadata.name`, `status.phase`).
 """
 
 from __future__ import annotations
 
+import functools
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from kubesim.errors import ApiError, bad_request
 
-Predicate = Callable[[dict[str, Any]], bool]
+Predicate = Callable[[Mapping[str, Any]], bool]
 
 _LABEL_NAME = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?)$")
 _DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
@@ -72,20 +75,65 @@ _EQ_RE = re.compile(r"^(?P<key>[^\s!=()]+)\s*(?P<op>==|=|!=)\s*(?P<value>[^\s!=(
 _EXISTS_RE = re.compile(r"^(?P<neg>!?)\s*(?P<key>[^\s!=(),]+)$")
 
 
-def _labels(obj: dict[str, Any]) -> dict[str, str]:
+def _labels(obj: Mapping[str, Any]) -> Mapping[str, str]:
     return (obj.get("metadata") or {}).get("labels") or {}
 
 
-def parse_label_selector(text: str | None) -> Predicate:
+@dataclass(frozen=True)
+class Requirement:
+    """One label requirement. `=`/`==` are `in` with one value and `!=` is `notin` with one, as in apimachinery."""
+
+    key: str
+    op: str  # "in" | "notin" | "exists" | "!exists"
+    values: frozenset[str] = frozenset()
+
+    @property
+    def narrows(self) -> bool:
+        """True when only objects carrying the key can match, so a label index can supply the candidates."""
+        return self.op in ("in", "exists")
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether a label set satisfies this requirement."""
+        if self.op == "in":
+            return labels.get(self.key) in self.values
+        if self.op == "notin":
+            return labels.get(self.key) not in self.values
+        if self.op == "exists":
+            return self.key in labels
+        return self.key not in labels
+
+
+@dataclass(frozen=True)
+class LabelSelector:
+    """A parsed label selector; calling it on an object tells whether the object's labels match."""
+
+    requirements: tuple[Requirement, ...] = ()
+
+    def __call__(self, obj: Mapping[str, Any]) -> bool:
+        labels = _labels(obj)
+        return all(req.matches(labels) for req in self.requirements)
+
+
+EVERYTHING = LabelSelector()
+
+
+def parse_label_selector(text: str | None) -> LabelSelector:
     """Compile a label selector; an empty selector matches everything."""
     if not text or not text.strip():
-        return lambda obj: True
-    requirements: list[Predicate] = []
+        return EVERYTHING
+    return _parse_label_selector(text)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_label_selector(text: str) -> LabelSelector:
+    # Cached: the controllers and watchers send the same few selectors over and over. Errors are raised, and
+    # lru_cache keeps no exceptions, so a bad selector is rejected every time.
+    requirements: list[Requirement] = []
     for part in _split_top_level(text):
         if not part:
             raise bad_request(f"unable to parse requirement: found '', expected: identifier in selector {text!r}")
         requirements.append(_label_requirement(part, text))
-    return lambda obj: all(req(obj) for req in requirements)
+    return LabelSelector(tuple(requirements))
 
 
 def _check_key(key: str, whole: str) -> None:
@@ -94,35 +142,29 @@ def _check_key(key: str, whole: str) -> None:
         raise bad_request(f"unable to parse requirement: invalid label key \"{key}\": {problem}")
 
 
-def _label_requirement(part: str, whole: str) -> Predicate:
+def _label_requirement(part: str, whole: str) -> Requirement:
     if m := _SET_RE.match(part):
         key, op = m["key"], m["op"]
         _check_key(key, whole)
-        values = {v.strip() for v in m["values"].split(",") if v.strip()}
+        values = frozenset(v.strip() for v in m["values"].split(",") if v.strip())
         if not values:
             raise bad_request(f"unable to parse requirement: for '{op}' operators, values set can't be empty")
-        if op == "in":
-            return lambda obj: _labels(obj).get(key) in values
-        return lambda obj: _labels(obj).get(key) not in values
+        return Requirement(key, op, values)
     if m := _EQ_RE.match(part):
         key, op, value = m["key"], m["op"], m["value"]
         _check_key(key, whole)
         problem = label_value_error(value)
         if problem:
             raise bad_request(f"unable to parse requirement: invalid label value: \"{value}\": {problem}")
-        if op == "!=":
-            return lambda obj: _labels(obj).get(key) != value
-        return lambda obj: _labels(obj).get(key) == value
+        return Requirement(key, "notin" if op == "!=" else "in", frozenset((value,)))
     if m := _EXISTS_RE.match(part):
         key = m["key"]
         _check_key(key, whole)
-        if m["neg"]:
-            return lambda obj: key not in _labels(obj)
-        return lambda obj: key in _labels(obj)
+        return Requirement(key, "!exists" if m["neg"] else "exists")
     raise bad_request(f"unable to parse requirement: couldn't parse the selector string \"{whole}\"")
 
 
-def field_value(obj: dict[str, Any], path: str) -> str:
+def field_value(obj: Mapping[str, Any], path: str) -> str:
     """The string value of a dotted field path (missing → "")."""
     node: Any = obj
     for segment in path.split("."):
@@ -136,28 +178,43 @@ def field_value(obj: dict[str, Any], path: str) -> str:
     return str(node)
 
 
-def parse_field_selector(text: str | None, *, fields: Iterable[str] | None = None) -> Predicate:
+@dataclass(frozen=True)
+class FieldSelector:
+    """A parsed field selector: (dotted path, "=" or "!=", value) requirements, all of which must hold."""
+
+    requirements: tuple[tuple[str, str, str], ...] = ()
+
+    def __call__(self, obj: Mapping[str, Any]) -> bool:
+        for path, op, value in self.requirements:
+            if (field_value(obj, path) == value) != (op == "="):
+                return False
+        return True
+
+    def equals(self, path: str) -> str | None:
+        """The value `path` must equal, if the selector pins it (lets the store look a name up directly)."""
+        return next((value for p, op, value in self.requirements if p == path and op == "="), None)
+
+
+def parse_field_selector(text: str | None, *, fields: Iterable[str] | None = None) -> FieldSelector:
     """Compile a field selector; `fields` limits the supported labels (None = any dotted path)."""
     if not text or not text.strip():
-        return lambda obj: True
-    allowed = set(fields) if fields is not None else None
-    requirements: list[Predicate] = []
+        return FieldSelector()
+    return _parse_field_selector(text, tuple(fields) if fields is not None else None)
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_field_selector(text: str, fields: tuple[str, ...] | None) -> FieldSelector:
+    requirements: list[tuple[str, str, str]] = []
     for part in (p.strip() for p in text.split(",")):
         m = re.match(r"^(?P<key>[^=!]+?)\s*(?P<op>==|=|!=)\s*(?P<value>.*)$", part)
         if not m:
             raise bad_request(f"invalid selector: '{text}'; can't understand '{part}'")
         key, op, value = m["key"].strip(), m["op"], m["value"].strip()
-        if allowed is not None and key not in allowed:
+        if fields is not None and key not in fields:
             raise bad_request(f'field label not supported: {key}')
-        requirements.append(_field_requirement(key, op, value))
-    return lambda obj: all(req(obj) for req in requirements)
+        requirements.append((key, "!=" if op == "!=" else "=", value))
+    return FieldSelector(tuple(requirements))
 
 
-def _field_requirement(key: str, op: str, value: str) -> Predicate:
-    if op == "!=":
-        return lambda obj: field_value(obj, key) != value
-    return lambda obj: field_value(obj, key) == value
-
-
-__all__ = ["ApiError", "Predicate", "field_value", "label_key_error", "label_value_error",
-           "parse_field_selector", "parse_label_selector"]
+__all__ = ["EVERYTHING", "ApiError", "FieldSelector", "LabelSelector", "Predicate", "Requirement", "field_value", "label_key_error",
+           "label_value_error", "parse_field_selector", "parse_label_selector"]

@@ -12,6 +12,9 @@ shipped CRD schema and pass the admission webhooks of `kubesim.admission` (built
 their registries' defaults and validation: a batch/v1 Job gets the Job registry's defaults, generated
 selector and validation there). batch/v1 Jobs are deleted with Orphan propagation unless the request names
 a policy. `/apis` lists built-in groups first, so kubectl's `jobs` is batch/v1.
+Reads serialize the store's shared views (no copies; LISTs with label selectors read the label index), and
+watch fan-out costs O(watchers) per event: every watcher receives the same `WatchEvent`, whose JSON line is
+encoded once and sent as is by each watcher whose resource, namespace and selector match.
 Admin endpoints (same bearer token, never faulted): `GET /kubesim/admin/state`, `POST /kubesim/admin/faults/
 {down,up,latency,fail-next,cut-watches,shrink-history,clear}`, `POST /kubesim/admin/scenario`.
 """
@@ -24,8 +27,7 @@ import contextlib
 import copy
 import json
 import re
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +50,9 @@ from kubesim.store import (
     Resource,
     Store,
     WatchEvent,
+    clone,
+    encode_json,
+    new_uid,
     now_rfc3339,
 )
 
@@ -171,7 +176,9 @@ class ApiServer:
         try:
             admin = request.path.startswith("/kubesim/admin/")
             if self.faults.mode == "refuse" and not admin and request.transport is not None:
-                # A connection accepted just before the outage began: a dead server answers nothing.
+                # A connection accepted just before the outage began (its TLS handshake still running when the
+                # listener went down, so not among the connections going down aborts): a dead server answers
+                # nothing, so it is dropped at its first request.
                 request.transport.abort()
                 raise ConnectionResetError("kubesim is down")
             if self.faults.mode == "503" and not admin:
@@ -356,15 +363,24 @@ class ApiServer:
 
     # ----- reads -------------------------------------------------------------------------------------------
 
+    def _current(self, target: Target) -> Mapping[str, Any]:
+        """The stored object the request names (read-only: handlers copy what they change), or NotFound."""
+        assert target.name is not None
+        current = self.store.peek(target.res, target.namespace, target.name)
+        if current is None:
+            raise errors.not_found(target.res, target.name)
+        return current
+
     async def _get(self, request: web.Request, target: Target) -> web.StreamResponse:
         assert target.name is not None
-        return json_response(self.store.get(target.res, target.namespace, target.name))
+        return json_response(self._current(target))
 
     async def _list(self, request: web.Request, target: Target) -> web.StreamResponse:
         res = target.res
         query = request.query
-        items, list_rv = self.store.list(res, target.namespace, label_selector=query.get("labelSelector"),
-                                         field_selector=query.get("fieldSelector"))
+        list_rv = self.store.resource_version
+        items = self.store.select(res, target.namespace, label_selector=query.get("labelSelector"),
+                                  field_selector=query.get("fieldSelector"))
         limit = _int_param(query, "limit")
         token = query.get("continue")
         if token:
@@ -409,48 +425,47 @@ class ApiServer:
         bookmarks = query.get("allowWatchBookmarks", "").lower() in ("1", "true")
         timeout = _int_param(query, "timeoutSeconds")
         rv_param = query.get("resourceVersion", "")
-
-        def in_scope(event: WatchEvent) -> bool:
-            if event.resource is not res:
-                return False
-            namespace = event.object["metadata"].get("namespace")
-            return not (res.namespaced and target.namespace and namespace != target.namespace)
-
-        def matches(obj: dict[str, Any]) -> bool:
-            return label_match(obj) and field_match(obj)
+        unselective = not label_match.requirements and not field_match.requirements
 
         # uids the client currently sees through its selector: an object whose labels stop (start) matching
-        # is reported as DELETED (ADDED), as the watch cache does.
+        # is reported as DELETED (ADDED), as the watch cache does. Without a selector every object in scope
+        # matches, so nothing needs remembering.
         visible: set[str] = set()
 
-        def translate(event: WatchEvent) -> dict[str, Any] | None:
-            if not in_scope(event):
+        def translate(event: WatchEvent) -> bytes | None:
+            """The line this watcher sends for a store event: the event's own shared bytes, or None."""
+            if event.resource is not res:
                 return None
-            uid = event.object["metadata"].get("uid", "")
-            was_visible, now_matches = uid in visible, matches(event.object)
+            obj = event.object
+            if res.namespaced and target.namespace and obj["metadata"].get("namespace") != target.namespace:
+                return None
+            if unselective:
+                return event.line()
+            uid = obj["metadata"].get("uid", "")
+            was_visible, now_matches = uid in visible, label_match(obj) and field_match(obj)
             if event.type == "DELETED":
                 visible.discard(uid)
-                return {"type": "DELETED", "object": event.object} if (was_visible or now_matches) else None
+                return event.line() if (was_visible or now_matches) else None
             if now_matches:
                 visible.add(uid)
-                return {"type": event.type if was_visible or event.type == "ADDED" else "ADDED",
-                        "object": event.object}
+                return event.line(event.type if was_visible or event.type == "ADDED" else "ADDED")
             if was_visible:
                 visible.discard(uid)
-                return {"type": "DELETED", "object": event.object}
+                return event.line("DELETED")
             return None
 
         queue = self.store.subscribe()
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
                                                            "Cache-Control": "no-cache, private"})
         response.enable_chunked_encoding()
-        initial: list[dict[str, Any]] = []
+        initial: list[bytes] = []
         expired: ApiError | None = None
         # Everything between subscribe() and here is synchronous, so no event can slip between replay and queue.
         if rv_param in ("", "0"):
-            items, _ = self.store.list(res, target.namespace)
-            initial = [{"type": "ADDED", "object": item} for item in items if matches(item)]
-            visible.update(item["metadata"]["uid"] for item in items if matches(item))
+            items = self.store.select(res, target.namespace, label_selector=label_match, field_selector=field_match)
+            initial = [_event_line("ADDED", item) for item in items]
+            if not unselective:
+                visible.update(item["metadata"]["uid"] for item in items)
         else:
             try:
                 since = int(rv_param)
@@ -459,13 +474,14 @@ class ApiServer:
                 raise errors.bad_request(f'resourceVersion: Invalid value: "{rv_param}": must be an integer') from exc
             try:
                 replay = self.store.history_since(since)
-                # What the client listed at `since` is unknown here; assume it saw what matches now and was not
-                # created later.
-                created_later = {e.object["metadata"].get("uid") for e in replay if e.type == "ADDED"}
-                items, _ = self.store.list(res, target.namespace)
-                visible.update(uid for item in items if matches(item)
-                               and (uid := item["metadata"]["uid"]) not in created_later)
-                initial = [out for e in replay if (out := translate(e)) is not None]
+                if not unselective:
+                    # What the client listed at `since` is unknown here; assume it saw what matches now and was
+                    # not created later.
+                    created_later = {e.object["metadata"].get("uid") for e in replay if e.type == "ADDED"}
+                    items = self.store.select(res, target.namespace, label_selector=label_match,
+                                              field_selector=field_match)
+                    visible.update(uid for item in items if (uid := item["metadata"]["uid"]) not in created_later)
+                initial = [line for e in replay if (line := translate(e)) is not None]
             except ApiError as exc:
                 expired = exc
         await response.prepare(request)
@@ -476,8 +492,8 @@ class ApiServer:
             if expired is not None:
                 await _write_event(response, {"type": "ERROR", "object": expired.status()})
                 return response
-            for initial_event in initial:
-                await _write_event(response, initial_event)
+            if initial:
+                await response.write(b"".join(initial))
             next_bookmark = loop.time() + self.bookmark_interval if bookmarks else None
             while True:
                 now = loop.time()
@@ -497,9 +513,10 @@ class ApiServer:
                             "kind": res.kind, "apiVersion": res.api_version,
                             "metadata": {"resourceVersion": self.store.resource_version}}})
                     continue
-                outgoing = translate(event)
-                if outgoing is not None:
-                    await _write_event(response, outgoing)
+                # Whatever else is queued goes out in the same write: one wake-up per burst, not per event.
+                lines = [line for e in _drain(queue, event) if (line := translate(e)) is not None]
+                if lines:
+                    await response.write(b"".join(lines))
         except (ConnectionResetError, ConnectionError):
             pass
         finally:
@@ -511,7 +528,7 @@ class ApiServer:
 
     async def _logs(self, request: web.Request, target: Target) -> web.StreamResponse:
         assert target.name is not None and target.namespace is not None
-        pod = self.store.get(PODS, target.namespace, target.name)
+        pod = self._current(target)
         containers = [c.get("name", "") for c in (pod.get("spec") or {}).get("containers") or []]
         container = request.query.get("container")
         if not container:
@@ -548,7 +565,7 @@ class ApiServer:
                 if len(lines) > sent:
                     await response.write(render(lines[sent:]))
                     sent = len(lines)
-                current = self.store.try_get(PODS, target.namespace, target.name)
+                current = self.store.peek(PODS, target.namespace, target.name)
                 if current is None or current["metadata"]["uid"] != pod["metadata"]["uid"]:
                     break
                 if (current.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
@@ -581,16 +598,17 @@ class ApiServer:
         if res.status_subresource and res is not PODS:
             body.pop("status", None)
         # the uid is fixed before the registry runs, which derives fields from it (a Job's selector)
-        uid = meta["uid"] = str(uuid.uuid4())
+        uid = meta["uid"] = new_uid()
         obj, warnings = self._admit_write(request, res, body, old=None)
         if _dry_run(request):
             if res.namespaced and not self.store.namespace_exists(target.namespace or ""):
                 raise errors.not_found(NAMESPACES, target.namespace or "")
-            if self.store.try_get(res, target.namespace, meta.get("name", "")) is not None:
+            if self.store.peek(res, target.namespace, meta.get("name", "")) is not None:
                 raise errors.already_exists(res, meta.get("name", ""))
             obj["metadata"].update(uid=uid, creationTimestamp=now_rfc3339(), generation=1)
             return json_response(obj, status=201, warnings=warnings)
-        created = self.store.create(res, obj, uid=uid)
+        # `obj` was decoded for this request alone, so the store may keep it as it is
+        created = self.store.create(res, obj, shared=True, uid=uid)
         return json_response(created, status=201, warnings=warnings)
 
     async def _replace(self, request: web.Request, target: Target) -> web.StreamResponse:
@@ -608,7 +626,7 @@ class ApiServer:
         if res.namespaced:
             meta["namespace"] = target.namespace
         _check_type_meta(body, res)
-        current = self.store.get(res, target.namespace, target.name)
+        current = self._current(target)
         if not meta.get("resourceVersion") and res in CUSTOM_RESOURCES:
             raise errors.invalid(res, target.name, [errors.field_cause(
                 "metadata.resourceVersion", "Invalid value: 0x0: must be specified for an update")])
@@ -618,11 +636,11 @@ class ApiServer:
             return await self._write_status(request, target, current, body.get("status") or {})
         return self._finish_update(request, target, current, body)
 
-    def _finish_update(self, request: web.Request, target: Target, current: dict[str, Any],
+    def _finish_update(self, request: web.Request, target: Target, current: Mapping[str, Any],
                        new: dict[str, Any]) -> web.StreamResponse:
         res = target.res
         assert target.name is not None
-        new = copy.deepcopy(new)
+        new = clone(new)
         if res.status_subresource:
             # The stored status wins; it is neither pruned nor re-validated on a main-resource write.
             new.pop("status", None)
@@ -631,23 +649,23 @@ class ApiServer:
             obj["status"] = current["status"]
         if _dry_run(request):
             return json_response(obj, warnings=warnings)
-        updated = self.store.update(res, obj, resource_version=current["metadata"]["resourceVersion"])
+        updated = self.store.update(res, obj, resource_version=current["metadata"]["resourceVersion"], shared=True)
         return json_response(updated, warnings=warnings)
 
-    async def _write_status(self, request: web.Request, target: Target, current: dict[str, Any],
+    async def _write_status(self, request: web.Request, target: Target, current: Mapping[str, Any],
                             status: dict[str, Any]) -> web.StreamResponse:
         assert target.name is not None
         if target.res in CUSTOM_RESOURCES:
-            candidate = copy.deepcopy(current)
+            candidate = clone(dict(current))
             candidate["status"] = status
-            checked = schema.check(target.res, candidate, dialect=self.tfjob_dialect)
+            checked = schema.check(target.res, candidate, dialect=self.tfjob_dialect, owned=True)
             if checked.causes:
                 raise errors.invalid(target.res, target.name, checked.causes)
             status = checked.object.get("status") or {}
         if _dry_run(request):
-            return json_response(current | {"status": status})
-        updated = self.store.update_status(target.res, target.namespace, target.name, status,
-                                           resource_version=current["metadata"]["resourceVersion"])
+            return json_response({**current, "status": status})
+        updated = self.store.update_status(target.res, target.namespace, target.name, clone(status),
+                                           resource_version=current["metadata"]["resourceVersion"], shared=True)
         return json_response(updated)
 
     async def _patch(self, request: web.Request, target: Target) -> web.StreamResponse:
@@ -664,7 +682,7 @@ class ApiServer:
             patch = json.loads(raw or b"null")
         except ValueError as exc:
             raise errors.bad_request(f"error decoding patch: {exc}") from exc
-        current = self.store.get(res, target.namespace, target.name)
+        current = self._current(target)
         if content_type == JSON_PATCH:
             if not isinstance(patch, list):
                 raise errors.bad_request(
@@ -700,18 +718,19 @@ class ApiServer:
             raise errors.bad_request(f"error decoding YAML: {exc}") from exc
         if not isinstance(applied, dict):
             raise errors.bad_request("error decoding YAML: the applied configuration is not an object")
-        current = self.store.try_get(target.res, target.namespace, target.name)
+        current = self.store.peek(target.res, target.namespace, target.name)
         if current is None:
-            body = copy.deepcopy(applied)
+            body = clone(applied)
             meta = _metadata_of(body)
             meta["name"] = target.name
             if target.res.namespaced:
                 meta["namespace"] = target.namespace
-            uid = meta["uid"] = str(uuid.uuid4())
+            uid = meta["uid"] = new_uid()
             obj, warnings = self._admit_write(request, target.res, body, old=None)
             if target.res.status_subresource and target.res is not PODS:
                 obj.pop("status", None)
-            return json_response(self.store.create(target.res, obj, uid=uid), status=201, warnings=warnings)
+            return json_response(self.store.create(target.res, obj, shared=True, uid=uid), status=201,
+                                 warnings=warnings)
         patched = apply_merge_patch(current, applied)
         if target.subresource == "status":
             return await self._write_status(request, target, current, patched.get("status") or {})
@@ -731,14 +750,14 @@ class ApiServer:
         if propagation is None and options.get("orphanDependents") is not None:
             propagation = "Orphan" if options["orphanDependents"] else "Background"
         preconditions = options.get("preconditions") or {}
-        current = self.store.get(target.res, target.namespace, target.name)
+        current = self._current(target)
         if _dry_run(request) or "All" in (options.get("dryRun") or []):
             return json_response(current)
         result = self.store.delete(target.res, target.namespace, target.name,
                                    propagation=propagation or _default_propagation(target.res),
                                    resource_version=preconditions.get("resourceVersion"),
-                                   uid=preconditions.get("uid"))
-        still_there = self.store.try_get(target.res, target.namespace, target.name)
+                                   uid=preconditions.get("uid"), shared=True)
+        still_there = self.store.peek(target.res, target.namespace, target.name)
         if still_there is not None:
             return json_response(still_there)
         if target.res in CUSTOM_RESOURCES:
@@ -749,15 +768,15 @@ class ApiServer:
         return json_response(result)
 
     async def _delete_collection(self, request: web.Request, target: Target) -> web.StreamResponse:
-        items, _ = self.store.list(target.res, target.namespace, label_selector=request.query.get("labelSelector"),
-                                   field_selector=request.query.get("fieldSelector"))
+        items = self.store.select(target.res, target.namespace, label_selector=request.query.get("labelSelector"),
+                                  field_selector=request.query.get("fieldSelector"))
         propagation = request.query.get("propagationPolicy") or "Background"
         deleted = []
         for item in items:
             meta = item["metadata"]
             try:
                 deleted.append(self.store.delete(target.res, meta.get("namespace"), meta["name"],
-                                                 propagation=propagation))
+                                                 propagation=propagation, shared=True))
             except ApiError as exc:
                 if exc.code != 404:
                     raise
@@ -766,8 +785,10 @@ class ApiServer:
                               "metadata": {"resourceVersion": self.store.resource_version}, "items": deleted})
 
     def _admit_write(self, request: web.Request, res: Resource, body: dict[str, Any],
-                     old: dict[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
-        """Decode-time pruning/defaulting, mutating admission, validation, validating admission."""
+                     old: Mapping[str, Any] | None) -> tuple[dict[str, Any], list[str]]:
+        """Decode-time pruning/defaulting, mutating admission, validation, validating admission.
+
+        `body` is the handler's own (decoded for this request, or a copy): it is pruned in place."""
         warnings: list[str] = []
         obj = body
         name = _metadata_of(body).get("name", "")
@@ -776,7 +797,7 @@ class ApiServer:
             raise errors.bad_request(f'fieldValidation: Unsupported value: "{validation}": supported values: '
                                      '"Ignore", "Strict", "Warn"')
         if res in CUSTOM_RESOURCES:
-            checked = schema.check(res, body, dialect=self.tfjob_dialect)
+            checked = schema.check(res, body, dialect=self.tfjob_dialect, owned=True)
             unknown = [f for f in checked.pruned if not f.startswith("metadata.")] + [
                 f for f in checked.pruned if f.startswith("metadata.")]
             if unknown and validation == "Strict":
@@ -787,7 +808,7 @@ class ApiServer:
                 warnings = [f'unknown field "{f}"' for f in unknown]
             obj = admission.mutate(res, checked.object, old)
             if obj is not checked.object:
-                checked = schema.check(res, obj, dialect=self.tfjob_dialect)
+                checked = schema.check(res, obj, dialect=self.tfjob_dialect, owned=True)
                 obj = checked.object
             causes = _metadata_causes(res, obj) + checked.causes
             if causes:
@@ -992,18 +1013,18 @@ def _wants_table(request: web.Request) -> bool:
     return "as=Table" in request.headers.get("Accept", "")
 
 
-Column = tuple[str, str, Callable[[dict[str, Any]], Any]]
+Column = tuple[str, str, Callable[[Mapping[str, Any]], Any]]
 
 
-def _json_path_of(path: str) -> Callable[[dict[str, Any]], Any]:
+def _json_path_of(path: str) -> Callable[[Mapping[str, Any]], Any]:
     return lambda obj: _json_path(obj, path)
 
 
-def _age_of(path: str) -> Callable[[dict[str, Any]], Any]:
+def _age_of(path: str) -> Callable[[Mapping[str, Any]], Any]:
     return lambda obj: _age(_json_path(obj, path))
 
 
-def _pod_status(pod: dict[str, Any]) -> str:
+def _pod_status(pod: Mapping[str, Any]) -> str:
     """The STATUS column as kubectl's pod printer derives it."""
     status = pod.get("status") or {}
     reason = status.get("reason") or status.get("phase") or "Pending"
@@ -1019,22 +1040,22 @@ def _pod_status(pod: dict[str, Any]) -> str:
     return str(reason)
 
 
-def _pod_ready(pod: dict[str, Any]) -> str:
+def _pod_ready(pod: Mapping[str, Any]) -> str:
     statuses = (pod.get("status") or {}).get("containerStatuses") or []
     total = len((pod.get("spec") or {}).get("containers") or [])
     return f"{sum(1 for c in statuses if c.get('ready'))}/{total}"
 
 
-def _pod_restarts(pod: dict[str, Any]) -> int:
+def _pod_restarts(pod: Mapping[str, Any]) -> int:
     return sum(int(c.get("restartCount") or 0) for c in (pod.get("status") or {}).get("containerStatuses") or [])
 
 
-def _service_ports(svc: dict[str, Any]) -> str:
+def _service_ports(svc: Mapping[str, Any]) -> str:
     ports = (svc.get("spec") or {}).get("ports") or []
     return ",".join(f"{p.get('port')}/{p.get('protocol', 'TCP')}" for p in ports) or "<none>"
 
 
-def _job_status(job: dict[str, Any]) -> str:
+def _job_status(job: Mapping[str, Any]) -> str:
     """kube-apiserver's printJob STATUS: terminal conditions, then Terminating, Suspended, interim ones."""
     conditions = (job.get("status") or {}).get("conditions") or []
     true_types = {c.get("type") for c in conditions if c.get("status") == "True"}
@@ -1049,7 +1070,7 @@ def _job_status(job: dict[str, Any]) -> str:
     return "Running"
 
 
-def _job_completions(job: dict[str, Any]) -> str:
+def _job_completions(job: Mapping[str, Any]) -> str:
     spec, succeeded = job.get("spec") or {}, int((job.get("status") or {}).get("succeeded") or 0)
     if spec.get("completions") is not None:
         return f"{succeeded}/{spec['completions']}"
@@ -1057,7 +1078,7 @@ def _job_completions(job: dict[str, Any]) -> str:
     return f"{succeeded}/1 of {parallelism}" if parallelism > 1 else f"{succeeded}/1"
 
 
-def _job_duration(job: dict[str, Any]) -> str:
+def _job_duration(job: Mapping[str, Any]) -> str:
     status = job.get("status") or {}
     if not status.get("startTime"):
         return ""
@@ -1091,7 +1112,7 @@ CORE_COLUMNS: dict[str, list[Column]] = {
 }
 
 
-def table_for(res: Resource, items: list[dict[str, Any]], metadata: dict[str, Any]) -> dict[str, Any]:
+def table_for(res: Resource, items: Sequence[Mapping[str, Any]], metadata: dict[str, Any]) -> dict[str, Any]:
     """A meta.k8s.io/v1 Table: the CRD's printer columns (TFJob State, vcjob STATUS …) or kubectl's usual
     columns for core kinds, plus Age."""
     columns: list[Column] = [("Name", "string", lambda obj: obj["metadata"]["name"])]
@@ -1123,7 +1144,7 @@ def table_for(res: Resource, items: list[dict[str, Any]], metadata: dict[str, An
 _JSON_PATH_STEP = re.compile(r'\[\?\(@\.([A-Za-z0-9_]+)=="([^"]*)"\)\]|\.([A-Za-z0-9_]+)|\[(-?\d*):?\]')
 
 
-def _json_path(obj: dict[str, Any], path: str) -> Any:
+def _json_path(obj: Mapping[str, Any], path: str) -> Any:
     node: Any = obj
     for key, wanted, field_name, index in _JSON_PATH_STEP.findall(path):
         if key:
@@ -1158,8 +1179,7 @@ def json_response(body: Any, *, status: int = 200, warnings: list[str] | None = 
     headers: CIMultiDict[str] = CIMultiDict()
     for warning in warnings or []:
         headers.add("Warning", f"299 - {json.dumps(warning)}")
-    return web.Response(body=json.dumps(body).encode(), status=status, content_type="application/json",
-                        headers=headers)
+    return web.Response(body=encode_json(body), status=status, content_type="application/json", headers=headers)
 
 
 def status_response(exc: ApiError) -> web.Response:
@@ -1172,6 +1192,18 @@ def status_response(exc: ApiError) -> web.Response:
 
 async def _write_event(response: web.StreamResponse, event: dict[str, Any]) -> None:
     await response.write(json.dumps(event).encode() + b"\n")
+
+
+def _event_line(event_type: str, obj: Mapping[str, Any]) -> bytes:
+    return encode_json({"type": event_type, "object": obj}) + b"\n"
+
+
+def _drain(queue: asyncio.Queue[WatchEvent], first: WatchEvent) -> list[WatchEvent]:
+    """`first` and every event already waiting behind it."""
+    events = [first]
+    while not queue.empty():
+        events.append(queue.get_nowait())
+    return events
 
 
 async def _read_object(request: web.Request) -> dict[str, Any]:
@@ -1251,7 +1283,7 @@ def _int_param(query: Any, name: str) -> int | None:
         raise errors.bad_request(f'{name}: Invalid value: "{value}": must be an integer') from exc
 
 
-def _sort_key(item: dict[str, Any]) -> tuple[str, str]:
+def _sort_key(item: Mapping[str, Any]) -> tuple[str, str]:
     meta = item["metadata"]
     return (meta.get("namespace", ""), meta["name"])
 
@@ -1281,8 +1313,8 @@ def _go_json_type(value: Any) -> str:
 def apply_merge_patch(target: Any, patch: Any) -> Any:
     """RFC 7386 JSON merge patch: objects merge recursively, null deletes, everything else replaces."""
     if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = copy.deepcopy(target) if isinstance(target, dict) else {}
+        return clone(patch)
+    result = clone(target) if isinstance(target, dict) else {}
     for key, value in patch.items():
         if value is None:
             result.pop(key, None)
@@ -1317,25 +1349,25 @@ def _resolve(doc: Any, tokens: list[str], path: str, op: str) -> Any:
 
 def apply_json_patch(doc: Any, operations: list[Any]) -> Any:
     """RFC 6902 JSON patch (add, remove, replace, move, copy, test)."""
-    doc = copy.deepcopy(doc)
+    doc = clone(doc)
     for operation in operations:
         if not isinstance(operation, dict) or "op" not in operation:
             raise errors.bad_request("json: cannot unmarshal into Go value of type jsonpatch.Operation")
         op, path = operation["op"], str(operation.get("path", ""))
         if op in ("move", "copy"):
             source = str(operation.get("from", ""))
-            value = copy.deepcopy(_resolve(doc, _pointer(source), source, op))
+            value = clone(_resolve(doc, _pointer(source), source, op))
             if op == "move":
                 doc = _remove(doc, _pointer(source), source, op)
             doc = _add(doc, _pointer(path), path, value, op)
         elif op == "add":
-            doc = _add(doc, _pointer(path), path, copy.deepcopy(operation.get("value")), op)
+            doc = _add(doc, _pointer(path), path, clone(operation.get("value")), op)
         elif op == "remove":
             doc = _remove(doc, _pointer(path), path, op)
         elif op == "replace":
             _resolve(doc, _pointer(path), path, op)
             doc = _remove(doc, _pointer(path), path, op)
-            doc = _add(doc, _pointer(path), path, copy.deepcopy(operation.get("value")), op)
+            doc = _add(doc, _pointer(path), path, clone(operation.get("value")), op)
         elif op == "test":
             if _resolve(doc, _pointer(path), path, op) != operation.get("value"):
                 raise _patch_error(f"testing value {path} failed: test failed")

@@ -1,9 +1,13 @@
 """Simulated kube-controller-manager Job controller (batch/v1, Kubernetes 1.33 semantics) plus the
 TTL-after-finished controller for Jobs.
 
-Contract: `JobController(store, clock).reconcile()` reads every batch/v1 Job and the pods it controls
-(controller ownerReference) and writes what the real controllers would, returning the next simulated
-time a time-based rule becomes due (pod re-creation backoff, activeDeadlineSeconds, TTL):
+Contract: a `Reconciler` keyed by Job (namespace, name). A change to a Job, or to a pod it controls
+(controller ownerReference; only changes to what the controller reads of a pod: phase, deletion,
+readiness, restart counts, completion index) queues that Job, and `reconcile_key` reads it and its pods
+(the store's owner index, read-only views) and writes what the real controllers would, returning the next
+simulated time a time-based rule becomes due (pod re-creation backoff, activeDeadlineSeconds, TTL): the
+work queue's timer for that Job, never a rescan. Its own status writes and the ADDED events of the pods it
+created do not queue the Job again. `reconcile()` is a full pass over every Job.
 - Pods from `spec.template`, at most `parallelism` active and never more than the completions left. An
   Indexed Job's pod for index i is `<job>-<i>-<5 random chars>` (generateName `<job>-<i>-`) with hostname
   `<job>-<i>` (the template's subdomain kept), the annotation and label
@@ -30,7 +34,7 @@ time a time-based rule becomes due (pod re-creation backoff, activeDeadlineSecon
 - Status: `startTime`, `active`, `ready`, `terminating` (0: kubesim deletes pods at once), `succeeded`,
   `failed`, `completedIndexes` (Indexed, "0-2,4" form), `uncountedTerminatedPods: {}`, conditions
   with `lastProbeTime`/`lastTransitionTime`; zero counts omitted as the API does. Written with the
-  resourceVersion read (a conflict waits for the next pass).
+  resourceVersion read (a conflict is followed by the other writer's event, which queues the Job again).
 - `ttlSecondsAfterFinished` deletes a finished Job (Foreground) that many simulated seconds after it
   finished.
 Not simulated: the `batch.kubernetes.io/job-tracking` pod finalizer (pods are counted from this
@@ -40,16 +44,17 @@ controller's memory instead), `backoffLimitPerIndex`/`maxFailedIndexes`, `podRep
 
 from __future__ import annotations
 
-import copy
 import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubesim import batch
 from kubesim.controllers.clock import SimClock
+from kubesim.controllers.reconciler import Reconciler, controller_of
 from kubesim.errors import ApiError
-from kubesim.store import BATCH_JOBS, EVENTS, PODS, Store
+from kubesim.store import BATCH_JOBS, PODS, Store, WatchEvent, clone
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +67,9 @@ BACKOFF_MESSAGE = "Job has reached the specified backoff limit"
 DEADLINE_MESSAGE = "Job was active longer than specified deadline"
 COMPLETIONS_MESSAGE = "Reached expected number of succeeded pods"
 TERMINAL = ("Succeeded", "Failed")
+
+# Stored objects as the store's views hand them out: read-only (build a new dict to change one).
+Obj = Mapping[str, Any]
 
 
 @dataclass
@@ -88,20 +96,16 @@ class _Finish:
     message: str
 
 
-def record_event(store: Store, obj: dict[str, Any], reason: str, message: str, *, component: str,
+def record_event(store: Store, obj: Obj, reason: str, message: str, *, component: str,
                  type: str = "Normal") -> None:
-    """An Event about `obj` from `component` (the store only knows a few components by kind)."""
+    """An Event about `obj` reported by `component` (best effort)."""
     try:
-        event = store.record_event(obj, reason=reason, message=message, type=type)
-        if event.get("reportingComponent") != component:
-            event["source"] = {"component": component}
-            event["reportingComponent"] = component
-            store.update(EVENTS, event)
+        store.record_event(obj, reason=reason, message=message, type=type, component=component)
     except ApiError as e:  # events are best effort, like in Kubernetes
         log.debug("event %s for %s: %s", reason, obj.get("metadata", {}).get("name"), e)
 
 
-def controller_uid(obj: dict[str, Any], *, api_version: str, kind: str) -> str | None:
+def controller_uid(obj: Obj, *, api_version: str, kind: str) -> str | None:
     """The uid of `obj`'s controller ownerReference if it is of that apiVersion and kind."""
     for ref in obj["metadata"].get("ownerReferences") or []:
         if ref.get("controller") and ref.get("apiVersion") == api_version and ref.get("kind") == kind:
@@ -109,58 +113,90 @@ def controller_uid(obj: dict[str, Any], *, api_version: str, kind: str) -> str |
     return None
 
 
-def has_condition(status: dict[str, Any], ctype: str) -> bool:
+def has_condition(status: Mapping[str, Any], ctype: str) -> bool:
     """A condition of that type with status True."""
     return any(c.get("type") == ctype and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
-def finished_type(job: dict[str, Any]) -> str | None:
+def finished_type(job: Obj) -> str | None:
     """`Complete` or `Failed` when the Job has that condition True (what JobSet calls JobFinished)."""
     status = job.get("status") or {}
     return next((t for t in ("Complete", "Failed") if has_condition(status, t)), None)
 
 
-class JobController:
-    """Reconciles every batch/v1 Job in the store."""
+class JobController(Reconciler[tuple[str, str]]):
+    """Reconciles the batch/v1 Jobs of the store, keyed by (namespace, name)."""
+
+    name = "job"
 
     def __init__(self, store: Store, clock: SimClock) -> None:
+        super().__init__(clock)
         self._store = store
-        self._clock = clock
-        self._tracks: dict[str, _Tracking] = {}
+        self._tracks: dict[str, _Tracking] = {}  # by Job uid
+        self._pod_digests: dict[tuple[str, str], tuple[Any, ...]] = {}  # what _pod_changed saw last
 
-    def reconcile(self) -> float | None:
-        """One pass over every Job; the earliest simulated deadline."""
-        jobs, _ = self._store.list(BATCH_JOBS)
-        if not jobs:
-            self._tracks.clear()
+    def observe(self, event: WatchEvent) -> None:
+        """A Job, or a pod it controls, changed: that Job is dirty."""
+        obj = event.object
+        meta = obj["metadata"]
+        namespace = meta.get("namespace", "")
+        if event.resource is BATCH_JOBS:
+            key = (namespace, meta["name"])
+            if event.type == "DELETED":
+                self._tracks.pop(meta.get("uid", ""), None)
+                self.forget(key)
+            elif self.own_write(key, event):
+                return
+            self.queue.add(key)
+        elif event.resource is PODS:
+            owner = controller_of(obj)
+            job = (namespace, str(owner.get("name", ""))) if owner is not None \
+                and owner.get("kind") == BATCH_JOBS.kind and owner.get("apiVersion") == BATCH_JOBS.api_version \
+                else None
+            self.track_owner(event, job)
+            if job is None or not self._pod_changed(event) or self.own_create(event):
+                return
+            self.queue.add(job)
+
+    def _pod_changed(self, event: WatchEvent) -> bool:
+        """Whether a pod event changes what a Job sync reads of a pod (an update predicate): the kubelet's
+        binding and ContainerCreating steps change none of it."""
+        meta = event.object["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
+        if event.type == "DELETED":
+            self._pod_digests.pop(key, None)
+            return True
+        digest = _pod_digest(event.object)
+        previous = self._pod_digests.get(key)
+        self._pod_digests[key] = digest
+        return event.type != "MODIFIED" or digest != previous
+
+    def all_keys(self) -> list[tuple[str, str]]:
+        """Every Job."""
+        return [(job["metadata"]["namespace"], job["metadata"]["name"]) for job in self._store.select(BATCH_JOBS)]
+
+    def reconcile_key(self, key: tuple[str, str]) -> float | None:
+        """Sync one Job (gone or being deleted: nothing to do); the next simulated deadline, if any."""
+        job = self._store.peek(BATCH_JOBS, *key)
+        if job is None or job["metadata"].get("deletionTimestamp"):
             return None
-        pods_by_job: dict[str, list[dict[str, Any]]] = {}
-        for pod in self._store.list(PODS)[0]:
-            owner = controller_uid(pod, api_version=BATCH_JOBS.api_version, kind=BATCH_JOBS.kind)
-            if owner is not None:
-                pods_by_job.setdefault(owner, []).append(pod)
-        next_due: float | None = None
-        for job in jobs:
-            uid = job["metadata"]["uid"]
-            try:
-                due = self._sync(job, pods_by_job.get(uid, []))
-            except ApiError as e:  # changed or deleted under us: the next pass sees the new state
-                log.debug("job %s: %s", job["metadata"].get("name"), e)
-                due = None
-            except Exception:
-                log.warning("job %s/%s: sync failed", job["metadata"].get("namespace"),
-                            job["metadata"].get("name"), exc_info=True)
-                due = None
-            if due is not None and (next_due is None or due < next_due):
-                next_due = due
-        live = {job["metadata"]["uid"] for job in jobs}
-        for uid in [u for u in self._tracks if u not in live]:
-            del self._tracks[uid]
-        return next_due
+        uid = job["metadata"]["uid"]
+        pods = [pod for pod in self._store.owned(PODS, uid)
+                if controller_uid(pod, api_version=BATCH_JOBS.api_version, kind=BATCH_JOBS.kind) == uid]
+        try:
+            due = self._sync(job, pods)
+        except ApiError as e:  # changed or deleted under us (that write's event may well queue it first)
+            log.debug("job %s: %s", key[1], e)
+            return self.retry_after(key)
+        except Exception:  # logged like the controller logs a failed sync
+            log.warning("job %s/%s: sync failed", *key, exc_info=True)
+            return self.retry_after(key)
+        self.succeeded(key)
+        return due
 
     # -- one Job ---------------------------------------------------------------------------------
 
-    def _sync(self, job: dict[str, Any], pods: list[dict[str, Any]]) -> float | None:
+    def _sync(self, job: Obj, pods: list[Obj]) -> float | None:
         meta, spec = job["metadata"], job.get("spec") or {}
         if meta.get("deletionTimestamp"):
             return None
@@ -168,7 +204,7 @@ class JobController:
         track = self._tracks.get(meta["uid"])
         if track is None:
             track = self._tracks[meta["uid"]] = self._first_sight(job, pods)
-        status = copy.deepcopy(job.get("status") or {})
+        status = clone(dict(job.get("status") or {}))
         if finished_type(job) is not None:
             return self._expire(job, track, now)
         suspended = bool(spec.get("suspend"))
@@ -224,7 +260,7 @@ class JobController:
             due = min(d for d in (due, track.started + deadline) if d is not None)
         return due
 
-    def _first_sight(self, job: dict[str, Any], pods: list[dict[str, Any]]) -> _Tracking:
+    def _first_sight(self, job: Obj, pods: list[Obj]) -> _Tracking:
         """Tracking for a Job this controller has not seen (kubesim restarted its controllers): pods the
         status already accounts for must not be counted again."""
         track = _Tracking()
@@ -234,7 +270,7 @@ class JobController:
         track.active = {p["metadata"]["uid"] for p in pods if _active(p)}
         return track
 
-    def _count_failures(self, job: dict[str, Any], pods: list[dict[str, Any]], track: _Tracking,
+    def _count_failures(self, job: Obj, pods: list[Obj], track: _Tracking,
                         status: dict[str, Any], now: float) -> tuple[int, str | None]:
         """status.failed plus the failures not counted yet; the message of a matching FailJob rule."""
         policy = (job.get("spec") or {}).get("podFailurePolicy")
@@ -260,7 +296,7 @@ class JobController:
             track.last_failure = now
         return int(status.get("failed") or 0) + new, fail_job
 
-    def _count_successes(self, job: dict[str, Any], pods: list[dict[str, Any]], track: _Tracking,
+    def _count_successes(self, job: Obj, pods: list[Obj], track: _Tracking,
                          status: dict[str, Any]) -> tuple[int, set[int]]:
         """The succeeded count and, for Indexed Jobs, the succeeded indexes (status plus new pods)."""
         spec = job.get("spec") or {}
@@ -280,7 +316,7 @@ class JobController:
         track.counted_succeeded.update(p["metadata"]["uid"] for p in new)
         return int(status.get("succeeded") or 0) + len(new), set()
 
-    def _failure(self, job: dict[str, Any], active: list[dict[str, Any]], failed: int, fail_job: str | None,
+    def _failure(self, job: Obj, active: list[Obj], failed: int, fail_job: str | None,
                  track: _Tracking, now: float) -> _Finish | None:
         spec = job.get("spec") or {}
         if fail_job is not None:
@@ -294,9 +330,8 @@ class JobController:
             return _Finish("FailureTarget", "Failed", "DeadlineExceeded", DEADLINE_MESSAGE)
         return None
 
-    def _manage(self, job: dict[str, Any], active: list[dict[str, Any]], succeeded: int,
-                succeeded_indexes: set[int], track: _Tracking,
-                now: float) -> tuple[list[dict[str, Any]], float | None]:
+    def _manage(self, job: Obj, active: list[Obj], succeeded: int, succeeded_indexes: set[int],
+                track: _Tracking, now: float) -> tuple[list[Obj], float | None]:
         """manageJob: delete surplus pods or create missing ones; the active pods after it, and when to
         come back if the creation backoff holds pods back."""
         spec = job.get("spec") or {}
@@ -331,9 +366,9 @@ class JobController:
 
     # -- writes ----------------------------------------------------------------------------------
 
-    def _create_pod(self, job: dict[str, Any], index: int | None) -> dict[str, Any] | None:
+    def _create_pod(self, job: Obj, index: int | None) -> Obj | None:
         meta = job["metadata"]
-        template = copy.deepcopy((job.get("spec") or {}).get("template") or {})
+        template = clone(dict((job.get("spec") or {}).get("template") or {}))
         template_meta = template.get("metadata") or {}
         labels = dict(template_meta.get("labels") or {})
         annotations = dict(template_meta.get("annotations") or {})
@@ -358,24 +393,25 @@ class JobController:
         for _ in range(5):  # a taken random name is simply drawn again, as the API server's generator does
             pod_meta["name"] = generate_name + "".join(random.choices(NAME_ALPHABET, k=5))
             try:
-                created = self._store.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta,
-                                                    "spec": pod_spec})
+                created = self._store.create(PODS, {"apiVersion": "v1", "kind": "Pod", "metadata": dict(pod_meta),
+                                                    "spec": pod_spec}, shared=True)
             except ApiError as e:
                 if e.code == 409:
                     continue
                 raise
+            self.created(PODS, created)
             self._event(job, "SuccessfulCreate", f"Created pod: {created['metadata']['name']}")
             return created
         return None
 
-    def _delete_pods(self, job: dict[str, Any], pods: list[dict[str, Any]], track: _Tracking, *,
+    def _delete_pods(self, job: Obj, pods: list[Obj], track: _Tracking, *,
                      counted_as_failure: bool) -> int:
         """Delete pods; returns how many of them count as failures now."""
         counted = 0
         for pod in pods:
             uid, name = pod["metadata"]["uid"], pod["metadata"]["name"]
             try:
-                self._store.delete(PODS, pod["metadata"]["namespace"], name)
+                self._store.delete(PODS, pod["metadata"]["namespace"], name, shared=True)
             except ApiError as e:
                 log.debug("job %s: delete pod %s: %s", job["metadata"]["name"], name, e)
                 continue
@@ -388,7 +424,7 @@ class JobController:
             track.active.discard(uid)
         return counted
 
-    def _finish(self, job: dict[str, Any], status: dict[str, Any], finish: _Finish, track: _Tracking,
+    def _finish(self, job: Obj, status: dict[str, Any], finish: _Finish, track: _Tracking,
                 now: float) -> float | None:
         """The interim condition first, then the terminal one, as two status writes; then the TTL, if due."""
         ts = self._clock.timestamp()
@@ -398,7 +434,7 @@ class JobController:
         written = self._write(job, status)
         if written is None:
             return None
-        status = copy.deepcopy(written.get("status") or {})
+        status = clone(dict(written.get("status") or {}))
         final = _condition(finish.final, "True", finish.reason, finish.message, ts)
         status.setdefault("conditions", []).append(final)
         if finish.final == "Complete":
@@ -413,7 +449,7 @@ class JobController:
             self._event(job, finish.reason, finish.message, type="Warning")
         return self._expire(finished, track, now)
 
-    def _expire(self, job: dict[str, Any], track: _Tracking, now: float) -> float | None:
+    def _expire(self, job: Obj, track: _Tracking, now: float) -> float | None:
         """ttlSecondsAfterFinished: delete the finished Job when its time has come, else say when."""
         ttl = (job.get("spec") or {}).get("ttlSecondsAfterFinished")
         if not isinstance(ttl, int) or finished_type(job) is None:
@@ -425,12 +461,13 @@ class JobController:
             return due
         meta = job["metadata"]
         try:
-            self._store.delete(BATCH_JOBS, meta["namespace"], meta["name"], propagation="Foreground")
+            self._store.delete(BATCH_JOBS, meta["namespace"], meta["name"], propagation="Foreground",
+                               shared=True)
         except ApiError as e:
             log.debug("job %s: ttl delete: %s", meta["name"], e)
         return None
 
-    def _set_condition(self, job: dict[str, Any], status: dict[str, Any], ctype: str, cstatus: str,
+    def _set_condition(self, job: Obj, status: dict[str, Any], ctype: str, cstatus: str,
                        reason: str, message: str, *, event: str) -> bool:
         """ensureJobConditionStatus: added when True and absent, replaced when its status changes."""
         conditions: list[dict[str, Any]] = status.get("conditions") or []
@@ -462,38 +499,41 @@ class JobController:
             status.pop("completedIndexes", None)
         status["uncountedTerminatedPods"] = {}
 
-    def _write(self, job: dict[str, Any], status: dict[str, Any]) -> dict[str, Any] | None:
+    def _write(self, job: Obj, status: dict[str, Any]) -> Obj | None:
         if status == (job.get("status") or {}):
             return job
         meta = job["metadata"]
+        key = (meta["namespace"], meta["name"])
         try:
-            return self._store.update_status(BATCH_JOBS, meta["namespace"], meta["name"], status,
-                                             resource_version=meta["resourceVersion"])
-        except ApiError as e:  # a conflict or a deleted Job: the next pass starts from what is stored
+            written = self._store.update_status(BATCH_JOBS, *key, status, resource_version=meta["resourceVersion"],
+                                                shared=True)
+        except ApiError as e:  # a conflict or a deleted Job: the other write's event queues it again
             log.debug("job %s: status: %s", meta["name"], e)
             return None
+        self.wrote(key, written)
+        return written
 
-    def _event(self, job: dict[str, Any], reason: str, message: str, *, type: str = "Normal") -> None:
+    def _event(self, job: Obj, reason: str, message: str, *, type: str = "Normal") -> None:
         record_event(self._store, job, reason, message, component=COMPONENT, type=type)
 
 
 # -- pure helpers ---------------------------------------------------------------------------------
 
 
-def _phase(pod: dict[str, Any]) -> str:
+def _phase(pod: Obj) -> str:
     return str((pod.get("status") or {}).get("phase") or "Pending")
 
 
-def _active(pod: dict[str, Any]) -> bool:
+def _active(pod: Obj) -> bool:
     return _phase(pod) not in TERMINAL and not pod["metadata"].get("deletionTimestamp")
 
 
-def _ready(pod: dict[str, Any]) -> bool:
+def _ready(pod: Obj) -> bool:
     return any(c.get("type") == "Ready" and c.get("status") == "True"
                for c in (pod.get("status") or {}).get("conditions") or [])
 
 
-def _completion_index(pod: dict[str, Any]) -> int | None:
+def _completion_index(pod: Obj) -> int | None:
     value = (pod["metadata"].get("annotations") or {}).get(batch.COMPLETION_INDEX)
     try:
         index = int(value) if value is not None else -1
@@ -502,16 +542,15 @@ def _completion_index(pod: dict[str, Any]) -> int | None:
     return index if index >= 0 else None
 
 
-def _newest_first(pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _newest_first(pods: list[Obj]) -> list[Obj]:
     return sorted(pods, key=lambda p: int(p["metadata"].get("resourceVersion") or 0), reverse=True)
 
 
-def _surplus_indexed(active: list[dict[str, Any]], succeeded: set[int], completions: int,
-                     want: int) -> list[dict[str, Any]]:
+def _surplus_indexed(active: list[Obj], succeeded: set[int], completions: int, want: int) -> list[Obj]:
     """Active pods an Indexed Job removes: no or an out-of-range index, an index already succeeded, a
     second pod for an index; then the highest indexes beyond `want`."""
-    surplus: list[dict[str, Any]] = []
-    kept: dict[int, dict[str, Any]] = {}
+    surplus: list[Obj] = []
+    kept: dict[int, Obj] = {}
     for pod in _newest_first(active):
         index = _completion_index(pod)
         if index is None or index >= completions or index in succeeded or index in kept:
@@ -520,6 +559,17 @@ def _surplus_indexed(active: list[dict[str, Any]], succeeded: set[int], completi
             kept[index] = pod
     surplus += [kept[i] for i in sorted(kept, reverse=True)[:max(0, len(kept) - want)]]
     return surplus
+
+
+def _pod_digest(pod: Obj) -> tuple[Any, ...]:
+    """What a Job sync reads of a pod, as one value to compare: phase, deletion, readiness, the restart
+    count (OnFailure backoff; the sum is all it reads, and the kubelet's first container statuses, restart
+    count 0, leave it alone) and the annotations (completion index; a version that keeps them shares the
+    dict, so == settles it by identity). A failed pod's exit codes and conditions come with its phase."""
+    meta, status = pod["metadata"], pod.get("status") or {}
+    restarts = sum(int(cs.get("restartCount") or 0) for cs in (status.get("initContainerStatuses") or [])
+                   + (status.get("containerStatuses") or []))
+    return (status.get("phase"), meta.get("deletionTimestamp"), _ready(pod), restarts, meta.get("annotations"))
 
 
 def _condition(ctype: str, cstatus: str, reason: str, message: str, ts: str) -> dict[str, Any]:
@@ -536,7 +586,7 @@ def _add_completion_index_env(container: dict[str, Any]) -> None:
         "fieldPath": f"metadata.labels['{batch.COMPLETION_INDEX}']"}}})
 
 
-def _past_backoff_on_failure(job: dict[str, Any], active: list[dict[str, Any]], limit: int) -> bool:
+def _past_backoff_on_failure(job: Obj, active: list[Obj], limit: int) -> bool:
     """restartPolicy OnFailure: the restarts of running/pending containers count as failures."""
     template_spec = ((job.get("spec") or {}).get("template") or {}).get("spec") or {}
     if template_spec.get("restartPolicy") != "OnFailure":
@@ -551,7 +601,7 @@ def _past_backoff_on_failure(job: dict[str, Any], active: list[dict[str, Any]], 
     return restarts > 0 if limit == 0 else restarts >= limit
 
 
-def _match_success_policy(policy: dict[str, Any] | None, completions: int, succeeded: set[int]) -> str | None:
+def _match_success_policy(policy: Mapping[str, Any] | None, completions: int, succeeded: set[int]) -> str | None:
     """matchSuccessPolicy: the message of the first rule the succeeded indexes meet, else None."""
     if not policy or not succeeded:
         return None
@@ -570,7 +620,7 @@ def _match_success_policy(policy: dict[str, Any] | None, completions: int, succe
     return None
 
 
-def _match_pod_failure_policy(policy: dict[str, Any] | None, pod: dict[str, Any]) -> tuple[str | None, str]:
+def _match_pod_failure_policy(policy: Mapping[str, Any] | None, pod: Obj) -> tuple[str | None, str]:
     """The action of the first podFailurePolicy rule matching a failed pod, and the FailJob message."""
     if not policy:
         return None, ""

@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from kubesim.store import now_rfc3339
+
 
 def rfc3339(moment: datetime | None = None) -> str:
     """Kubernetes' metav1.Time form, e.g. 2026-01-02T03:04:05Z."""
@@ -51,5 +53,5 @@ class SimClock:
 
     @staticmethod
     def timestamp() -> str:
-        """Wall-clock RFC 3339 timestamp for object fields."""
-        return rfc3339()
+        """Wall-clock RFC 3339 timestamp for object fields (the store's, formatted once a second)."""
+        return now_rfc3339()

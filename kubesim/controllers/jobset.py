@@ -1,7 +1,16 @@
 """Simulated JobSet controller (kubernetes-sigs/jobset v0.12.0, default feature gates).
 
-Contract: `JobSetController(store, clock).reconcile()` reads every JobSet and the batch/v1 Jobs it controls
-and does what upstream's reconcile does, in its order, returning the next simulated time a TTL is due:
+Contract: a `Reconciler` keyed by JobSet (namespace, name), watching what upstream's controller watches
+(`For(JobSet).Owns(Job)`): a change to a JobSet, or to a batch/v1 Job it controls (found by its controller
+ownerReference; only changes to what the reconcile reads of a Job: labels, deletion, suspend, parallelism
+and completions, the ready/active/succeeded counts, startTime, the Complete/Failed conditions), queues that
+JobSet. Pods are not watched: the reconcile never reads them, their changes reach it through their Job's
+status. Its own status writes and the ADDED events of the Jobs it created do not queue it again.
+`reconcile_key` reads the JobSet and its Jobs (the store's owner index, read-only views) and does what
+upstream's reconcile does, in its order, returning the next simulated time it must look again: at once
+after a status write that finished or restarted the JobSet (upstream does the rest in the reconcile its
+own update triggers), the TTL after finishing, or a retry after an error (Job creation refused), backing
+off exponentially like controller-runtime's rate limiter. `reconcile()` is a full pass over every JobSet.
 - Child Jobs are classified by `jobset.sigs.k8s.io/restart-attempt` (below `status.restarts`: from an
   earlier attempt, deleted with Foreground propagation) and by their Complete/Failed conditions;
   `status.replicatedJobsStatus[]` {name, ready, succeeded, failed, active, suspended} is recounted (a Job is
@@ -26,8 +35,8 @@ and does what upstream's reconcile does, in its order, returning the next simula
   defaults and selector; a Job the Job API refuses becomes a Warning event `JobCreationFailed`. Suspend
   sets every active Job's suspend and condition Suspended (SuspendedJobs); resuming clears startTime and
   suspend of the Jobs and sets Suspended False (ResumeJobs).
-- Status goes through the status subresource with the resourceVersion read (a conflict retries on the next
-  pass), and the events of the conditions it sets are recorded only after that write succeeded, as the
+- Status goes through the status subresource with the resourceVersion read (a conflict is followed by the
+  other writer's event, which queues the JobSet again), and the events of the conditions it sets are recorded only after that write succeeded, as the
   controller's statusUpdateOpts does (reporting component `jobset`).
 Not simulated: PVCs of volumeClaimPolicies, in-place restart, RestartJob actions (their feature gates are
 off in v0.12.0; the webhook refuses them), exclusive-placement pod affinities, the pod webhook.
@@ -35,19 +44,19 @@ off in v0.12.0; the webhook refuses them), exclusive-placement pod affinities, t
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import logging
 import re
-import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from kubesim import batch, jobset
 from kubesim.controllers.batchjob import controller_uid, finished_type, has_condition, record_event
 from kubesim.controllers.clock import SimClock
+from kubesim.controllers.reconciler import Reconciler, controller_of
 from kubesim.errors import ApiError, invalid
-from kubesim.store import BATCH_JOBS, JOBSETS, SERVICES, Store
+from kubesim.store import BATCH_JOBS, JOBSETS, SERVICES, Store, WatchEvent, clone, new_uid
 
 log = logging.getLogger(__name__)
 
@@ -66,15 +75,18 @@ IN_ORDER_PROGRESS = ("InOrderStartupPolicyInProgress", "in order startup policy 
 IN_ORDER_DONE = ("InOrderStartupPolicyCompleted", "in order startup policy has completed")
 _COUNTS = ("ready", "succeeded", "failed", "active", "suspended")
 
+# Stored objects as the store's views hand them out: read-only (build a new dict to change one).
+Obj = Mapping[str, Any]
+
 
 @dataclass
 class _Children:
     """getChildJobs: the Jobs of the current attempt by outcome, and those of earlier attempts."""
 
-    active: list[dict[str, Any]] = field(default_factory=list)
-    successful: list[dict[str, Any]] = field(default_factory=list)
-    failed: list[dict[str, Any]] = field(default_factory=list)
-    previous: list[dict[str, Any]] = field(default_factory=list)
+    active: list[Obj] = field(default_factory=list)
+    successful: list[Obj] = field(default_factory=list)
+    failed: list[Obj] = field(default_factory=list)
+    previous: list[Obj] = field(default_factory=list)
 
     def names(self) -> set[str]:
         return {j["metadata"]["name"] for j in self.active + self.successful + self.failed + self.previous}
@@ -84,13 +96,13 @@ class _Children:
 class _Pass:
     """One reconcile of one JobSet: the status being built and the events to record once it is written."""
 
-    js: dict[str, Any]
+    js: Obj
     status: dict[str, Any]
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
     @property
-    def spec(self) -> dict[str, Any]:
-        spec: dict[str, Any] = self.js.get("spec") or {}
+    def spec(self) -> Obj:
+        spec: Obj = self.js.get("spec") or {}
         return spec
 
     @property
@@ -98,57 +110,92 @@ class _Pass:
         return bool(self.spec.get("suspend"))
 
     @property
-    def replicated_jobs(self) -> list[dict[str, Any]]:
+    def replicated_jobs(self) -> list[Obj]:
         return [r for r in self.spec.get("replicatedJobs") or [] if isinstance(r, dict)]
 
 
-class JobSetController:
-    """Reconciles every JobSet in the store."""
+class JobSetController(Reconciler[tuple[str, str]]):
+    """Reconciles the JobSets of the store, keyed by (namespace, name)."""
+
+    name = "jobset"
 
     def __init__(self, store: Store, clock: SimClock) -> None:
+        super().__init__(clock)
         self._store = store
-        self._clock = clock
         self._finished: dict[str, float] = {}  # simulated time each finished JobSet (uid) was first seen so
+        self._job_digests: dict[tuple[str, str], tuple[Any, ...]] = {}  # what _job_changed saw last
 
-    def reconcile(self) -> float | None:
-        """One pass over every JobSet; the earliest simulated TTL deadline."""
-        jobsets, _ = self._store.list(JOBSETS)
-        if not jobsets:
-            self._finished.clear()
+    def observe(self, event: WatchEvent) -> None:
+        """A JobSet, or a Job it controls, changed: that JobSet is dirty."""
+        obj = event.object
+        meta = obj["metadata"]
+        namespace = meta.get("namespace", "")
+        if event.resource is JOBSETS:
+            key = (namespace, meta["name"])
+            if event.type == "DELETED":
+                self._finished.pop(meta.get("uid", ""), None)
+                self.forget(key)
+            elif self.own_write(key, event):
+                return
+            self.queue.add(key)
+        elif event.resource is BATCH_JOBS:
+            owner = controller_of(obj)
+            jobset_key = (namespace, str(owner.get("name", ""))) if owner is not None \
+                and owner.get("kind") == JOBSETS.kind and owner.get("apiVersion") == JOBSETS.api_version else None
+            self.track_owner(event, jobset_key)
+            if jobset_key is None or not self._job_changed(event) or self.own_create(event):
+                return
+            self.queue.add(jobset_key)
+
+    def _job_changed(self, event: WatchEvent) -> bool:
+        """Whether a Job event changes what a JobSet reconcile reads of a Job (an update predicate)."""
+        meta = event.object["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
+        if event.type == "DELETED":
+            self._job_digests.pop(key, None)
+            return True
+        digest = _job_digest(event.object)
+        previous = self._job_digests.get(key)
+        self._job_digests[key] = digest
+        return event.type != "MODIFIED" or digest != previous
+
+    def all_keys(self) -> list[tuple[str, str]]:
+        """Every JobSet."""
+        return [(js["metadata"]["namespace"], js["metadata"]["name"]) for js in self._store.select(JOBSETS)]
+
+    def reconcile_key(self, key: tuple[str, str]) -> float | None:
+        """Reconcile one JobSet (gone or being deleted: nothing to do); when to look at it again, if ever."""
+        js = self._store.peek(JOBSETS, *key)
+        if js is None or js["metadata"].get("deletionTimestamp"):
+            self.succeeded(key)
             return None
-        jobs_by_owner: dict[str, list[dict[str, Any]]] = {}
-        for job in self._store.list(BATCH_JOBS)[0]:
-            owner = controller_uid(job, api_version=JOBSETS.api_version, kind=JOBSETS.kind)
-            if owner is not None:
-                jobs_by_owner.setdefault(owner, []).append(job)
-        next_due: float | None = None
-        for js in jobsets:
-            try:
-                due = self._reconcile(js, jobs_by_owner.get(js["metadata"]["uid"], []))
-            except ApiError as e:  # changed under us: the next pass starts from the stored state
-                log.debug("jobset %s: %s", js["metadata"].get("name"), e)
-                due = None
-            except Exception:
-                log.warning("jobset %s/%s: reconcile failed", js["metadata"].get("namespace"),
-                            js["metadata"].get("name"), exc_info=True)
-                due = None
-            if due is not None and (next_due is None or due < next_due):
-                next_due = due
-        live = {js["metadata"]["uid"] for js in jobsets}
-        for uid in [u for u in self._finished if u not in live]:
-            del self._finished[uid]
-        return next_due
+        uid = js["metadata"]["uid"]
+        jobs = [job for job in self._store.owned(BATCH_JOBS, uid)
+                if controller_uid(job, api_version=JOBSETS.api_version, kind=JOBSETS.kind) == uid]
+        try:
+            due, ok = self._reconcile(js, jobs)
+        except ApiError as e:  # changed under us (that write's event may well queue it first)
+            log.debug("jobset %s: %s", key[1], e)
+            ok = False
+        except Exception:  # logged like the controller logs a failed reconcile
+            log.warning("jobset %s/%s: reconcile failed", *key, exc_info=True)
+            ok = False
+        if not ok:
+            return self.retry_after(key)
+        self.succeeded(key)
+        return due
 
     # -- reconcile --------------------------------------------------------------------------------
 
-    def _reconcile(self, js: dict[str, Any], jobs: list[dict[str, Any]]) -> float | None:
+    def _reconcile(self, js: Obj, jobs: list[Obj]) -> tuple[float | None, bool]:
+        """One reconcile: when the TTL is due, if it is pending; False when it failed (retried later)."""
         meta = js["metadata"]
         spec = js.get("spec") or {}
         if meta.get("deletionTimestamp"):
-            return None
+            return None, True
         if spec.get("managedBy") not in (None, jobset.CONTROLLER_NAME):
-            return None  # another controller (e.g. MultiKueue) runs this JobSet
-        step = _Pass(js, copy.deepcopy(js.get("status") or {}))
+            return None, True  # another controller (e.g. MultiKueue) runs this JobSet
+        step = _Pass(js, clone(dict(js.get("status") or {})))
         step.status.setdefault("restarts", 0)
         children = _classify(jobs, int(step.status["restarts"]))
         counts = _replicated_job_statuses(step, children)
@@ -166,9 +213,13 @@ class JobSetController:
                 self._execute_failure_policy(step, children)
             elif not (children.successful and self._execute_success_policy(step, children)) \
                     and not self._run(step, children, counts):
-                return None  # upstream returns the error before writing status
-        self._write(step)
-        return due
+                return None, False  # upstream returns the error before writing status
+        if self._write(step) and _next_phase(js.get("status") or {}, step.status):
+            # Upstream acts on a JobSet it has just finished or restarted (deleting the active Jobs or those of
+            # the earlier attempt, starting the TTL) in the reconcile its own status update triggers; this
+            # controller is not woken by its own writes, so it asks for that reconcile itself.
+            due = self._clock.now()
+        return due, True
 
     def _run(self, step: _Pass, children: _Children, counts: list[dict[str, Any]]) -> bool:
         """The rest of a healthy reconcile; False when creating Jobs failed (no status write then)."""
@@ -229,13 +280,13 @@ class JobSetController:
         step.status["terminalState"] = "Completed"
         return True
 
-    def _fail(self, step: _Pass, reason: str, base: str, failed_job: dict[str, Any]) -> None:
+    def _fail(self, step: _Pass, reason: str, base: str, failed_job: Obj) -> None:
         message = f"{base} (first failed job: {failed_job['metadata']['name']})"
         self._set_condition(step, "Failed", "True", reason, message, event_type="Warning")
         self._set_restarting_false(step, "JobSetFailed", "jobset failed")
         step.status["terminalState"] = "Failed"
 
-    def _expire(self, js: dict[str, Any], status: dict[str, Any]) -> float | None:
+    def _expire(self, js: Obj, status: dict[str, Any]) -> float | None:
         ttl = (js.get("spec") or {}).get("ttlSecondsAfterFinished")
         if not isinstance(ttl, int):
             return None
@@ -245,7 +296,7 @@ class JobSetController:
             return due
         meta = js["metadata"]
         try:
-            self._store.delete(JOBSETS, meta["namespace"], meta["name"], propagation="Foreground")
+            self._store.delete(JOBSETS, meta["namespace"], meta["name"], propagation="Foreground", shared=True)
         except ApiError as e:
             log.debug("jobset %s: ttl delete: %s", meta["name"], e)
         return None
@@ -278,18 +329,19 @@ class JobSetController:
             self._set_condition(step, "StartupPolicyCompleted", "True", *IN_ORDER_DONE)
         return True
 
-    def _create_jobs(self, step: _Pass, rjob: dict[str, Any], indexes: list[int]) -> bool:
+    def _create_jobs(self, step: _Pass, rjob: Obj, indexes: list[int]) -> bool:
         problems: list[str] = []
         for index in indexes:
             job = _construct_job(step.js, rjob, index)
             name = job["metadata"]["name"]
-            uid = job["metadata"]["uid"] = str(uuid.uuid4())
+            uid = job["metadata"]["uid"] = new_uid()
             batch.prepare_for_create(job)
             causes = batch.validation_causes(job)
             try:
                 if causes:
                     raise invalid(BATCH_JOBS, name, causes)
-                self._store.create(BATCH_JOBS, job, uid=uid)
+                # built for this create alone (nothing shared with the JobSet), so the store may keep it
+                self.created(BATCH_JOBS, self._store.create(BATCH_JOBS, job, uid=uid, shared=True))
             except ApiError as e:
                 problems.append(f'job "{name}" creation failed with error: {e.message}')
         if problems:
@@ -298,22 +350,23 @@ class JobSetController:
             return False
         return True
 
-    def _delete_jobs(self, jobs: list[dict[str, Any]]) -> None:
+    def _delete_jobs(self, jobs: list[Obj]) -> None:
         for job in jobs:
             meta = job["metadata"]
             if meta.get("deletionTimestamp"):
                 continue
             try:
-                self._store.delete(BATCH_JOBS, meta["namespace"], meta["name"], propagation="Foreground")
+                self._store.delete(BATCH_JOBS, meta["namespace"], meta["name"], propagation="Foreground",
+                                   shared=True)
             except ApiError as e:
                 log.debug("jobset: delete job %s: %s", meta["name"], e)
 
-    def _ensure_headless_service(self, js: dict[str, Any]) -> None:
+    def _ensure_headless_service(self, js: Obj) -> None:
         network = (js.get("spec") or {}).get("network") or {}
         if not network.get("enableDNSHostnames"):
             return
         meta, name = js["metadata"], jobset.subdomain(js)
-        if self._store.try_get(SERVICES, meta["namespace"], name) is not None:
+        if self._store.peek(SERVICES, meta["namespace"], name) is not None:
             return  # an existing Service of that name is reused as it is
         publish = network.get("publishNotReadyAddresses")
         # the API server's Service defaults are written here, kubesim has no Service registry
@@ -327,21 +380,19 @@ class JobSetController:
                             "ipFamilyPolicy": "SingleStack", "internalTrafficPolicy": "Cluster"},
                    "status": {"loadBalancer": {}}}
         try:
-            self._store.create(SERVICES, service)
+            self._store.create(SERVICES, service, shared=True)
         except ApiError as e:
             record_event(self._store, js, "HeadlessServiceCreationFailed", e.message, component=COMPONENT,
                          type="Warning")
 
-    def _suspend_jobs(self, step: _Pass, active: list[dict[str, Any]]) -> None:
+    def _suspend_jobs(self, step: _Pass, active: list[Obj]) -> None:
         for job in active:
             if not (job.get("spec") or {}).get("suspend"):
-                job["spec"]["suspend"] = True
-                self._store.update(BATCH_JOBS, job)
+                self._store.update(BATCH_JOBS, {**job, "spec": {**job["spec"], "suspend": True}}, shared=True)
         self._set_condition(step, "Suspended", "True", *SUSPENDED)
         self._set_restarting_false(step, "JobSetSuspended", SUSPENDED[1])
 
-    def _resume_jobs_if_necessary(self, step: _Pass, active: list[dict[str, Any]],
-                                  counts: list[dict[str, Any]]) -> None:
+    def _resume_jobs_if_necessary(self, step: _Pass, active: list[Obj], counts: list[dict[str, Any]]) -> None:
         in_order = (step.spec.get("startupPolicy") or {}).get("startupPolicyOrder") == "InOrder"
         replicas: dict[str, int] = {}
         for rjob in step.replicated_jobs:
@@ -360,12 +411,13 @@ class JobSetController:
                 return
         self._set_condition(step, "Suspended", "False", *RESUMED)
 
-    def _resume_job(self, job: dict[str, Any], rjob: dict[str, Any]) -> None:
-        meta = job["metadata"]
-        if (job.get("status") or {}).get("startTime"):
+    def _resume_job(self, stored: Obj, rjob: Obj) -> None:
+        meta = stored["metadata"]
+        if (stored.get("status") or {}).get("startTime"):
             # the Job API lets a suspended Job's pod template change only while it has no startTime
-            status = {k: v for k, v in job["status"].items() if k != "startTime"}
-            job = self._store.update_status(BATCH_JOBS, meta["namespace"], meta["name"], status)
+            status = {k: v for k, v in stored["status"].items() if k != "startTime"}
+            stored = self._store.update_status(BATCH_JOBS, meta["namespace"], meta["name"], status, shared=True)
+        job = clone(dict(stored))  # the merge below edits the pod template in place
         wanted = ((rjob.get("template") or {}).get("spec") or {}).get("template") or {}
         pod_template = job["spec"].setdefault("template", {})
         pod_meta = pod_template.setdefault("metadata", {})
@@ -384,7 +436,7 @@ class JobSetController:
             if merged_list:
                 pod_spec[key] = merged_list
         job["spec"]["suspend"] = False
-        self._store.update(BATCH_JOBS, job)
+        self._store.update(BATCH_JOBS, job, shared=True)
 
     # -- status -----------------------------------------------------------------------------------
 
@@ -416,29 +468,32 @@ class JobSetController:
     def _set_restarting_false(self, step: _Pass, reason: str, message: str) -> None:
         self._set_condition(step, RESTARTING, "False", reason, message)
 
-    def _write(self, step: _Pass) -> None:
+    def _write(self, step: _Pass) -> bool:
+        """Write the status if it changed, then record its events; whether a new status was written."""
         meta = step.js["metadata"]
         if step.status == (step.js.get("status") or {}):
-            return
+            return False
+        key = (meta["namespace"], meta["name"])
         try:
-            self._store.update_status(JOBSETS, meta["namespace"], meta["name"], step.status,
-                                      resource_version=meta["resourceVersion"])
-        except ApiError as e:  # a conflict: the next pass recomputes from what is stored
+            self.wrote(key, self._store.update_status(JOBSETS, *key, step.status,
+                                                      resource_version=meta["resourceVersion"], shared=True))
+        except ApiError as e:  # a conflict: the other write's event queues the JobSet again
             log.debug("jobset %s: status: %s", meta["name"], e)
-            return
+            return False
         for event_type, reason, message in step.events:
             record_event(self._store, step.js, reason, message, component=COMPONENT, type=event_type)
+        return True
 
 
 # -- pure helpers ---------------------------------------------------------------------------------
 
 
-def _owner(js: dict[str, Any]) -> dict[str, Any]:
+def _owner(js: Obj) -> dict[str, Any]:
     return {"apiVersion": JOBSETS.api_version, "kind": JOBSETS.kind, "name": js["metadata"]["name"],
             "uid": js["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
 
 
-def _classify(jobs: list[dict[str, Any]], restarts: int) -> _Children:
+def _classify(jobs: list[Obj], restarts: int) -> _Children:
     children = _Children()
     for job in jobs:
         attempt = (job["metadata"].get("labels") or {}).get(jobset.RESTART_ATTEMPT, "")
@@ -458,7 +513,7 @@ def _classify(jobs: list[dict[str, Any]], restarts: int) -> _Children:
 def _replicated_job_statuses(step: _Pass, children: _Children) -> list[dict[str, Any]]:
     counts = {str(r.get("name")): dict.fromkeys(_COUNTS, 0) for r in step.replicated_jobs}
 
-    def bucket(job: dict[str, Any]) -> dict[str, int] | None:
+    def bucket(job: Obj) -> dict[str, int] | None:
         return counts.get((job["metadata"].get("labels") or {}).get(jobset.REPLICATED_JOB_NAME, ""))
 
     for job in children.active:
@@ -482,6 +537,15 @@ def _replicated_job_statuses(step: _Pass, children: _Children) -> list[dict[str,
     return [{"name": name, **values} for name, values in counts.items()]
 
 
+def _job_digest(job: Obj) -> tuple[Any, ...]:
+    """What a JobSet reconcile reads of a Job, as one value to compare (the labels dict itself: versions that
+    keep their labels share it, and == settles that by identity)."""
+    meta, spec, status = job["metadata"], job.get("spec") or {}, job.get("status") or {}
+    return (meta.get("labels"), meta.get("deletionTimestamp"), spec.get("suspend"), spec.get("parallelism"),
+            spec.get("completions"), status.get("ready"), status.get("active"), status.get("succeeded"),
+            status.get("startTime"), finished_type(job), _failure_condition(job))
+
+
 def _sorted_by_name(statuses: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(statuses, key=lambda s: str(s.get("name")))
 
@@ -490,8 +554,13 @@ def _count_of(counts: list[dict[str, Any]], name: str) -> dict[str, Any]:
     return next((c for c in counts if c.get("name") == name), dict.fromkeys(_COUNTS, 0))
 
 
-def _finished(status: dict[str, Any]) -> bool:
+def _finished(status: Mapping[str, Any]) -> bool:
     return has_condition(status, "Completed") or has_condition(status, "Failed")
+
+
+def _next_phase(before: Mapping[str, Any], after: Mapping[str, Any]) -> bool:
+    """Whether a status write finished the JobSet or started a new attempt."""
+    return _finished(after) != _finished(before) or int(after.get("restarts") or 0) != int(before.get("restarts") or 0)
 
 
 def _all_jobs_ready(step: _Pass, counts: list[dict[str, Any]]) -> bool:
@@ -503,7 +572,7 @@ def _all_replicas_started(replicas: int, count: dict[str, Any]) -> bool:
     return replicas == int(count["failed"]) + int(count["ready"]) + int(count["succeeded"])
 
 
-def _dependencies_reached(rjob: dict[str, Any], replicas: dict[str, int],
+def _dependencies_reached(rjob: Obj, replicas: dict[str, int],
                           counts: list[dict[str, Any]]) -> bool:
     for dependency in rjob.get("dependsOn") or []:
         name = str((dependency or {}).get("name"))
@@ -518,18 +587,17 @@ def _dependencies_reached(rjob: dict[str, Any], replicas: dict[str, int],
     return True
 
 
-def _failure_condition(job: dict[str, Any]) -> dict[str, Any] | None:
+def _failure_condition(job: Obj) -> Obj | None:
     return next((c for c in (job.get("status") or {}).get("conditions") or []
                  if c.get("type") == "Failed" and c.get("status") == "True"), None)
 
 
-def _first_failed(jobs: list[dict[str, Any]]) -> dict[str, Any]:
+def _first_failed(jobs: list[Obj]) -> Obj:
     """The Job whose Failed condition is the oldest (RFC 3339 strings order like the times they name)."""
     return min(jobs, key=lambda j: str((_failure_condition(j) or {}).get("lastTransitionTime") or "~"))
 
 
-def _first_matching_rule(rules: list[dict[str, Any]],
-                         failed: list[dict[str, Any]]) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+def _first_matching_rule(rules: list[Obj], failed: list[Obj]) -> tuple[Obj | None, Obj | None]:
     """findFirstFailedPolicyRuleAndJob: rules in order; for the first that any failed Job matches, the
     earliest-failed such Job."""
     for rule in rules:
@@ -539,7 +607,7 @@ def _first_matching_rule(rules: list[dict[str, Any]],
     return None, None
 
 
-def _rule_applies(rule: dict[str, Any], job: dict[str, Any]) -> bool:
+def _rule_applies(rule: Obj, job: Obj) -> bool:
     condition = _failure_condition(job)
     if condition is None:
         return False
@@ -563,7 +631,7 @@ def _search(pattern: str, text: str) -> bool:
         return False
 
 
-def _construct_job(js: dict[str, Any], rjob: dict[str, Any], index: int) -> dict[str, Any]:
+def _construct_job(js: Obj, rjob: Obj, index: int) -> dict[str, Any]:
     """constructJob: the Job for one index of a replicated job (before the Job registry's defaults)."""
     meta = js["metadata"]
     template = rjob.get("template") or {}
@@ -573,7 +641,7 @@ def _construct_job(js: dict[str, Any], rjob: dict[str, Any], index: int) -> dict
     for key in ("labels", "annotations"):
         if template_meta.get(key):
             job_meta[key] = dict(template_meta[key])
-    spec = copy.deepcopy(template.get("spec") or {})
+    spec = clone(dict(template.get("spec") or {}))
     pod_template = spec.setdefault("template", {})
     _label_and_annotate(job_meta, js, rjob, index)
     _label_and_annotate(pod_template.setdefault("metadata", {}), js, rjob, index)
@@ -590,7 +658,7 @@ def _construct_job(js: dict[str, Any], rjob: dict[str, Any], index: int) -> dict
     return {"apiVersion": BATCH_JOBS.api_version, "kind": BATCH_JOBS.kind, "metadata": job_meta, "spec": spec}
 
 
-def _label_and_annotate(target: dict[str, Any], js: dict[str, Any], rjob: dict[str, Any], index: int) -> None:
+def _label_and_annotate(target: dict[str, Any], js: Obj, rjob: Obj, index: int) -> None:
     """labelAndAnnotateObject: the same JobSet keys as labels and as annotations."""
     meta, spec = js["metadata"], js.get("spec") or {}
     rjobs = [r for r in spec.get("replicatedJobs") or [] if isinstance(r, dict)]

@@ -1,8 +1,9 @@
 """Simulated scheduler + kubelet: moves every pod through the life its job's scenario prescribes.
 
-Contract: `Kubelet.reconcile()` is called by `Controllers` after store events and on its ticker; it
-reads all pods, advances each one whose next step is due and returns the earliest simulated time at
-which something else becomes due (None when nothing is waiting on time). Everything it writes is
+Contract: a `Reconciler` keyed by pod (namespace, name). `Controllers` queues a pod when it changes (or
+when its PodGroup does) and when its own timer is due; `reconcile_key` advances that one pod as far as is
+due and returns the simulated time at which its next step becomes due (None when it waits on no time).
+`reconcile()` is a full pass over every pod. Everything it writes is
 what a real cluster shows: `spec.nodeName` (bind), `status.phase`, `conditions` (PodScheduled with
 reason Unschedulable, Initialized, ContainersReady, Ready), `hostIP`/`podIP`/`startTime`,
 `containerStatuses[].state|lastState` (waiting ContainerCreating / ErrImagePull / ImagePullBackOff /
@@ -11,7 +12,8 @@ plus events (Scheduled, FailedScheduling from default-scheduler or volcano, Pull
 BackOff, Created, Started) and a few log lines per container.
 
 Pods with `schedulerName: volcano` and a `scheduling.k8s.io/group-name` annotation are bound only
-once their PodGroup is `Running` (gang scheduling, decided by the Volcano controller).
+once their PodGroup is `Running` (gang scheduling, decided by the Volcano controller); such a pod waits
+without a timer, and a change to its PodGroup (found through the store's gang index) queues it again.
 Container restarts happen here (in place, restartCount++) when the pod restartPolicy is
 OnFailure/Always, like a real kubelet; with Never the pod ends Failed. A pod's
 `spec.activeDeadlineSeconds` counts from its binding (`status.startTime`): when it passes, the pod
@@ -28,16 +30,19 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from kubesim import errors
 from kubesim.controllers.clock import SimClock
+from kubesim.controllers.reconciler import Reconciler
 from kubesim.controllers.scenarios import Scenario
+from kubesim.controllers.volcano import ensure_gang_index, gang_members
 from kubesim.errors import ApiError
 from kubesim.jobset import JOBSET_NAME
 from kubesim.podenv import container_env
-from kubesim.store import CONFIGMAPS, EVENTS, PODGROUPS, PODS, Store
+from kubesim.store import CONFIGMAPS, PODGROUPS, PODS, Store, WatchEvent, pod_qos_class
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +64,7 @@ TFJOB_KINDS = ("TFJob",)
 class PodRun:
     """What the kubelet remembers about one pod (by uid) between reconciles."""
 
-    stage: str  # scheduling | unschedulable | creating | pull-backoff | running | crash-backoff | done
+    stage: str  # scheduling | gang-wait | unschedulable | creating | pull-backoff | running | crash-backoff | done
     due: float | None
     scenario: Scenario
     crashes: int = 0
@@ -67,46 +72,59 @@ class PodRun:
     deadline: float | None = None  # simulated time at which spec.activeDeadlineSeconds runs out
 
 
-ScenarioResolver = Callable[[dict[str, Any]], Scenario]
+Pod = Mapping[str, Any]  # a stored pod as the store's views hand it out: read-only
+ScenarioResolver = Callable[[Pod], Scenario]
 
 
-class Kubelet:
-    """Scheduler + kubelet for every pod in the store."""
+class Kubelet(Reconciler[tuple[str, str]]):
+    """Scheduler + kubelet for the pods of the store, keyed by (namespace, name)."""
+
+    name = "kubelet"
 
     def __init__(self, store: Store, clock: SimClock, scenario_for: ScenarioResolver) -> None:
+        super().__init__(clock)
         self._store = store
-        self._clock = clock
         self._scenario_for = scenario_for
         self._runs: dict[str, PodRun] = {}
+        ensure_gang_index(store)
 
-    def reconcile(self) -> float | None:
-        """Advance every pod that is due; return the next simulated deadline."""
-        pods, _ = self._store.list(PODS)
-        live = set()
-        next_due: float | None = None
-        for pod in pods:
-            uid = pod["metadata"].get("uid", "")
-            live.add(uid)
-            if pod["metadata"].get("deletionTimestamp"):
-                continue
-            try:
-                due = self._step(pod)
-            except ApiError as e:  # deleted or changed under us: look again next pass
-                log.debug("kubelet: pod %s: %s", pod["metadata"].get("name"), e)
-                due = self._clock.now() + SCHEDULE_DELAY
-            except Exception:
-                log.warning("kubelet: pod %s", pod["metadata"].get("name"), exc_info=True)
-                due = None
-            if due is not None and (next_due is None or due < next_due):
-                next_due = due
-        for uid in list(self._runs):
-            if uid not in live:
-                del self._runs[uid]
-        return next_due
+    def observe(self, event: WatchEvent) -> None:
+        """A pod changed: it is dirty. A PodGroup changed: its member pods (which may wait for it) are."""
+        meta = event.object["metadata"]
+        namespace = meta.get("namespace", "")
+        if event.resource is PODS:
+            key = (namespace, meta["name"])
+            if event.type == "DELETED":
+                self._runs.pop(meta.get("uid", ""), None)
+                self.forget(key)
+            elif self.own_write(key, event):
+                return
+            self.queue.add(key)
+        elif event.resource is PODGROUPS:
+            self.queue.add_all((namespace, pod["metadata"]["name"])
+                               for pod in gang_members(self._store, namespace, meta["name"]))
+
+    def all_keys(self) -> list[tuple[str, str]]:
+        """Every pod."""
+        return [(pod["metadata"]["namespace"], pod["metadata"]["name"]) for pod in self._store.select(PODS)]
+
+    def reconcile_key(self, key: tuple[str, str]) -> float | None:
+        """Advance one pod as far as is due; the next simulated time something about it becomes due."""
+        pod = self._store.peek(PODS, *key)
+        if pod is None or pod["metadata"].get("deletionTimestamp"):
+            return None
+        try:
+            return self._step(pod)
+        except ApiError as e:  # deleted or changed under us: look again shortly
+            log.debug("kubelet: pod %s: %s", key[1], e)
+            return self._clock.now() + SCHEDULE_DELAY
+        except Exception:
+            log.warning("kubelet: pod %s", key[1], exc_info=True)
+            return None
 
     # -- one pod --------------------------------------------------------------------------------
 
-    def _step(self, pod: dict[str, Any]) -> float | None:
+    def _step(self, pod: Pod) -> float | None:
         uid = pod["metadata"]["uid"]
         now = self._clock.now()
         scenario = self._scenario_for(pod)
@@ -116,20 +134,23 @@ class Kubelet:
                 run = PodRun("done", None, scenario)
             else:
                 run = PodRun("scheduling", now + SCHEDULE_DELAY, scenario)
-                self._write_status(pod, {**_base_status(pod), "phase": "Pending"})
+                pending = {**_base_status(pod), "phase": "Pending"}
+                if pod.get("status") != pending:  # the API server already wrote this at creation
+                    self._write_status(pod, pending)
             self._runs[uid] = run
         if scenario != run.scenario:
             self._replan(pod, run, scenario, now)
+        if run.stage == "gang-wait":  # queued again, by its PodGroup or its own change: look at the gang again
+            run.stage, run.due = "scheduling", now
         for _ in range(8):  # several transitions may be due at once after a long pause
             if run.stage == "done":
                 break
             if run.deadline is not None and run.deadline <= now and (run.due is None or run.deadline <= run.due):
-                self._deadline_exceeded(self._store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"]),
-                                        run)
+                self._deadline_exceeded(self._current(pod), run)
                 break
             if run.due is None or run.due > now:
                 break
-            pod = self._store.get(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+            pod = self._current(pod)
             self._advance(pod, run, now)
         if run.stage == "done":
             return None
@@ -137,9 +158,16 @@ class Kubelet:
             return run.deadline
         return run.due
 
-    def _replan(self, pod: dict[str, Any], run: PodRun, scenario: Scenario, now: float) -> None:
+    def _current(self, pod: Pod) -> Pod:
+        """The pod as stored now (an earlier step of this pass may have written it); NotFound if gone."""
+        current = self._store.peek(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"])
+        if current is None:
+            raise errors.not_found(PODS, pod["metadata"]["name"])
+        return current
+
+    def _replan(self, pod: Pod, run: PodRun, scenario: Scenario, now: float) -> None:
         run.scenario = scenario
-        if run.stage in ("unschedulable", "scheduling"):
+        if run.stage in ("unschedulable", "scheduling", "gang-wait"):
             run.stage, run.due = "scheduling", now
         elif run.stage == "pull-backoff":
             run.stage, run.due = "creating", now
@@ -148,7 +176,7 @@ class Kubelet:
         elif run.stage == "running":
             run.due = self._run_until(pod, scenario, now)
 
-    def _advance(self, pod: dict[str, Any], run: PodRun, now: float) -> None:
+    def _advance(self, pod: Pod, run: PodRun, now: float) -> None:
         scenario = run.scenario
         if run.stage == "scheduling":
             self._schedule(pod, run, now)
@@ -164,22 +192,24 @@ class Kubelet:
         elif run.stage == "crash-backoff":
             self._start_containers(pod, run, now, restart=True)
 
-    def _schedule(self, pod: dict[str, Any], run: PodRun, now: float) -> None:
+    def _schedule(self, pod: Pod, run: PodRun, now: float) -> None:
         scheduler = pod.get("spec", {}).get("schedulerName") or "default-scheduler"
         if run.scenario.name == "unschedulable":
             self._unschedulable(pod, run, scheduler)
             return
         group = pod["metadata"].get("annotations", {}).get(GROUP_NAME_ANNOTATION)
         if scheduler == "volcano" and group:
-            podgroup = self._store.try_get(PODGROUPS, pod["metadata"]["namespace"], group)
+            podgroup = self._store.peek(PODGROUPS, pod["metadata"]["namespace"], group)
             if podgroup is None or podgroup.get("status", {}).get("phase") != "Running":
-                run.due = now + SCHEDULE_DELAY  # gang not admitted yet: try again (PodGroup events wake us too)
+                # gang not admitted yet: the PodGroup's next change queues this pod again
+                run.stage, run.due = "gang-wait", None
                 return
         node, host_ip = _node_for(pod)
         bound = dict(pod)
         bound["spec"] = {**pod.get("spec", {}), "nodeName": node}
         bound["metadata"] = {k: v for k, v in pod["metadata"].items() if k != "resourceVersion"}
-        pod = self._store.update(PODS, bound)
+        pod = self._store.update(PODS, bound, shared=True)
+        self.wrote((pod["metadata"]["namespace"], pod["metadata"]["name"]), pod)
         ts = self._clock.timestamp()
         status = _base_status(pod)
         status.update({
@@ -209,7 +239,7 @@ class Kubelet:
         run.stage = "creating"
         run.due = now + (run.scenario.delay if run.scenario.name == "slow-start" else CREATE_DELAY)
 
-    def _unschedulable(self, pod: dict[str, Any], run: PodRun, scheduler: str) -> None:
+    def _unschedulable(self, pod: Pod, run: PodRun, scheduler: str) -> None:
         resource = _scarce_resource(pod)
         total = len(NODES)
         if scheduler == "volcano":  # volcano's FitErrors wording
@@ -226,7 +256,7 @@ class Kubelet:
             self._event(pod, "FailedScheduling", message, type="Warning", source=scheduler)
         run.stage, run.due = "unschedulable", None
 
-    def _image_pull_failed(self, pod: dict[str, Any], run: PodRun, now: float) -> None:
+    def _image_pull_failed(self, pod: Pod, run: PodRun, now: float) -> None:
         ts = self._clock.timestamp()
         status = _running_phase_status(pod, ready=False, ts=ts, phase="Pending")
         for c in _containers(pod):
@@ -240,7 +270,7 @@ class Kubelet:
         self._write_status(pod, status)
         run.stage, run.due = "pull-backoff", now + PULL_BACKOFF_DELAY
 
-    def _image_pull_backoff(self, pod: dict[str, Any], run: PodRun) -> None:
+    def _image_pull_backoff(self, pod: Pod, run: PodRun) -> None:
         status = dict(pod.get("status", {}))
         status["containerStatuses"] = [dict(cs) for cs in status.get("containerStatuses", [])]
         for c in _containers(pod):
@@ -252,7 +282,7 @@ class Kubelet:
         self._write_status(pod, status)
         run.due = None  # stays until the scenario changes
 
-    def _start_containers(self, pod: dict[str, Any], run: PodRun, now: float, *, restart: bool = False) -> None:
+    def _start_containers(self, pod: Pod, run: PodRun, now: float, *, restart: bool = False) -> None:
         ts = self._clock.timestamp()
         status = _running_phase_status(pod, ready=True, ts=ts, phase="Running")
         for c in _containers(pod):
@@ -263,18 +293,18 @@ class Kubelet:
             self._event(pod, "Started", f"Started container {c['name']}", container=c)
             _set_container(status, c["name"], state={"running": {"startedAt": ts}}, ready=True, started=True,
                            container_id=_container_id(pod, c, run.crashes))
-            env = container_env(pod, c, config_map=lambda ns, name: self._store.try_get(CONFIGMAPS, ns, name))
+            env = container_env(pod, c, config_map=lambda ns, name: self._store.peek(CONFIGMAPS, ns, name))
             self._log(pod, c, _startup_lines(env, restart=restart))
         self._write_status(pod, status)
         run.stage = "running"
         run.due = self._run_until(pod, run.scenario, now)
 
-    def _run_until(self, pod: dict[str, Any], scenario: Scenario, now: float) -> float | None:
+    def _run_until(self, pod: Pod, scenario: Scenario, now: float) -> float | None:
         if not scenario.terminates or (_serves_forever(pod) and scenario.name != "evicted"):
             return None
         return now + scenario.after
 
-    def _container_exits(self, pod: dict[str, Any], run: PodRun, now: float) -> None:
+    def _container_exits(self, pod: Pod, run: PodRun, now: float) -> None:
         scenario = run.scenario
         if scenario.name == "evicted":
             self._evict(pod, run)
@@ -310,7 +340,8 @@ class Kubelet:
             else:
                 _set_container(status, c["name"], state={"terminated": terminated}, ready=False, started=False)
         reason_text = "PodCompleted" if code == 0 else "PodFailed"
-        for cond in status.get("conditions", []):
+        status["conditions"] = [dict(c) for c in status.get("conditions", [])]  # the stored ones are read-only
+        for cond in status["conditions"]:
             if cond.get("type") in ("Ready", "ContainersReady"):
                 cond.update(status="False", reason=reason_text if not restarts else "ContainersNotReady",
                             lastTransitionTime=ts)
@@ -322,7 +353,7 @@ class Kubelet:
             run.stage, run.due = "done", None
         self._write_status(pod, status)
 
-    def _evict(self, pod: dict[str, Any], run: PodRun) -> None:
+    def _evict(self, pod: Pod, run: PodRun) -> None:
         """Pod-level failure: the kubelet never restarts an evicted pod, whatever its restartPolicy."""
         ts = self._clock.timestamp()
         names = [c["name"] for c in _containers(pod)]
@@ -347,7 +378,7 @@ class Kubelet:
             self._event(pod, "Killing", f"Stopping container {name}", container={"name": name})
         run.stage, run.due = "done", None
 
-    def _deadline_exceeded(self, pod: dict[str, Any], run: PodRun) -> None:
+    def _deadline_exceeded(self, pod: Pod, run: PodRun) -> None:
         """The active-deadline kill: pod Failed/DeadlineExceeded, containers terminated, never restarted."""
         ts = self._clock.timestamp()
         message = "Pod was active on the node longer than the specified deadline"
@@ -373,26 +404,24 @@ class Kubelet:
 
     # -- store helpers -----------------------------------------------------------------------------
 
-    def _write_status(self, pod: dict[str, Any], status: dict[str, Any]) -> None:
-        self._store.update_status(PODS, pod["metadata"]["namespace"], pod["metadata"]["name"], status)
+    def _write_status(self, pod: Pod, status: dict[str, Any]) -> None:
+        key = (pod["metadata"]["namespace"], pod["metadata"]["name"])
+        self.wrote(key, self._store.update_status(PODS, *key, status, shared=True))
 
-    def _event(self, pod: dict[str, Any], reason: str, message: str, *, type: str = "Normal",
+    def _event(self, pod: Pod, reason: str, message: str, *, type: str = "Normal",
                source: str = "kubelet", container: dict[str, Any] | None = None) -> None:
         try:
-            event = self._store.record_event(pod, reason=reason, message=message, type=type)
             if source != "kubelet" or container is not None:
-                # the store's record_event knows neither the reporting component nor the field path
-                if container is not None:
-                    event["involvedObject"]["fieldPath"] = f"spec.containers{{{container['name']}}}"
-                event["source"] = {"component": source}
-                if source == "kubelet":
-                    event["source"]["host"] = pod.get("spec", {}).get("nodeName", "")
-                event["reportingComponent"] = source
-                self._store.update(EVENTS, event)
+                field_path = f"spec.containers{{{container['name']}}}" if container is not None else None
+                host = pod.get("spec", {}).get("nodeName", "") if source == "kubelet" else None
+                self._store.record_event(pod, reason=reason, message=message, type=type, component=source,
+                                         host=host, field_path=field_path)
+            else:
+                self._store.record_event(pod, reason=reason, message=message, type=type)
         except ApiError as e:  # events are best effort, like in Kubernetes
             log.debug("kubelet: event %s for %s: %s", reason, pod["metadata"].get("name"), e)
 
-    def _log(self, pod: dict[str, Any], container: dict[str, Any], lines: list[str]) -> None:
+    def _log(self, pod: Pod, container: dict[str, Any], lines: list[str]) -> None:
         if not lines:
             return
         self._store.append_log(pod["metadata"]["namespace"], pod["metadata"]["name"], container["name"],
@@ -401,11 +430,11 @@ class Kubelet:
 
 # -- pure helpers ---------------------------------------------------------------------------------
 
-def _containers(pod: dict[str, Any]) -> list[dict[str, Any]]:
+def _containers(pod: Pod) -> list[dict[str, Any]]:
     return [c for c in pod.get("spec", {}).get("containers", []) if isinstance(c, dict) and c.get("name")]
 
 
-def _serves_forever(pod: dict[str, Any]) -> bool:
+def _serves_forever(pod: Pod) -> bool:
     """TensorFlow parameter servers never exit on their own: a TFJob's PS replicas, and a JobSet pod whose
     TF_CONFIG, as its container sees it, makes it a `ps` task."""
     owners = pod["metadata"].get("ownerReferences") or []
@@ -418,23 +447,23 @@ def _serves_forever(pod: dict[str, Any]) -> bool:
     return False
 
 
-def _node_for(pod: dict[str, Any]) -> tuple[str, str]:
+def _node_for(pod: Pod) -> tuple[str, str]:
     digest = hashlib.sha256(pod["metadata"]["name"].encode()).digest()
     return NODES[digest[0] % len(NODES)]
 
 
-def _pod_ip(pod: dict[str, Any]) -> str:
+def _pod_ip(pod: Pod) -> str:
     digest = hashlib.sha256(pod["metadata"]["uid"].encode()).digest()
     return f"10.244.{digest[0] % 3}.{2 + digest[1] % 250}"
 
 
-def _container_id(pod: dict[str, Any], container: dict[str, Any], attempt: int) -> str:
+def _container_id(pod: Pod, container: dict[str, Any], attempt: int) -> str:
     """Stable per pod, container and start attempt: a restarted container is a new container."""
     seed = f"{pod['metadata']['uid']}/{container['name']}/{attempt}".encode()
     return "containerd://" + hashlib.sha256(seed).hexdigest()
 
 
-def _scarce_resource(pod: dict[str, Any]) -> str:
+def _scarce_resource(pod: Pod) -> str:
     for c in _containers(pod):
         resources = c.get("resources") or {}
         for section in ("limits", "requests"):
@@ -444,21 +473,8 @@ def _scarce_resource(pod: dict[str, Any]) -> str:
     return "cpu"
 
 
-def _qos(pod: dict[str, Any]) -> str:
-    containers = _containers(pod)
-    if not any((c.get("resources") or {}).get("limits") or (c.get("resources") or {}).get("requests")
-               for c in containers):
-        return "BestEffort"
-    if all((c.get("resources") or {}).get("limits") and
-           (c.get("resources") or {}).get("limits") == ((c.get("resources") or {}).get("requests")
-                                                         or (c.get("resources") or {}).get("limits"))
-           for c in containers):
-        return "Guaranteed"
-    return "Burstable"
-
-
-def _base_status(pod: dict[str, Any]) -> dict[str, Any]:
-    return {"qosClass": _qos(pod)}
+def _base_status(pod: Pod) -> dict[str, Any]:
+    return {"qosClass": pod_qos_class(pod)}
 
 
 def _cond(type_: str, status: str, ts: str, reason: str | None = None, message: str | None = None) -> dict[str, Any]:
@@ -470,7 +486,7 @@ def _cond(type_: str, status: str, ts: str, reason: str | None = None, message: 
     return cond
 
 
-def _not_ready(pod: dict[str, Any]) -> str:
+def _not_ready(pod: Pod) -> str:
     return "containers with unready status: [" + " ".join(c["name"] for c in _containers(pod)) + "]"
 
 
@@ -479,7 +495,7 @@ def _container_status(container: dict[str, Any], state: dict[str, Any]) -> dict[
             "restartCount": 0, "started": False, "state": state, "lastState": {}}
 
 
-def _running_phase_status(pod: dict[str, Any], *, ready: bool, ts: str, phase: str) -> dict[str, Any]:
+def _running_phase_status(pod: Pod, *, ready: bool, ts: str, phase: str) -> dict[str, Any]:
     status = dict(pod.get("status", {}))
     status["phase"] = phase
     status["containerStatuses"] = [dict(cs) for cs in status.get("containerStatuses", [])] or [
@@ -521,7 +537,7 @@ def _set_container(status: dict[str, Any], name: str, *, state: dict[str, Any],
                 f"{image.split(':')[0]}@sha256:" + hashlib.sha256(image.encode()).hexdigest())
 
 
-def _tf_config(env: dict[str, str]) -> dict[str, Any] | None:
+def _tf_config(env: Mapping[str, str]) -> dict[str, Any] | None:
     """TF_CONFIG of a resolved environment, parsed; None when unset or not a JSON object."""
     if "TF_CONFIG" not in env:
         return None
@@ -532,7 +548,7 @@ def _tf_config(env: dict[str, str]) -> dict[str, Any] | None:
     return parsed if isinstance(parsed, dict) else None
 
 
-def _startup_lines(env: dict[str, str], *, restart: bool) -> list[str]:
+def _startup_lines(env: Mapping[str, str], *, restart: bool) -> list[str]:
     """What the simulated TensorFlow program prints first, from the environment the kubelet gave it."""
     lines = [("I tensorflow/core/platform/cpu_feature_guard.cc:193] This TensorFlow binary is optimized "
               "with oneAPI Deep Neural Network Library (oneDNN) to use the following CPU instructions: AVX2 FMA")]

@@ -7,12 +7,14 @@ under `spec`, unprefixed pod labels (`group-name=kubeflow.org`, `job-name`, `tf-
 `replica-type`, `replica-index`, `job-role`), messages `TFJob <name> is running.`, default
 cleanPodPolicy Running, no suspend.
 
-Contract: `TFJobController.reconcile()` reads every TFJob and its pods/services from the store and
-writes what the operator would: pods `<job>-<rtype>-<i>` (owner-referenced, labelled, TF_CONFIG in
+Contract: a `Reconciler` keyed by TFJob (namespace, name): a change to a TFJob, or to a pod, service or
+PodGroup it controls, queues that TFJob, and `reconcile_key` reads it and its pods (through the store's
+owner index) and writes what the operator would: pods `<job>-<rtype>-<i>` (owner-referenced, labelled, TF_CONFIG in
 container `tensorflow` when distributed), one headless Service per replica, `/status` (conditions,
 replicaStatuses, startTime, completionTime, lastReconcileTime) and events. Defaults are applied in
-memory only, never persisted. It returns the next simulated time at which a time-based rule
-(activeDeadlineSeconds, ttlSecondsAfterFinished) becomes due.
+memory only (once per spec generation), never persisted. It returns the next simulated time at which a
+time-based rule (activeDeadlineSeconds, ttlSecondsAfterFinished) becomes due, and the job is queued again
+then. `reconcile()` is a full pass over every TFJob.
 
 Gang scheduling (`gang_scheduler="volcano"`, the operator's `--gang-scheduler-name=volcano`; training-operator
 dialect only, the old tf-operator's kube-batch mode is not simulated and the option is ignored there): before
@@ -29,20 +31,24 @@ garbage-collected with the job otherwise; Volcano (kubesim.controllers.volcano) 
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from kubesim.controllers.clock import SimClock
+from kubesim.controllers.reconciler import Reconciler, controller_of
 from kubesim.controllers.volcano import GROUP_NAME, TASK_SPEC
 from kubesim.errors import ApiError
-from kubesim.store import EVENTS, PODGROUPS, PODS, SERVICES, TFJOBS, Store
+from kubesim.store import PODGROUPS, PODS, SERVICES, TFJOBS, Store, WatchEvent, clone
 
 log = logging.getLogger(__name__)
 
 Dialect = Literal["training-operator", "tf-operator"]
+# Stored objects as the store's views hand them out: read-only (build a new dict to change one).
+Job = Mapping[str, Any]
+Pod = Mapping[str, Any]
 REPLICA_TYPES = ("Chief", "Master", "PS", "Worker", "Evaluator")
 CONTAINER_NAME = "tensorflow"
 PORT_NAME = "tfjob-port"
@@ -81,19 +87,24 @@ def normalize_replica_type(key: str) -> str:
     return key
 
 
-def default_replicas(spec: dict[str, Any]) -> dict[str, ReplicaSpec]:
-    """`spec.tfReplicaSpecs` with the operator's in-memory defaults applied."""
+def default_replicas(spec: Mapping[str, Any]) -> dict[str, ReplicaSpec]:
+    """`spec.tfReplicaSpecs` with the operator's in-memory defaults applied.
+
+    The templates share what the defaults leave alone with `spec` (only the path to the added port is
+    copied): treat them as read-only."""
     result: dict[str, ReplicaSpec] = {}
     for key, raw in (spec.get("tfReplicaSpecs") or {}).items():
         raw = raw if isinstance(raw, dict) else {}
         rtype = normalize_replica_type(str(key))
-        template = copy.deepcopy(raw.get("template") or {})
-        containers = template.setdefault("spec", {}).setdefault("containers", [])
+        template = dict(raw.get("template") or {})
+        template_spec = template["spec"] = dict(template.get("spec") or {})
+        containers = template_spec["containers"] = list(template_spec.get("containers") or [])
         main = _main_container(containers)
         if main is not None:
-            ports = main.setdefault("ports", [])
+            ports = main.get("ports") or []
             if not any(isinstance(p, dict) and p.get("name") == PORT_NAME for p in ports):
-                ports.append({"name": PORT_NAME, "containerPort": DEFAULT_PORT})
+                position = next(i for i, c in enumerate(containers) if c is main)
+                containers[position] = {**main, "ports": [*ports, {"name": PORT_NAME, "containerPort": DEFAULT_PORT}]}
         replicas = raw.get("replicas")
         result[rtype] = ReplicaSpec(rtype=rtype, replicas=int(replicas) if replicas is not None else 1,
                                     restart_policy=raw.get("restartPolicy") or "Never", template=template)
@@ -130,7 +141,7 @@ def podgroup_spec(spec: dict[str, Any], replicas: dict[str, ReplicaSpec]) -> dic
     if scheduling.get("priorityClass"):
         result["priorityClassName"] = scheduling["priorityClass"]
     if scheduling.get("minResources"):
-        result["minResources"] = copy.deepcopy(scheduling["minResources"])
+        result["minResources"] = clone(scheduling["minResources"])
     return result
 
 
@@ -186,7 +197,7 @@ def has_condition(status: dict[str, Any], ctype: str) -> bool:
     return any(c.get("type") == ctype and c.get("status") == "True" for c in status.get("conditions") or [])
 
 
-def container_exit_code(pod: dict[str, Any]) -> int | None:
+def container_exit_code(pod: Pod) -> int | None:
     """Exit code of the `tensorflow` container (terminated state), like the operator reads it."""
     for cs in (pod.get("status") or {}).get("containerStatuses") or []:
         if cs.get("name") == CONTAINER_NAME:
@@ -194,6 +205,18 @@ def container_exit_code(pod: dict[str, Any]) -> int | None:
             if terminated:
                 return int(terminated.get("exitCode", 0))
     return None
+
+
+def _pod_digest(pod: Pod) -> tuple[Any, ...]:
+    """The parts of a pod a TFJob reconcile reads, as one value to compare (the labels dict itself: versions
+    that keep their labels share it, and == settles that by identity)."""
+    meta, status = pod["metadata"], pod.get("status") or {}
+    containers = []
+    for cs in (status.get("containerStatuses") or []) + (status.get("initContainerStatuses") or []):
+        restarts, code = cs.get("restartCount"), ((cs.get("state") or {}).get("terminated") or {}).get("exitCode")
+        if restarts or code is not None:  # a container that never restarted nor exited reads as no container
+            containers.append((cs.get("name"), restarts, code))
+    return (meta.get("labels"), status.get("phase"), meta.get("deletionTimestamp"), tuple(containers))
 
 
 def _main_container(containers: list[Any]) -> dict[str, Any] | None:
@@ -209,13 +232,15 @@ def _port(template: dict[str, Any]) -> int:
     return DEFAULT_PORT
 
 
-class TFJobController:
-    """Reconciles every TFJob in the store; one instance per dialect."""
+class TFJobController(Reconciler[tuple[str, str]]):
+    """Reconciles the TFJobs of the store, keyed by (namespace, name); one instance per dialect."""
+
+    name = "tfjob"
 
     def __init__(self, store: Store, clock: SimClock, *, dialect: Dialect = "training-operator",
                  gang_scheduler: str | None = None) -> None:
+        super().__init__(clock)
         self._store = store
-        self._clock = clock
         self.dialect = dialect
         # tf-operator's gang mode (kube-batch PodGroups of another API group) is not simulated
         self.gang_scheduler = gang_scheduler if dialect == "training-operator" else None
@@ -224,6 +249,8 @@ class TFJobController:
         self._started: dict[str, float] = {}
         self._finished: dict[str, float] = {}
         self._restarts: dict[str, int] = {}
+        self._replicas: dict[str, tuple[Any, dict[str, ReplicaSpec]]] = {}  # uid → (generation, defaults)
+        self._pod_digests: dict[tuple[str, str], tuple[Any, ...]] = {}  # what _pod_changed saw last
 
     # -- labels and messages ----------------------------------------------------------------------
 
@@ -246,42 +273,81 @@ class TFJobController:
     def _role_label(self) -> str:
         return "job-role" if self.dialect == "tf-operator" else "training.kubeflow.org/job-role"
 
-    def _job_ref(self, job: dict[str, Any]) -> str:
+    def _job_ref(self, job: Job) -> str:
         meta = job["metadata"]
         return meta["name"] if self.dialect == "tf-operator" else f"{meta['namespace']}/{meta['name']}"
 
     # -- reconcile ------------------------------------------------------------------------------
 
-    def reconcile(self) -> float | None:
-        """Reconcile every TFJob; return the next simulated deadline, if any."""
-        jobs, _ = self._store.list(TFJOBS)
-        live = set()
-        next_due: float | None = None
-        for job in jobs:
-            live.add(job["metadata"].get("uid"))
-            if job["metadata"].get("deletionTimestamp"):
-                continue
-            try:
-                due = self._reconcile_job(job)
-            except Exception as e:  # noqa: BLE001 - one broken job must not stall the others
-                log.warning("tfjob %s/%s: reconcile failed: %s", job["metadata"].get("namespace"),
-                            job["metadata"].get("name"), e)
-                due = None
-            if due is not None and (next_due is None or due < next_due):
-                next_due = due
-        for table in (self._started, self._finished, self._restarts):
-            for uid in [u for u in table if u not in live]:
-                del table[uid]
-        return next_due
+    def observe(self, event: WatchEvent) -> None:
+        """A TFJob, or a pod, service or PodGroup it controls, changed: that TFJob is dirty."""
+        obj = event.object
+        meta = obj["metadata"]
+        namespace = meta.get("namespace", "")
+        if event.resource is TFJOBS:
+            key = (namespace, meta["name"])
+            if event.type == "DELETED":
+                for table in (self._started, self._finished, self._restarts, self._replicas):
+                    table.pop(meta.get("uid", ""), None)
+                self.forget(key)
+            elif self.own_write(key, event):
+                return
+            self.queue.add(key)
+        elif event.resource in (PODS, SERVICES, PODGROUPS):
+            owner = controller_of(obj)
+            job = (namespace, owner.get("name", "")) if owner is not None and owner.get("kind") == "TFJob" \
+                and owner.get("apiVersion") == TFJOBS.api_version else None
+            self.track_owner(event, job)
+            if job is None or (event.resource is PODS and not self._pod_changed(event)) or self.own_create(event):
+                return
+            self.queue.add(job)
 
-    def _reconcile_job(self, job: dict[str, Any]) -> float | None:
+    def _pod_changed(self, event: WatchEvent) -> bool:
+        """Whether a pod event changes what a TFJob reconcile reads of a pod (an update predicate).
+
+        The operator reads a pod's labels, phase, deletion, and its containers' restart counts and exit
+        codes; the scheduler's binding and the kubelet's ContainerCreating step change none of them."""
+        meta = event.object["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
+        if event.type == "DELETED":
+            self._pod_digests.pop(key, None)
+            return True
+        digest = _pod_digest(event.object)
+        previous = self._pod_digests.get(key)
+        self._pod_digests[key] = digest
+        return event.type != "MODIFIED" or digest != previous
+
+    def all_keys(self) -> list[tuple[str, str]]:
+        """Every TFJob."""
+        return [(job["metadata"]["namespace"], job["metadata"]["name"]) for job in self._store.select(TFJOBS)]
+
+    def reconcile_key(self, key: tuple[str, str]) -> float | None:
+        """Reconcile one TFJob (gone or being deleted: nothing to do); the next simulated deadline, if any."""
+        job = self._store.peek(TFJOBS, *key)
+        if job is None or job["metadata"].get("deletionTimestamp"):
+            return None
+        try:
+            return self._reconcile_job(job)
+        except Exception as e:  # noqa: BLE001 - logged like the operator logs a failed sync
+            log.warning("tfjob %s/%s: reconcile failed: %s", key[0], key[1], e)
+            return None
+
+    def _defaulted_replicas(self, job: Job) -> dict[str, ReplicaSpec]:
+        """default_replicas, computed once per spec generation: the templates are only read afterwards."""
+        meta = job["metadata"]
+        cached = self._replicas.get(meta["uid"])
+        if cached is None or cached[0] != meta.get("generation"):
+            cached = self._replicas[meta["uid"]] = (meta.get("generation"), default_replicas(job.get("spec") or {}))
+        return cached[1]
+
+    def _reconcile_job(self, job: Job) -> float | None:
         meta = job["metadata"]
         name, uid = meta["name"], meta["uid"]
         spec = job.get("spec") or {}
-        replicas = default_replicas(spec)
+        replicas = self._defaulted_replicas(job)
         policy = run_policy(spec, self.dialect)
         old_status = job.get("status") or {}
-        status = copy.deepcopy(old_status)
+        status = clone(dict(old_status))
         now_ts = self._clock.timestamp()
         now = self._clock.now()
         ref = self._job_ref(job)
@@ -366,8 +432,8 @@ class TFJobController:
             return self._started[uid] + policy.active_deadline_seconds
         return None
 
-    def _update_job_status(self, job: dict[str, Any], status: dict[str, Any], replicas: dict[str, ReplicaSpec],
-                           counts: dict[str, dict[str, int]], pods: list[dict[str, Any]], policy: RunPolicy,
+    def _update_job_status(self, job: Job, status: dict[str, Any], replicas: dict[str, ReplicaSpec],
+                           counts: dict[str, dict[str, int]], pods: list[Pod], policy: RunPolicy,
                            now_ts: str, ref: str) -> None:
         uid = job["metadata"]["uid"]
         status["replicaStatuses"] = {rtype: {k: v for k, v in c.items() if v} for rtype, c in counts.items()}
@@ -408,21 +474,21 @@ class TFJobController:
                 status.setdefault("completionTime", now_ts)
                 set_condition(status, "Failed", "True", "TFJobFailed", message, now_ts)
 
-    def _succeed(self, job: dict[str, Any], status: dict[str, Any], message: str, now_ts: str) -> None:
+    def _succeed(self, job: Job, status: dict[str, Any], message: str, now_ts: str) -> None:
         if has_condition(status, "Succeeded") or has_condition(status, "Failed"):
             return
         self._event(job, "TFJobSucceeded", message)
         status.setdefault("completionTime", now_ts)
         set_condition(status, "Succeeded", "True", "TFJobSucceeded", message, now_ts)
 
-    def _worker0_completed(self, pods: list[dict[str, Any]]) -> bool:
+    def _worker0_completed(self, pods: list[Pod]) -> bool:
         pod = self._pods_by_index(pods, "Worker").get(0)
         if pod is None:
             return False
         return (pod.get("status") or {}).get("phase") == "Succeeded" and container_exit_code(pod) == 0
 
-    def _exceeds_limits(self, job: dict[str, Any], replicas: dict[str, ReplicaSpec], policy: RunPolicy,
-                        pods: list[dict[str, Any]], status: dict[str, Any], now: float) -> str | None:
+    def _exceeds_limits(self, job: Job, replicas: dict[str, ReplicaSpec], policy: RunPolicy,
+                        pods: list[Pod], status: dict[str, Any], now: float) -> str | None:
         name, uid = job["metadata"]["name"], job["metadata"]["uid"]
         if policy.backoff_limit is not None:
             restarts = 0
@@ -445,8 +511,8 @@ class TFJobController:
             return f"Job {name} has failed because it was active longer than specified deadline"
         return None
 
-    def _finished_job(self, job: dict[str, Any], status: dict[str, Any], old_status: dict[str, Any],
-                      policy: RunPolicy, pods: list[dict[str, Any]], now: float) -> float | None:
+    def _finished_job(self, job: Job, status: dict[str, Any], old_status: dict[str, Any],
+                      policy: RunPolicy, pods: list[Pod], now: float) -> float | None:
         uid = job["metadata"]["uid"]
         self._finished.setdefault(uid, now)
         self._delete_pods_and_services(job, pods, policy=policy.clean_pod_policy)
@@ -463,10 +529,10 @@ class TFJobController:
             return None
         return due
 
-    def _delete_podgroup(self, job: dict[str, Any]) -> None:
+    def _delete_podgroup(self, job: Job) -> None:
         """A finished gang job gives its PodGroup back, with the operator's events."""
         meta = job["metadata"]
-        if self.gang_scheduler is None or self._store.try_get(PODGROUPS, meta["namespace"], meta["name"]) is None:
+        if self.gang_scheduler is None or self._store.peek(PODGROUPS, meta["namespace"], meta["name"]) is None:
             return
         self._event(job, "JobTerminated", "Job has been terminated. Deleting PodGroup")
         if self._delete(PODGROUPS, job, meta["name"]):
@@ -479,15 +545,15 @@ class TFJobController:
 
     # -- children --------------------------------------------------------------------------------
 
-    def _pods(self, job: dict[str, Any]) -> list[dict[str, Any]]:
-        selector = ",".join(f"{k}={v}" for k, v in self.labels(job["metadata"]["name"]).items())
-        pods, _ = self._store.list(PODS, job["metadata"]["namespace"], label_selector=selector)
-        uid = job["metadata"]["uid"]
-        return [p for p in pods if any(o.get("uid") == uid for o in p["metadata"].get("ownerReferences") or [])]
+    def _pods(self, job: Job) -> list[Pod]:
+        """The job's pods: owned by it and carrying its selector labels (read-only, from the owner index)."""
+        wanted = self.labels(job["metadata"]["name"]).items()
+        return [pod for pod in self._store.owned(PODS, job["metadata"]["uid"])
+                if (pod["metadata"].get("labels") or {}).items() >= wanted]
 
-    def _pods_by_index(self, pods: list[dict[str, Any]], rtype: str) -> dict[int, dict[str, Any]]:
+    def _pods_by_index(self, pods: list[Pod], rtype: str) -> dict[int, Pod]:
         prefix = "" if self.dialect == "tf-operator" else "training.kubeflow.org/"
-        result: dict[int, dict[str, Any]] = {}
+        result: dict[int, Pod] = {}
         for pod in pods:
             labels = pod["metadata"].get("labels") or {}
             if labels.get(prefix + "replica-type") != rtype.lower():
@@ -498,40 +564,42 @@ class TFJobController:
                 continue
         return result
 
-    def _owner_ref(self, job: dict[str, Any]) -> dict[str, Any]:
+    def _owner_ref(self, job: Job) -> dict[str, Any]:
         return {"apiVersion": TFJOBS.api_version, "kind": "TFJob", "name": job["metadata"]["name"],
                 "uid": job["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
 
-    def _sync_podgroup(self, job: dict[str, Any], wanted: dict[str, Any]) -> bool:
+    def _sync_podgroup(self, job: Job, wanted: dict[str, Any]) -> bool:
         """Create the job's PodGroup or bring its spec up to date; True once it is past `Pending`."""
         meta = job["metadata"]
-        podgroup = self._store.try_get(PODGROUPS, meta["namespace"], meta["name"])
+        podgroup = self._store.peek(PODGROUPS, meta["namespace"], meta["name"])
         try:
             if podgroup is None:
                 group_meta: dict[str, Any] = {"name": meta["name"], "namespace": meta["namespace"],
                                               "ownerReferences": [self._owner_ref(job)]}
                 if meta.get("annotations"):
                     group_meta["annotations"] = dict(meta["annotations"])
-                self._store.create(PODGROUPS, {"apiVersion": PODGROUPS.api_version, "kind": "PodGroup",
-                                               "metadata": group_meta, "spec": wanted})
+                self.created(PODGROUPS, self._store.create(
+                    PODGROUPS, {"apiVersion": PODGROUPS.api_version, "kind": "PodGroup", "metadata": group_meta,
+                                "spec": wanted}, shared=True))
                 return False  # nobody has given it a phase yet
             if podgroup.get("spec") != wanted:
-                self._store.update(PODGROUPS, {**podgroup, "spec": wanted})
+                self._store.update(PODGROUPS, {**podgroup, "spec": wanted}, shared=True)
         except ApiError as e:  # AlreadyExists / Conflict with a concurrent writer: next pass
             log.debug("tfjob %s: sync podgroup: %s", meta["name"], e)
             return False
         return (podgroup.get("status") or {}).get("phase") not in (None, "", "Pending")
 
-    def _create_pod(self, job: dict[str, Any], replicas: dict[str, ReplicaSpec], rspec: ReplicaSpec,
+    def _create_pod(self, job: Job, replicas: dict[str, ReplicaSpec], rspec: ReplicaSpec,
                     index: int) -> None:
         meta = job["metadata"]
         name = f"{meta['name']}-{rspec.rtype.lower()}-{index}"
-        template = copy.deepcopy(rspec.template)
+        # the template is shared and read-only: copy only what the pod changes
+        template = rspec.template
         tmeta = template.get("metadata") or {}
         labels = {**(tmeta.get("labels") or {}), **self.labels(meta["name"], rspec.rtype, index)}
         if master_role(replicas, rspec.rtype, index):
             labels[self._role_label()] = "master"
-        pod_spec = template.get("spec") or {}
+        pod_spec = dict(template.get("spec") or {})
         if rspec.template.get("spec", {}).get("restartPolicy") and \
                 rspec.template["spec"]["restartPolicy"] != rspec.restart_policy:
             self._event(job, "SettedPodTemplateRestartPolicy",
@@ -540,12 +608,14 @@ class TFJobController:
         pod_spec["restartPolicy"] = "Never" if rspec.restart_policy == "ExitCode" else rspec.restart_policy
         if is_distributed(replicas):
             config = tf_config(meta["name"], meta["namespace"], replicas, rspec.rtype, index)
-            for container in pod_spec.get("containers") or []:
+            containers = list(pod_spec.get("containers") or [])
+            for position, container in enumerate(containers):
                 if isinstance(container, dict) and container.get("name") == CONTAINER_NAME:
                     env = [e for e in container.get("env") or [] if not (isinstance(e, dict)
                                                                         and e.get("name") == "TF_CONFIG")]
                     env.append({"name": "TF_CONFIG", "value": config})
-                    container["env"] = env
+                    containers[position] = {**container, "env": env}
+            pod_spec["containers"] = containers
         annotations = dict(tmeta.get("annotations") or {})
         if self.gang_scheduler is not None:
             if not pod_spec.get("schedulerName"):
@@ -560,16 +630,16 @@ class TFJobController:
             pod_meta["annotations"] = annotations
         body = {"apiVersion": "v1", "kind": "Pod", "metadata": pod_meta, "spec": pod_spec}
         try:
-            self._store.create(PODS, body)
+            self.created(PODS, self._store.create(PODS, body, shared=True))
         except ApiError as e:  # AlreadyExists from a pod still being deleted: retry next pass
             log.debug("tfjob %s: create pod %s: %s", meta["name"], name, e)
             return
         self._event(job, "SuccessfulCreatePod", f"Created pod: {name}")
 
-    def _ensure_service(self, job: dict[str, Any], rspec: ReplicaSpec, index: int) -> None:
+    def _ensure_service(self, job: Job, rspec: ReplicaSpec, index: int) -> None:
         meta = job["metadata"]
         name = f"{meta['name']}-{rspec.rtype.lower()}-{index}"
-        if self._store.try_get(SERVICES, meta["namespace"], name) is not None:
+        if self._store.peek(SERVICES, meta["namespace"], name) is not None:
             return
         main = _main_container(rspec.template.get("spec", {}).get("containers", [])) or {}
         ports = [{"name": p.get("name"), "port": p.get("containerPort"), "targetPort": p.get("containerPort"),
@@ -581,13 +651,13 @@ class TFJobController:
                              "ownerReferences": [self._owner_ref(job)]},
                 "spec": {"clusterIP": "None", "selector": labels, "ports": ports, "type": "ClusterIP"}}
         try:
-            self._store.create(SERVICES, body)
+            self.created(SERVICES, self._store.create(SERVICES, body, shared=True))
         except ApiError as e:
             log.debug("tfjob %s: create service %s: %s", meta["name"], name, e)
             return
         self._event(job, "SuccessfulCreateService", f"Created service: {name}")
 
-    def _delete_pods_and_services(self, job: dict[str, Any], pods: list[dict[str, Any]], *, policy: str) -> None:
+    def _delete_pods_and_services(self, job: Job, pods: list[Pod], *, policy: str) -> None:
         if policy == "None":
             return
         for pod in pods:
@@ -600,30 +670,28 @@ class TFJobController:
             if self._delete(SERVICES, job, name):
                 self._event(job, "SuccessfulDeleteService", f"Deleted service: {name}")
 
-    def _delete(self, res: Any, job: dict[str, Any], name: str) -> bool:
+    def _delete(self, res: Any, job: Job, name: str) -> bool:
         try:
-            self._store.delete(res, job["metadata"]["namespace"], name)
+            self._store.delete(res, job["metadata"]["namespace"], name, shared=True)
         except ApiError as e:  # already gone
             log.debug("tfjob %s: delete %s %s: %s", job["metadata"]["name"], res.plural, name, e)
             return False
         return True
 
-    def _write(self, job: dict[str, Any], status: dict[str, Any], old_status: dict[str, Any], now_ts: str) -> None:
+    def _write(self, job: Job, status: dict[str, Any], old_status: dict[str, Any], now_ts: str) -> None:
         if status == old_status:
             return
         status["lastReconcileTime"] = now_ts
         try:
-            self._store.update_status(TFJOBS, job["metadata"]["namespace"], job["metadata"]["name"], status)
+            key = (job["metadata"]["namespace"], job["metadata"]["name"])
+            self.wrote(key, self._store.update_status(TFJOBS, *key, status, shared=True))
         except ApiError as e:  # deleted meanwhile
             log.debug("tfjob %s: status update: %s", job["metadata"]["name"], e)
 
-    def _event(self, job: dict[str, Any], reason: str, message: str, *, type: str = "Normal") -> None:
+    def _event(self, job: Job, reason: str, message: str, *, type: str = "Normal") -> None:
         try:
-            event = self._store.record_event(job, reason=reason, message=message, type=type)
-            if self.dialect == "tf-operator":
-                # the store names training-operator's component; the older operator reported as tf-operator
-                event["source"] = {"component": "tf-operator"}
-                event["reportingComponent"] = "tf-operator"
-                self._store.update(EVENTS, event)
+            # the store names training-operator's component; the older operator reported as tf-operator
+            self._store.record_event(job, reason=reason, message=message, type=type,
+                                     component="tf-operator" if self.dialect == "tf-operator" else None)
         except ApiError as e:
             log.debug("tfjob %s: event %s: %s", job["metadata"]["name"], reason, e)

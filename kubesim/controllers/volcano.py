@@ -1,7 +1,9 @@
 """Simulated Volcano job controller (volcano v1.15.1) for batch.volcano.sh/v1alpha1 Jobs.
 
-Contract: `VolcanoController.reconcile()` reads every Volcano Job, its pods, PodGroup and pending
-bus.volcano.sh Commands, and writes what Volcano's controller would:
+Contract: a `Reconciler` keyed ("job", namespace, name) for Volcano Jobs and ("podgroup", namespace, name)
+for PodGroups of other controllers. A change to a Volcano Job, to a pod or PodGroup it controls, or a
+Command aimed at it queues the job; `reconcile_key` reads the job, its pods (owner index), PodGroup and the
+pending bus.volcano.sh Commands of its namespace, and writes what Volcano's controller would:
 - pods `<job>-<task>-<i>` with Volcano's labels and annotations (KUBERNETES-FACTS §2.4), a
   controller ownerReference to the Job and `schedulerName` = the job's (default `volcano`);
 - PodGroup `<job>-<job uid>` (minMember, minTaskMember, queue) whose phase gates scheduling:
@@ -16,7 +18,8 @@ bus.volcano.sh Commands, and writes what Volcano's controller would:
   `conditions` ({status: <phase>, lastTransitionTime}), `runningDuration`, `controlledResources`;
 - lifecycle policies (task-level before job-level) on PodFailed, PodEvicted, TaskCompleted and
   exit codes; `ttlSecondsAfterFinished` deletes the Job.
-Commands are deleted once handled. `reconcile()` returns the next simulated deadline (ttl), if any.
+Commands are deleted once handled. A reconcile returns the job's next simulated deadline (ttl), if any.
+`reconcile()` is a full pass over every job and PodGroup.
 
 It also plays the Volcano scheduler for PodGroups no Volcano Job controls (those training-operator makes
 for gang-scheduled TFJobs): an unset or `Pending` phase becomes `Inqueue` at once (enqueue; queues have no
@@ -25,20 +28,34 @@ capacity limit here); `Inqueue` becomes `Running` once at least minMember live p
 unschedulable by its scenario; while one is, the PodGroup stays `Inqueue` with the same `Unschedulable`
 condition and Warning event as a Volcano Job's. `Running` becomes `Completed` once no member is live and
 at least minMember succeeded. The scheduler+kubelet binds the members once the PodGroup is `Running`.
+Such a PodGroup is queued when it changes or when one of its members does (a pod whose group-name
+annotation names it, found through the store's gang index `podgroup-members`): the scheduler never rescans
+every pod.
 """
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from kubesim.controllers.clock import SimClock, go_duration
+from kubesim.controllers.reconciler import Reconciler, controller_of
 from kubesim.controllers.scenarios import Scenario
 from kubesim.errors import ApiError
-from kubesim.store import COMMANDS, CONFIGMAPS, PODGROUPS, PODS, SERVICES, VCJOBS, Resource, Store
+from kubesim.store import (
+    COMMANDS,
+    CONFIGMAPS,
+    PODGROUPS,
+    PODS,
+    SERVICES,
+    VCJOBS,
+    Resource,
+    Store,
+    WatchEvent,
+    clone,
+)
 
 log = logging.getLogger(__name__)
 
@@ -54,9 +71,11 @@ JOB_VERSION = "volcano.sh/job-version"
 TEMPLATE_UID = "volcano.sh/template-uid"
 RETRY_COUNT = "volcano.sh/job-retry-count"
 TF_ROLES = ("ps", "worker", "chief", "evaluator")
+GANG_INDEX = "podgroup-members"  # the store index of pods by <namespace>/<group-name annotation>
 
+Obj = Mapping[str, Any]  # a stored object as the store's views hand it out: read-only
 JobScenario = Callable[[str, str], Scenario]
-PodScenario = Callable[[dict[str, Any]], Scenario]
+PodScenario = Callable[[Obj], Scenario]
 
 
 def task_names(spec: dict[str, Any]) -> list[str]:
@@ -133,7 +152,7 @@ def match_policy(job_spec: dict[str, Any], task: str | None, event: str, exit_co
     return None
 
 
-def _exit_code(pod: dict[str, Any]) -> int | None:
+def _exit_code(pod: Obj) -> int | None:
     for cs in (pod.get("status") or {}).get("containerStatuses") or []:
         terminated = (cs.get("state") or {}).get("terminated")
         if terminated and terminated.get("exitCode"):
@@ -141,65 +160,97 @@ def _exit_code(pod: dict[str, Any]) -> int | None:
     return None
 
 
-class VolcanoController:
-    """Reconciles every batch.volcano.sh Job in the store."""
+class VolcanoController(Reconciler[tuple[str, str, str]]):
+    """Reconciles the batch.volcano.sh Jobs of the store, keyed ("job", namespace, name), and schedules the
+    PodGroups no Volcano Job controls, keyed ("podgroup", namespace, name)."""
+
+    name = "volcano"
 
     def __init__(self, store: Store, clock: SimClock, scenario_for_job: JobScenario,
                  scenario_for_pod: PodScenario) -> None:
+        super().__init__(clock)
         self._store = store
-        self._clock = clock
+        ensure_gang_index(store)
         self._scenario_for_job = scenario_for_job
         self._scenario_for_pod = scenario_for_pod
         self._handled: dict[str, set[str]] = {}  # job uid -> policy triggers already acted on
         self._running_since: dict[str, float] = {}
         self._finished: dict[str, float] = {}
 
-    def reconcile(self) -> float | None:
-        """Reconcile every Volcano Job; return the next simulated deadline, if any."""
-        jobs, _ = self._store.list(VCJOBS)
-        commands, _ = self._store.list(COMMANDS)
-        live = set()
-        next_due: float | None = None
-        for job in jobs:
-            live.add(job["metadata"].get("uid"))
-            if job["metadata"].get("deletionTimestamp"):
-                continue
-            try:
-                due = self._reconcile_job(job, commands)
-            except Exception as e:  # noqa: BLE001 - one broken job must not stall the others
-                log.warning("vcjob %s/%s: reconcile failed: %s", job["metadata"].get("namespace"),
-                            job["metadata"].get("name"), e)
-                due = None
-            if due is not None and (next_due is None or due < next_due):
-                next_due = due
-        for table in (self._handled, self._running_since, self._finished):
-            for uid in [u for u in table if u not in live]:
-                del table[uid]
-        self._schedule_foreign_podgroups()
-        return next_due
+    def observe(self, event: WatchEvent) -> None:
+        """Queue the Volcano Job an event concerns (its own change, a pod or PodGroup it controls, a Command
+        aimed at it), or the foreign PodGroup whose own state or member pods changed."""
+        obj = event.object
+        meta = obj["metadata"]
+        namespace = meta.get("namespace", "")
+        res = event.resource
+        if res is VCJOBS:
+            self.queue.add(("job", namespace, meta["name"]))
+            if event.type == "DELETED":
+                for table in (self._handled, self._running_since, self._finished):
+                    table.pop(meta.get("uid", ""), None)
+        elif res is COMMANDS:
+            for target in [obj.get("target") or {}, *(meta.get("ownerReferences") or [])]:
+                name = self._command_target(target)
+                if name is not None:
+                    self.queue.add(("job", namespace, name))
+        elif res in (PODS, PODGROUPS):
+            owner = _volcano_job_owner(obj)
+            self.track_owner(event, ("job", namespace, owner.get("name", "")) if owner is not None else None)
+            if owner is not None:
+                self.queue.add(("job", namespace, owner.get("name", "")))
+            elif res is PODGROUPS:
+                self.queue.add(("podgroup", namespace, meta["name"]))
+            else:
+                group = (meta.get("annotations") or {}).get(GROUP_NAME)
+                if group and (obj.get("spec") or {}).get("schedulerName") == "volcano":
+                    self.queue.add(("podgroup", namespace, group))
+
+    def _command_target(self, target: Mapping[str, Any]) -> str | None:
+        """The name of the Volcano Job a Command target (an ownerReference) names, by uid or by kind and name."""
+        if target.get("uid"):
+            found = self._store.find_uid(target["uid"])
+            return found[1]["metadata"]["name"] if found is not None and found[0] is VCJOBS else None
+        return str(target["name"]) if target.get("kind") == "Job" and target.get("name") else None
+
+    def all_keys(self) -> list[tuple[str, str, str]]:
+        """Every Volcano Job and every PodGroup (those of Volcano Jobs are skipped when reconciled)."""
+        keys = [("job", job["metadata"]["namespace"], job["metadata"]["name"]) for job in self._store.select(VCJOBS)]
+        return keys + [("podgroup", group["metadata"]["namespace"], group["metadata"]["name"])
+                       for group in self._store.select(PODGROUPS)]
+
+    def reconcile_key(self, key: tuple[str, str, str]) -> float | None:
+        """Reconcile one Volcano Job or schedule one foreign PodGroup; the next simulated deadline, if any."""
+        kind, namespace, name = key
+        if kind == "podgroup":
+            self._schedule_foreign_podgroup(namespace, name)
+            return None
+        job = self._store.peek(VCJOBS, namespace, name)
+        if job is None or job["metadata"].get("deletionTimestamp"):
+            return None
+        try:
+            return self._reconcile_job(job, self._store.select(COMMANDS, namespace))
+        except Exception as e:  # noqa: BLE001 - logged like the controller logs a failed sync
+            log.warning("vcjob %s/%s: reconcile failed: %s", namespace, name, e)
+            return None
 
     # -- PodGroups of other controllers ---------------------------------------------------------
 
-    def _schedule_foreign_podgroups(self) -> None:
-        """The Volcano scheduler's enqueue and gang admission for PodGroups no Volcano Job controls."""
-        podgroups = [g for g in self._store.list(PODGROUPS)[0]
-                     if not g["metadata"].get("deletionTimestamp") and not _controlled_by_volcano_job(g)]
-        if not podgroups:
+    def _schedule_foreign_podgroup(self, namespace: str, name: str) -> None:
+        """The Volcano scheduler's enqueue and gang admission for a PodGroup no Volcano Job controls."""
+        podgroup = self._store.peek(PODGROUPS, namespace, name)
+        if podgroup is None or podgroup["metadata"].get("deletionTimestamp") \
+                or _controlled_by_volcano_job(podgroup):
             return
-        members: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (namespace, group) -> its pods, one LIST
-        for pod in self._store.list(PODS)[0]:
-            group = (pod["metadata"].get("annotations") or {}).get(GROUP_NAME)
-            if group and (pod.get("spec") or {}).get("schedulerName") == "volcano" \
-                    and not pod["metadata"].get("deletionTimestamp"):
-                members.setdefault((pod["metadata"]["namespace"], group), []).append(pod)
-        for podgroup in podgroups:
-            meta = podgroup["metadata"]
-            try:
-                self._schedule_podgroup(podgroup, members.get((meta["namespace"], meta["name"]), []))
-            except ApiError as e:  # deleted or changed meanwhile: next pass
-                log.debug("podgroup %s: %s", meta.get("name"), e)
+        members = [pod for pod in gang_members(self._store, namespace, name)
+                   if (pod.get("spec") or {}).get("schedulerName") == "volcano"
+                   and not pod["metadata"].get("deletionTimestamp")]
+        try:
+            self._schedule_podgroup(podgroup, members)
+        except ApiError as e:  # deleted or changed meanwhile: its next event brings it back
+            log.debug("podgroup %s: %s", name, e)
 
-    def _schedule_podgroup(self, podgroup: dict[str, Any], members: list[dict[str, Any]]) -> None:
+    def _schedule_podgroup(self, podgroup: Obj, members: list[Obj]) -> None:
         meta = podgroup["metadata"]
         phase = (podgroup.get("status") or {}).get("phase") or "Pending"
         min_member = int((podgroup.get("spec") or {}).get("minMember") or 0)
@@ -218,12 +269,12 @@ class VolcanoController:
 
     # -- one job ------------------------------------------------------------------------------
 
-    def _reconcile_job(self, job: dict[str, Any], commands: list[dict[str, Any]]) -> float | None:
+    def _reconcile_job(self, job: Obj, commands: Sequence[Obj]) -> float | None:
         meta = job["metadata"]
         uid = meta["uid"]
         spec = job.get("spec") or {}
         old_status = job.get("status") or {}
-        status = copy.deepcopy(old_status)
+        status = clone(dict(old_status))
         now = self._clock.now()
         if not (status.get("state") or {}).get("phase"):
             self._initialize(job, status)
@@ -260,7 +311,7 @@ class VolcanoController:
         self._running_duration(job, status, now)
         if status != old_status:
             try:
-                self._store.update_status(VCJOBS, meta["namespace"], meta["name"], status)
+                self._store.update_status(VCJOBS, meta["namespace"], meta["name"], status, shared=True)
             except ApiError as e:  # deleted meanwhile
                 log.debug("vcjob %s: status update: %s", meta["name"], e)
         ttl = spec.get("ttlSecondsAfterFinished")
@@ -272,7 +323,7 @@ class VolcanoController:
             return due
         return None
 
-    def _initialize(self, job: dict[str, Any], status: dict[str, Any]) -> None:
+    def _initialize(self, job: Obj, status: dict[str, Any]) -> None:
         spec = job.get("spec") or {}
         status.update({"minAvailable": job_min_available(spec), "version": 0, "retryCount": 0,
                        "pending": 0, "running": 0, "succeeded": 0, "failed": 0, "terminating": 0,
@@ -288,7 +339,7 @@ class VolcanoController:
         if resources:
             status["controlledResources"] = resources
 
-    def _run(self, job: dict[str, Any], status: dict[str, Any], pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _run(self, job: Obj, status: dict[str, Any], pods: list[Obj]) -> list[Obj]:
         """Pending/Running: create missing pods, gate the gang, act on pod events, move the phase."""
         meta, spec = job["metadata"], job.get("spec") or {}
         existing = {p["metadata"]["name"]: p for p in pods}
@@ -336,14 +387,14 @@ class VolcanoController:
                     self._set_phase(job, status, "Failed")
         return pods
 
-    def _run_completing(self, job: dict[str, Any], status: dict[str, Any],
-                        pods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _run_completing(self, job: Obj, status: dict[str, Any],
+                        pods: list[Obj]) -> list[Obj]:
         pods = self._kill(job, pods, soft=True)
         if not any(_alive(p) for p in pods):
             self._set_phase(job, status, "Completed")
         return pods
 
-    def _tasks_min_available_met(self, spec: dict[str, Any], pods: list[dict[str, Any]]) -> bool:
+    def _tasks_min_available_met(self, spec: dict[str, Any], pods: list[Obj]) -> bool:
         for i, task in enumerate(spec.get("tasks") or []):
             if task.get("minAvailable") is None:
                 continue
@@ -353,7 +404,7 @@ class VolcanoController:
                 return False
         return True
 
-    def _policy_action(self, job: dict[str, Any], pods: list[dict[str, Any]]) -> tuple[str, str | None] | None:
+    def _policy_action(self, job: Obj, pods: list[Obj]) -> tuple[str, str | None] | None:
         """The first policy action triggered by a pod event not acted on before."""
         spec = job.get("spec") or {}
         handled = self._handled.setdefault(job["metadata"]["uid"], set())
@@ -381,7 +432,7 @@ class VolcanoController:
                     return action, tname
         return None
 
-    def _perform(self, job: dict[str, Any], status: dict[str, Any], action: str, pods: list[dict[str, Any]],
+    def _perform(self, job: Obj, status: dict[str, Any], action: str, pods: list[Obj],
                  *, task: str | None = None) -> None:
         if action in RESTART_ACTIONS:
             targets = pods if action == "RestartJob" or task is None else [p for p in pods if _task_of(p) == task]
@@ -407,7 +458,7 @@ class VolcanoController:
     # -- commands ----------------------------------------------------------------------------------
 
     @staticmethod
-    def _targets(command: dict[str, Any], job: dict[str, Any]) -> bool:
+    def _targets(command: Obj, job: Obj) -> bool:
         if command["metadata"].get("namespace") != job["metadata"]["namespace"]:
             return False
         targets = [command.get("target") or {}] + list(command["metadata"].get("ownerReferences") or [])
@@ -417,7 +468,7 @@ class VolcanoController:
                 return True
         return False
 
-    def _apply_command(self, job: dict[str, Any], status: dict[str, Any], command: dict[str, Any]) -> None:
+    def _apply_command(self, job: Obj, status: dict[str, Any], command: Obj) -> None:
         action = str(command.get("action") or "")
         self._event(job, "CommandIssued", f"Start to execute action {action}")
         phase = status["state"]["phase"]
@@ -429,31 +480,32 @@ class VolcanoController:
         elif phase not in TERMINAL and phase != "Aborted":
             self._perform(job, status, action, self._pods(job))
         try:
-            self._store.delete(COMMANDS, command["metadata"]["namespace"], command["metadata"]["name"])
+            self._store.delete(COMMANDS, command["metadata"]["namespace"], command["metadata"]["name"], shared=True)
         except ApiError as e:  # already handled by another pass
             log.debug("vcjob %s: delete command: %s", job["metadata"]["name"], e)
 
     # -- children ------------------------------------------------------------------------------------
 
-    def _pods(self, job: dict[str, Any]) -> list[dict[str, Any]]:
+    def _pods(self, job: Obj) -> list[Obj]:
+        """The job's pods: owned by it and labelled with its name (read-only, from the owner index)."""
         meta = job["metadata"]
-        pods, _ = self._store.list(PODS, meta["namespace"], label_selector=f"{JOB_NAME}={meta['name']}")
-        return [p for p in pods if any(o.get("uid") == meta["uid"] for o in p["metadata"].get("ownerReferences") or [])]
+        return [pod for pod in self._store.owned(PODS, meta["uid"])
+                if (pod["metadata"].get("labels") or {}).get(JOB_NAME) == meta["name"]]
 
-    def _owner_ref(self, job: dict[str, Any]) -> dict[str, Any]:
+    def _owner_ref(self, job: Obj) -> dict[str, Any]:
         return {"apiVersion": VCJOBS.api_version, "kind": "Job", "name": job["metadata"]["name"],
                 "uid": job["metadata"]["uid"], "controller": True, "blockOwnerDeletion": True}
 
-    def podgroup_name(self, job: dict[str, Any]) -> str:
+    def podgroup_name(self, job: Obj) -> str:
         """`<job>-<uid>`, the PodGroup Volcano makes for a job."""
         return f"{job['metadata']['name']}-{job['metadata']['uid']}"
 
-    def _create_pod(self, job: dict[str, Any], status: dict[str, Any], task: dict[str, Any], tname: str,
+    def _create_pod(self, job: Obj, status: dict[str, Any], task: dict[str, Any], tname: str,
                     index: int) -> bool:
         meta, spec = job["metadata"], job.get("spec") or {}
         name = f"{meta['name']}-{tname}-{index}"
         queue = spec.get("queue") or "default"
-        template = copy.deepcopy(task.get("template") or {})
+        template = clone(task.get("template") or {})
         tmeta = template.get("metadata") or {}
         pod_spec = template.get("spec") or {}
         labels = {**(tmeta.get("labels") or {}), TASK_INDEX: str(index), JOB_NAME: meta["name"],
@@ -471,13 +523,13 @@ class VolcanoController:
                              "annotations": annotations, "ownerReferences": [self._owner_ref(job)]},
                 "spec": pod_spec}
         try:
-            self._store.create(PODS, body)
+            self._store.create(PODS, body, shared=True)
         except ApiError as e:  # AlreadyExists while an old pod is still going away: next pass
             log.debug("vcjob %s: create pod %s: %s", meta["name"], name, e)
             return False
         return True
 
-    def _apply_plugins(self, job: dict[str, Any], pod_spec: dict[str, Any], pod_name: str, tname: str,
+    def _apply_plugins(self, job: Obj, pod_spec: dict[str, Any], pod_name: str, tname: str,
                        index: int) -> None:
         meta, spec = job["metadata"], job.get("spec") or {}
         enabled = plugins(spec)
@@ -506,14 +558,14 @@ class VolcanoController:
                 if not isinstance(container, dict):
                     continue
                 env = container.setdefault("env", [])
-                env.extend(copy.deepcopy(extra_env))
+                env.extend(clone(extra_env))
                 if key == "containers":
-                    env.extend(copy.deepcopy(tf_env))
+                    env.extend(clone(tf_env))
                 if "svc" in enabled:
                     container.setdefault("volumeMounts", []).append(
                         {"name": f"{meta['name']}-svc", "mountPath": "/etc/volcano"})
 
-    def _ensure_svc(self, job: dict[str, Any]) -> None:
+    def _ensure_svc(self, job: Obj) -> None:
         meta, spec = job["metadata"], job.get("spec") or {}
         owner = [self._owner_ref(job)]
         service = {"apiVersion": "v1", "kind": "Service",
@@ -535,16 +587,16 @@ class VolcanoController:
                       "data": data}
         children: tuple[tuple[Resource, dict[str, Any]], ...] = ((SERVICES, service), (CONFIGMAPS, config_map))
         for res, body in children:
-            if self._store.try_get(res, meta["namespace"], body["metadata"]["name"]) is None:
+            if self._store.peek(res, meta["namespace"], body["metadata"]["name"]) is None:
                 try:
-                    self._store.create(res, body)
+                    self._store.create(res, body, shared=True)
                 except ApiError as e:
                     log.debug("vcjob %s: create %s: %s", meta["name"], res.plural, e)
 
-    def _ensure_podgroup(self, job: dict[str, Any]) -> None:
+    def _ensure_podgroup(self, job: Obj) -> None:
         meta, spec = job["metadata"], job.get("spec") or {}
         name = self.podgroup_name(job)
-        if self._store.try_get(PODGROUPS, meta["namespace"], name) is not None:
+        if self._store.peek(PODGROUPS, meta["namespace"], name) is not None:
             return
         min_task = {t.get("name") or f"default{i}": int(t.get("minAvailable", t.get("replicas", 0)) or 0)
                     for i, t in enumerate(spec.get("tasks") or [])}
@@ -554,18 +606,18 @@ class VolcanoController:
                          "queue": spec.get("queue") or "default",
                          **({"priorityClassName": spec["priorityClassName"]} if spec.get("priorityClassName") else {})}}
         try:
-            self._store.create(PODGROUPS, body)
-            self._store.update_status(PODGROUPS, meta["namespace"], name, {"phase": "Pending"})
+            self._store.create(PODGROUPS, body, shared=True)
+            self._store.update_status(PODGROUPS, meta["namespace"], name, {"phase": "Pending"}, shared=True)
         except ApiError as e:
             log.debug("vcjob %s: create podgroup: %s", meta["name"], e)
 
-    def _podgroup_phase(self, job: dict[str, Any], phase: str, *, unschedulable: int = 0) -> None:
-        podgroup = self._store.try_get(PODGROUPS, job["metadata"]["namespace"], self.podgroup_name(job))
+    def _podgroup_phase(self, job: Obj, phase: str, *, unschedulable: int = 0) -> None:
+        podgroup = self._store.peek(PODGROUPS, job["metadata"]["namespace"], self.podgroup_name(job))
         if podgroup is not None:
             self._set_podgroup_status(podgroup, phase, unschedulable=unschedulable,
                                       transition_id=job["metadata"]["uid"])
 
-    def _set_podgroup_status(self, podgroup: dict[str, Any], phase: str, *, unschedulable: int = 0,
+    def _set_podgroup_status(self, podgroup: Obj, phase: str, *, unschedulable: int = 0,
                              transition_id: str = "") -> None:
         """Write the phase; `unschedulable` pods add the gang's Unschedulable condition (event once)."""
         meta = podgroup["metadata"]
@@ -584,9 +636,9 @@ class VolcanoController:
         elif phase == "Running":
             status.pop("conditions", None)
         if status != old:
-            self._store.update_status(PODGROUPS, meta["namespace"], meta["name"], status)
+            self._store.update_status(PODGROUPS, meta["namespace"], meta["name"], status, shared=True)
 
-    def _kill(self, job: dict[str, Any], pods: list[dict[str, Any]], *, soft: bool) -> list[dict[str, Any]]:
+    def _kill(self, job: Obj, pods: list[Obj], *, soft: bool) -> list[Obj]:
         """Delete the job's pods; soft keeps Succeeded/Failed ones (PodRetainPhaseSoft)."""
         kept = []
         for pod in pods:
@@ -596,15 +648,15 @@ class VolcanoController:
             self._delete(PODS, job, pod["metadata"]["name"])
         return kept
 
-    def _delete(self, res: Any, job: dict[str, Any], name: str) -> None:
+    def _delete(self, res: Any, job: Obj, name: str) -> None:
         try:
-            self._store.delete(res, job["metadata"]["namespace"], name)
+            self._store.delete(res, job["metadata"]["namespace"], name, shared=True)
         except ApiError as e:  # already gone
             log.debug("vcjob %s: delete %s %s: %s", job["metadata"]["name"], res.plural, name, e)
 
     # -- status --------------------------------------------------------------------------------------
 
-    def _set_phase(self, job: dict[str, Any], status: dict[str, Any], phase: str, *, reason: str = "",
+    def _set_phase(self, job: Obj, status: dict[str, Any], phase: str, *, reason: str = "",
                    message: str = "") -> None:
         state = status.setdefault("state", {})
         if state.get("phase") == phase:
@@ -619,7 +671,7 @@ class VolcanoController:
             self._event(job, phase, message or f"Job {job['metadata']['name']} is {phase.lower()}",
                         type="Warning" if phase == "Failed" else "Normal")
 
-    def _count(self, job: dict[str, Any], status: dict[str, Any], pods: list[dict[str, Any]]) -> None:
+    def _count(self, job: Obj, status: dict[str, Any], pods: list[Obj]) -> None:
         counts = {"pending": 0, "running": 0, "succeeded": 0, "failed": 0, "terminating": 0, "unknown": 0}
         per_task: dict[str, dict[str, dict[str, int]]] = {}
         for pod in pods:
@@ -638,7 +690,7 @@ class VolcanoController:
         else:
             status.pop("taskStatusCount", None)
 
-    def _running_duration(self, job: dict[str, Any], status: dict[str, Any], now: float) -> None:
+    def _running_duration(self, job: Obj, status: dict[str, Any], now: float) -> None:
         since = self._running_since.get(job["metadata"]["uid"])
         if since is None:
             return
@@ -646,29 +698,51 @@ class VolcanoController:
         if status["state"]["phase"] in (*TERMINAL, "Aborted") and "runningDuration" not in status:
             status["runningDuration"] = go_duration(now - since)
 
-    def _event(self, obj: dict[str, Any], reason: str, message: str, *, type: str = "Normal") -> None:
+    def _event(self, obj: Obj, reason: str, message: str, *, type: str = "Normal") -> None:
         try:
             self._store.record_event(obj, reason=reason, message=message, type=type)
         except ApiError as e:
             log.debug("vcjob: event %s: %s", reason, e)
 
 
-def _controlled_by_volcano_job(obj: dict[str, Any]) -> bool:
-    return any(o.get("controller") and o.get("kind") == "Job" and o.get("apiVersion") == VCJOBS.api_version
-               for o in obj["metadata"].get("ownerReferences") or [])
+def _volcano_job_owner(obj: Obj) -> Obj | None:
+    owner = controller_of(obj)
+    if owner is not None and owner.get("kind") == "Job" and owner.get("apiVersion") == VCJOBS.api_version:
+        return owner
+    return None
 
 
-def _alive(pod: dict[str, Any]) -> bool:
+def _controlled_by_volcano_job(obj: Obj) -> bool:
+    return _volcano_job_owner(obj) is not None
+
+
+def _gang_index(pod: Obj) -> list[str]:
+    group = (pod["metadata"].get("annotations") or {}).get(GROUP_NAME)
+    return [f"{pod['metadata'].get('namespace', '')}/{group}"] if group else []
+
+
+def ensure_gang_index(store: Store) -> None:
+    """Index pods by `<namespace>/<PodGroup>` (their group-name annotation), once per store."""
+    if not store.has_index(PODS, GANG_INDEX):
+        store.add_index(PODS, GANG_INDEX, _gang_index)
+
+
+def gang_members(store: Store, namespace: str, group: str) -> list[Obj]:
+    """The pods (read-only) whose group-name annotation names this PodGroup; needs `ensure_gang_index`."""
+    return store.by_index(PODS, GANG_INDEX, f"{namespace}/{group}")
+
+
+def _alive(pod: Obj) -> bool:
     return (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed") \
         and not pod["metadata"].get("deletionTimestamp")
 
 
-def _task_of(pod: dict[str, Any]) -> str | None:
+def _task_of(pod: Obj) -> str | None:
     return (pod["metadata"].get("labels") or {}).get(TASK_SPEC) \
         or (pod["metadata"].get("annotations") or {}).get(TASK_SPEC)
 
 
-def _phase_counts(pods: list[dict[str, Any]]) -> dict[str, int]:
+def _phase_counts(pods: list[Obj]) -> dict[str, int]:
     counts = {"Pending": 0, "Running": 0, "Succeeded": 0, "Failed": 0, "Unknown": 0}
     for pod in pods:
         phase = (pod.get("status") or {}).get("phase") or "Pending"

@@ -33,6 +33,19 @@ async def test_down_refuse_drops_keepalive_connections(api: Any) -> None:
     assert (await api.get(TF)).status == 200
 
 
+async def test_a_connection_that_slipped_past_going_down_is_dropped_at_its_first_request(api: Any) -> None:
+    """A connection still in its TLS handshake when the listener goes down is not among the connections that
+    going down aborts; it must not get its request served either."""
+    assert (await api.get("/version")).status == 200  # an open keep-alive connection
+    api.sim.faults.mode = "refuse"  # down, as if going down had missed this connection
+    try:
+        with pytest.raises(aiohttp.ClientError):
+            await api.post(TF, api.tfjob("late"))
+    finally:
+        api.sim.faults.mode = None
+    assert (await api.get(TF)).body["items"] == []
+
+
 async def test_down_503(api: Any) -> None:
     api.sim.faults.down(mode="503")
     status = api.status(await api.get(TF), 503, "ServiceUnavailable")

@@ -198,17 +198,11 @@ async def test_each_pod_sees_its_own_tf_config(sim: KubeSim, api: Api) -> None:
 
 async def test_success_policy_on_the_chief_while_parameter_servers_serve(sim: KubeSim, api: Api) -> None:
     # every task is told to finish after 2 s except the workers; parameter servers never exit anyway
+    history = sim.store.subscribe(bounded=False, resources=(BATCH_JOBS, PODS))
     await create(api, tf_jobset("j1", success_targets=["chief"], annotations={SCENARIO: "succeed:after=2"},
                                 pod_annotations={"worker": {SCENARIO: "hold"}}))
-
-    def chief_done() -> list[str] | None:
-        chief = sim.store.try_get(BATCH_JOBS, NS, "j1-chief-0")
-        ps = [p["status"].get("phase") for p in pods_of(sim)
-              if p["metadata"]["labels"]["jobset.sigs.k8s.io/replicatedjob-name"] == "ps"]
-        return ps if condition(chief, "Complete") is not None else None
-
-    assert await wait_for(chief_done, "the chief Job complete", attempts=LONG) == ["Running", "Running"]
-    done = await wait_for(lambda: condition(jobset_of(sim), "Completed") and jobset_of(sim), "JobSet Completed")
+    done = await wait_for(lambda: condition(jobset_of(sim), "Completed") and jobset_of(sim), "JobSet Completed",
+                          attempts=LONG)
     assert condition(done, "Completed") | {"lastTransitionTime": ""} == {
         "type": "Completed", "status": "True", "reason": "AllJobsCompleted",
         "message": "jobset completed successfully", "lastTransitionTime": ""}
@@ -218,6 +212,16 @@ async def test_success_policy_on_the_chief_while_parameter_servers_serve(sim: Ku
     await wait_for(lambda: sorted(jobs_of(sim)) == ["j1-chief-0"], "the active Jobs deleted")
     await wait_for(lambda: [p["metadata"]["labels"]["jobset.sigs.k8s.io/replicatedjob-name"]
                             for p in pods_of(sim)] == ["chief"], "only the chief pod left")
+    # the parameter servers served until then: from the store's event history, not a poll (the chief's Job
+    # completing and the ps Jobs' deletion are a few simulated milliseconds apart)
+    sim.store.unsubscribe(history)
+    events = [history.get_nowait() for _ in range(history.qsize())]
+    chief_complete = next(i for i, e in enumerate(events) if e.resource is BATCH_JOBS
+                          and e.object["metadata"]["name"] == "j1-chief-0" and condition(e.object, "Complete"))
+    ps_gone = [(i, (e.object.get("status") or {}).get("phase")) for i, e in enumerate(events)
+               if e.resource is PODS and e.type == "DELETED"
+               and e.object["metadata"]["labels"]["jobset.sigs.k8s.io/replicatedjob-name"] == "ps"]
+    assert len(ps_gone) == 2 and all(i > chief_complete and phase == "Running" for i, phase in ps_gone), ps_gone
     chief = sim.store.get(BATCH_JOBS, NS, "j1-chief-0")["status"]
     assert [(c["type"], c["reason"], c["message"]) for c in chief["conditions"]] == [
         ("SuccessCriteriaMet", "CompletionsReached", "Reached expected number of succeeded pods"),
