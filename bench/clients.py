@@ -105,9 +105,10 @@ class Legacy:
         async with self.session.delete(url, headers=self.headers(user)) as r:
             await _check(r)
 
-    async def ping(self) -> dict[str, Any]:
-        """GET /api/ping (any status)."""
-        async with self.session.get(self.base_url + "/api/ping") as r:
+    async def ping(self, user: str | None = None) -> dict[str, Any]:
+        """GET /api/ping (any status), as `user` (an admin is told the detail)."""
+        async with self.session.get(self.base_url + "/api/ping",
+                                    headers=self.headers(user) if user is not None else None) as r:
             return dict(json.loads(await r.read()))
 
 

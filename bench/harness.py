@@ -26,7 +26,7 @@ import statistics
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -46,6 +46,8 @@ from bench.wrk import Req, Wrk, WrkResult
 ROOT = Path(__file__).resolve().parents[1]
 KEY_PREFIX = "cg:"
 TOKEN = "bench-kubesim-token"
+# Who asks /api/ping for the detail (the watch state) when auth is off.
+BENCH_ADMIN = "bench-admin"
 MEASURE_NICENESS = 10
 RUNTIMES = {
     RUNTIME: {"image": "tensorflow/tensorflow:2.15.0", "gpuImage": "tensorflow/tensorflow:2.15.0-gpu",
@@ -212,8 +214,16 @@ class Harness:
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         return path
 
-    async def start_gateway(self, name: str, auth: dict[str, Any]) -> tuple[Proc, str]:
-        """Start one gateway process; ready once /api/ping answers 200 with the cluster's watch live."""
+    async def start_gateway(self, name: str, auth: dict[str, Any],
+                            admin_headers: Mapping[str, str] | None = None) -> tuple[Proc, str]:
+        """Start one gateway process; ready once /api/ping answers 200 with the cluster's watch live.
+        Only an admin is told the watch's state: with auth off the harness's own admin user, else the
+        caller's `admin_headers` (an admin's token)."""
+        if admin_headers is None:
+            if auth.get("mode") != "none":
+                raise ValueError("start_gateway needs admin_headers unless auth is off")
+            auth = {**auth, "adminUsers": [BENCH_ADMIN]}
+            admin_headers = {"X-User": BENCH_ADMIN}
         port = free_port()
         config = self.gateway_config(name, port, auth)
         env = {k: v for k, v in os.environ.items() if not k.startswith("CLEVER_GATEWAY")}
@@ -224,7 +234,7 @@ class Harness:
         url = f"http://127.0.0.1:{port}"
 
         async def ready() -> bool:
-            async with self.session.get(url + "/api/ping") as r:
+            async with self.session.get(url + "/api/ping", headers=admin_headers) as r:
                 body = await r.json(content_type=None)
                 return r.status == 200 and bool(body["clusters"]["c1"].get("watchLive"))
 

@@ -44,7 +44,7 @@ import aiohttp
 from bench import report
 from bench.baseline import KEY_PREFIX as BASELINE_PREFIX
 from bench.clients import JOB_ID_LABEL, JOBS_PATH, OWNER_LABEL, TFJOBS, HttpError, Legacy, job_body, retry
-from bench.harness import KEY_PREFIX, MEASURE_NICENESS, ROOT, TOKEN, Harness, Plan, Side
+from bench.harness import BENCH_ADMIN, KEY_PREFIX, MEASURE_NICENESS, ROOT, TOKEN, Harness, Plan, Side
 from bench.procs import rss_bytes, wait_until
 from bench.wrk import UNIQ, Req
 
@@ -214,8 +214,9 @@ class Suite(Harness):
         async with LocalIssuer() as issuer:
             token = issuer.mint(user=GET_USER, groups=["bench"])
             oidc_auth = {"mode": "oidc", "oidc": {"issuer": issuer.issuer, "audience": issuer.audience}}
+            admin = {"Authorization": "Bearer " + issuer.mint(user="bench-admin", groups=["clever-admins"])}
             started = await asyncio.gather(self.start_gateway("gateway-authoff", {"mode": "none"}),
-                                           self.start_gateway("gateway-oidc", oidc_auth),
+                                           self.start_gateway("gateway-oidc", oidc_auth, admin),
                                            return_exceptions=True)
             try:
                 for outcome in started:
@@ -259,7 +260,7 @@ class Suite(Harness):
         """Wait (at most 5 minutes) until the gateway's watch is live again: without it, reads go to the
         cluster (a stalled kubesim makes them time out), which is not what phase 2 measures."""
         async def live() -> bool:
-            ping = await self.api.ping()
+            ping = await self.api.ping(BENCH_ADMIN)
             return bool(ping["clusters"]["c1"].get("watchLive"))
 
         try:
