@@ -343,6 +343,10 @@ class LimitsSettings(_Section):
     answered 409, seconds."""
     status_staleness_seconds: float = Field(default=5.0, ge=0)
     """A job's cached status older than this (and no live watch) is refreshed from the cluster on read."""
+    list_cache_bytes: int = Field(default=64 * 1024 * 1024, ge=0)
+    """Each replica keeps recent LIST answers up to this many bytes and serves them again while the
+    partition's list version in Redis is unchanged (one small read instead of reading every job);
+    0 = no cache."""
     list_page_size: int = Field(default=500, ge=1)
     """`limit` of each LIST page sent to a cluster."""
     writes_per_user_per_minute: int = Field(default=600, ge=0)

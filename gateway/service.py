@@ -55,6 +55,7 @@ from gateway.errors import ClusterUnavailable, Conflict, Forbidden, NotFound, To
 from gateway.kube import PODS, ClusterApiError, ClusterClient, ClusterRegistry, KubeError, ObjectRef
 from gateway.state import JobChanged, JobFence, JobRecord, State, StoredJob
 from gateway.state.jobs import PartitionLost, creation_score
+from gateway.state.listcache import ListCache
 from gateway.state.views import list_bytes, record_from_object, render
 from gateway.workers.outbox import Outbox
 from gateway.workers.status import StatusWriter, WatchMonitor
@@ -113,6 +114,7 @@ class JobService:
                  access: PartitionAccess, statuses: StatusWriter, watches: WatchMonitor,
                  clock: Callable[[], float] = time.time) -> None:
         self._settings = settings
+        self._list_cache = ListCache(settings.limits.list_cache_bytes)
         self._auth: AuthSettings = settings.auth
         self._state = state
         self._jobs = state.jobs
@@ -179,6 +181,11 @@ class JobService:
 
     # ----- read
 
+    @property
+    def list_cache(self) -> ListCache:
+        """This replica's LIST cache (its counters are exported as metrics)."""
+        return self._list_cache
+
     async def list(self, principal: Principal, *, cluster_id: str, partition: str,
                    requested_user: str | None = None) -> bytes:
         """The partition's jobs the caller may see, oldest first."""
@@ -189,6 +196,13 @@ class JobService:
         # the whole partition is listed only for admins and partition readers.
         owner = list_owner_filter(principal, cluster=cluster.id, partition=partition,
                                   requested_user=requested_user, settings=self._auth)
+        # Served from this replica's cache while nothing in the partition changed (`gateway.state.listcache`);
+        # only with a live watch: without one, a LIST may have to refresh statuses from the cluster first.
+        cache_key = (cluster.id, partition, owner)
+        version = (await self._jobs.list_version(cluster.id, partition)
+                   if self._list_cache.enabled and self._watches.live(cluster.id) else None)
+        if version is not None and (cached := self._list_cache.get(cache_key, version)) is not None:
+            return cached
         listing = await self._jobs.listing(cluster.id, partition, owner=owner)
         if not listing.complete and not await self._state.watch.partition_is_new(cluster.id, partition):
             return await self._list_after_loss(cluster, partition, namespace, owner=owner)
@@ -201,7 +215,10 @@ class JobService:
             count, items = await self._jobs.joined(cluster.id, partition, ids, complete=listing.complete)
         except PartitionLost:
             return await self._list_after_loss(cluster, partition, namespace, owner=owner)
-        return list_bytes(count, items)
+        body = list_bytes(count, items)
+        if version is not None:
+            self._list_cache.put(cache_key, version, body)
+        return body
 
     async def _list_after_loss(self, cluster: ClusterClient, partition: str, namespace: str, *,
                                owner: str | None) -> bytes:

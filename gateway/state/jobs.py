@@ -3,12 +3,15 @@
 Contract (keys in `gateway.state.keys`, hash fields in `gateway.state.views`):
 - Reads cost one command and parse nothing: `read(cluster, partition, id)` is the job's answer bytes (and
   owner, pending operation, observation time); `list_ids` the index range, and `joined(...)` one script
-  call per 500 jobs (pipelined) that returns their answers already joined.
+  call per 500 jobs (pipelined) that returns their stored parts, joined here.
 - The record a write needs (`get`) is decoded from the same hash. `put` writes record + indexes + name
   claim (+ status) in one script; `put_if_absent` is the rebuild path (no record, no tombstone, no
   other holder of the name); `settle` clears a pending outbox operation; `remove` drops everything
   (the name claim too, if the job holds it) and leaves a tombstone so a late watch event does not
   bring the job back. `put`, `remove` and `settle` are durable (WAIT, `gateway.state.base`).
+- List versions (`list_version`, for each replica's LIST cache, `gateway.state.listcache`): every script
+  that changes a job's answer, a partition's indexes or its completeness marker also sets the partition's
+  version key to a fresh `VersionTokens` token; a status written again unchanged does not.
 - Every write is one Lua script on the keys of the job's partition, which share the hash tag
   `{<cluster>/<partition>}` (`gateway.state.keys`): one slot, so one node in a Redis Cluster.
 - Completeness (no short answer after Redis lost data): `listing(...)` reads the partition's index and
@@ -33,6 +36,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import itertools
 import uuid
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
@@ -52,6 +56,7 @@ from gateway.state.views import (
     decode_record,
     decode_stored,
     job_bytes,
+    join_views,
     record_fields,
     status_bytes,
     status_fields,
@@ -68,7 +73,9 @@ JOB_LOCK_SECONDS = 30.0
 # Jobs per script call of a LIST: bounds how long one call holds Redis (about 1.5 MB of answers).
 JOIN_BATCH = 500
 
-# KEYS[1] job hash; ARGV: status bytes, observed at, "1" = only if no newer observation is stored.
+# KEYS: job hash, the partition's list version; ARGV: status bytes, observed at, "1" = only if no newer
+# observation is stored, version token. The version changes only when the answer does (a status seen
+# again only moves the observation time).
 _PUBLISH = Lua("""
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
 local pending = redis.call('HGET', KEYS[1], 'p')
@@ -77,82 +84,94 @@ if ARGV[3] == '1' then
   local stored = tonumber(redis.call('HGET', KEYS[1], 't') or '0')
   if stored and stored >= tonumber(ARGV[2]) then return 0 end
 end
+local before = redis.call('HGET', KEYS[1], 's')
 redis.call('HSET', KEYS[1], 's', ARGV[1], 't', ARGV[2])
+if before ~= ARGV[1] then redis.call('SET', KEYS[2], ARGV[4]) end
 return 1
 """)
 
 # KEYS: the partition's completeness marker, then job hashes; ARGV: "1" = only while the marker is there.
-# Returns {count, the answers joined with commas} (jobs gone meanwhile are left out), or {-1, ""} when the
-# marker is required and gone: Redis lost the partition's data since the ids were read.
+# Returns the jobs' (view, status) pairs flat (jobs gone meanwhile are left out: the caller joins them, so
+# that Redis, which every replica shares, does the least), or false when the marker is required and gone:
+# Redis lost the partition's data since the ids were read.
 _JOIN = Lua("""
-if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return {-1, ''} end
+if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return false end
 local out = {}
 for i = 2, #KEYS do
   local parts = redis.call('HMGET', KEYS[i], 'v', 's')
   if parts[1] and parts[2] then
-    out[#out + 1] = parts[1] .. ',"status":' .. parts[2] .. '}'
+    out[#out + 1] = parts[1]
+    out[#out + 1] = parts[2]
   end
 end
-return {#out, table.concat(out, ',')}
+return out
 """)
 
-# The writes of a record, shared by _PUT and _PUT_IF_ABSENT: KEYS[1..4] job hash, partition index, owner
-# index, name claims; ARGV[a] score, ARGV[a+1] id, ARGV[a+2] name, ARGV[a+3..] hash field/value pairs.
+# The writes of a record, shared by _PUT and _PUT_IF_ABSENT: KEYS[1..5] job hash, partition index, owner
+# index, name claims, list version; ARGV[a] score, ARGV[a+1] id, ARGV[a+2] name, ARGV[a+3..] hash
+# field/value pairs; `token` the new list version.
 _WRITE_RECORD = """
-local function write_record(a)
+local function write_record(a, token)
   redis.call('HSET', KEYS[1], unpack(ARGV, a + 3))
   redis.call('ZADD', KEYS[2], ARGV[a], ARGV[a + 1])
   redis.call('ZADD', KEYS[3], ARGV[a], ARGV[a + 1])
   redis.call('HSET', KEYS[4], ARGV[a + 2], ARGV[a + 1])
+  redis.call('SET', KEYS[5], token)
 end
 """
 
-# KEYS: job, index, owner index, names, lock; ARGV: fence token ("" = none), score, id, name, fields...
-# 1 written; 0 the fence no longer holds (nothing written).
+# KEYS: job, index, owner index, names, list version, lock; ARGV: fence token ("" = none), version token,
+# score, id, name, fields... 1 written; 0 the fence no longer holds (nothing written).
 _PUT = Lua(_WRITE_RECORD + """
-if ARGV[1] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[1] then return 0 end
-write_record(2)
+if ARGV[1] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[1] then return 0 end
+write_record(3, ARGV[2])
 return 1
 """)
 
-# KEYS: job, index, owner index, names, tombstone; ARGV: score, id, name, fields...
-# 1 written; 0 a record exists; 2 a tombstone exists (deleted through the API); -1 another job holds the name.
+# KEYS: job, index, owner index, names, list version, tombstone; ARGV: version token, score, id, name,
+# fields... 1 written; 0 a record exists; 2 a tombstone exists (deleted through the API); -1 another job
+# holds the name.
 _PUT_IF_ABSENT = Lua(_WRITE_RECORD + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if redis.call('EXISTS', KEYS[5]) == 1 then return 2 end
-local holder = redis.call('HGET', KEYS[4], ARGV[3])
-if holder and holder ~= ARGV[2] then return -1 end
-write_record(1)
+if redis.call('EXISTS', KEYS[6]) == 1 then return 2 end
+local holder = redis.call('HGET', KEYS[4], ARGV[4])
+if holder and holder ~= ARGV[3] then return -1 end
+write_record(2, ARGV[1])
 return 1
 """)
 
-# KEYS: job, lock; ARGV: the pending operation expected ("" = none), fence token ("" = none), fields...
-# 1 written; 0 the record is gone, carries another pending operation, or the fence no longer holds.
+# KEYS: job, lock, list version; ARGV: the pending operation expected ("" = none), fence token ("" = none),
+# version token, fields... 1 written; 0 the record is gone, carries another pending operation, or the fence
+# no longer holds.
 _SETTLE = Lua("""
 local pending = redis.call('HGET', KEYS[1], 'p')
 if not pending or pending ~= ARGV[1] then return 0 end
 if ARGV[2] ~= '' and redis.call('GET', KEYS[2]) ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], unpack(ARGV, 3))
+redis.call('HSET', KEYS[1], unpack(ARGV, 4))
+redis.call('SET', KEYS[3], ARGV[3])
 return 1
 """)
 
-# KEYS: job, index, owner index, names, lock, tombstone; ARGV: fence token ("" = none), id, name, tombstone
-# seconds. 1 removed (the name claim too, if the job holds it); 0 the fence no longer holds.
+# KEYS: job, index, owner index, names, list version, lock, tombstone; ARGV: fence token ("" = none), id,
+# name, tombstone seconds, version token. 1 removed (the name claim too, if the job holds it); 0 the fence
+# no longer holds.
 _REMOVE = Lua("""
-if ARGV[1] ~= '' and redis.call('GET', KEYS[5]) ~= ARGV[1] then return 0 end
+if ARGV[1] ~= '' and redis.call('GET', KEYS[6]) ~= ARGV[1] then return 0 end
 redis.call('DEL', KEYS[1])
-redis.call('SET', KEYS[6], '1', 'EX', ARGV[4])
+redis.call('SET', KEYS[7], '1', 'EX', ARGV[4])
 redis.call('ZREM', KEYS[2], ARGV[2])
 redis.call('ZREM', KEYS[3], ARGV[2])
 if redis.call('HGET', KEYS[4], ARGV[3]) == ARGV[2] then redis.call('HDEL', KEYS[4], ARGV[3]) end
+redis.call('SET', KEYS[5], ARGV[5])
 return 1
 """)
 
-# KEYS: completeness marker, index; ARGV: generation, the jobs the index must hold at least.
-# 1 marked; 0 the index holds fewer (Redis lost data again meanwhile: not marked).
+# KEYS: completeness marker, index, list version; ARGV: generation, the jobs the index must hold at least,
+# version token. 1 marked; 0 the index holds fewer (Redis lost data again meanwhile: not marked).
 _CERTIFY = Lua("""
 if redis.call('ZCARD', KEYS[2]) < tonumber(ARGV[2]) then return 0 end
 redis.call('SET', KEYS[1], ARGV[1])
+redis.call('SET', KEYS[3], ARGV[3])
 return 1
 """)
 
@@ -223,8 +242,24 @@ def creation_score(created: str) -> float:
         return 0.0
 
 
+class VersionTokens:
+    """List-version tokens that no writer used before: a random prefix per process and a counter. (An INCR
+    would repeat values after Redis lost the key, or after a failover to a replica that was behind, and a
+    replica's LIST cache would then take new answers for old ones.)"""
+
+    def __init__(self) -> None:
+        self._prefix = uuid.uuid4().hex[:16]
+        self._count = itertools.count()
+
+    def next(self) -> str:
+        """A new token."""
+        return f"{self._prefix}.{next(self._count)}"
+
+
 class JobStore(RedisPart):
     """Typed access to the jobs' keys (see module docstring)."""
+
+    _versions = VersionTokens()
 
     # ----- reads (the hot path)
 
@@ -270,8 +305,9 @@ class JobStore(RedisPart):
 
         def build(pipe: AnyPipeline) -> None:
             for partition in names:
-                _CERTIFY.queue(pipe, [self.keys.complete(cluster, partition), self.keys.index(cluster, partition)],
-                               [generation, partitions[partition]])
+                _CERTIFY.queue(pipe, [self.keys.complete(cluster, partition), self.keys.index(cluster, partition),
+                                      self.keys.version(cluster, partition)],
+                               [generation, partitions[partition], self._versions.next()])
 
         results = await self._pipelined("certify", build, scripts=(_CERTIFY,))
         return {partition for partition, marked in zip(names, results, strict=True) if int(marked)}
@@ -286,6 +322,16 @@ class JobStore(RedisPart):
 
         results = await self._pipelined("certified", build) if names else []
         return {partition for partition, marked in zip(names, results, strict=True) if not int(marked)}
+
+    async def list_version(self, cluster: str, partition: str) -> bytes | None:
+        """What identifies the partition's current list answers (`ListVersions`): None while the partition is
+        not marked complete (nothing read now may be reused), else the same bytes until one of its jobs'
+        answers, its index or its marker changes. One command."""
+        marker, version = await self._call("list", lambda: self.redis.mget(
+            self.keys.complete(cluster, partition), self.keys.version(cluster, partition)))
+        if marker is None:
+            return None
+        return bytes(marker) + b"|" + bytes(version or b"")
 
     async def joined(self, cluster: str, partition: str, ids: builtins.list[str], *,
                      complete: bool = False) -> tuple[int, bytes]:
@@ -303,10 +349,10 @@ class JobStore(RedisPart):
                 _JOIN.queue(pipe, [marker, *batch], ["1" if complete else "0"])
 
         results = await self._pipelined("list", build, scripts=(_JOIN,))
-        if any(int(r[0]) < 0 for r in results):
+        if any(not isinstance(r, list) for r in results):
             raise PartitionLost(f"partition {partition} of cluster {cluster} was lost while it was read")
-        count = sum(int(r[0]) for r in results)
-        return count, b",".join(bytes(r[1]) for r in results if int(r[0]))
+        pairs = [item for r in results for item in r]
+        return len(pairs) // 2, join_views(pairs)
 
     async def freshness(self, cluster: str, partition: str,
                         ids: builtins.list[str]) -> dict[str, tuple[float, str | None]]:
@@ -365,11 +411,11 @@ class JobStore(RedisPart):
     # ----- records
 
     def _record_keys(self, record: JobRecord) -> list[str]:
-        """job, index, owner index, names: the keys every record write touches (one hash tag)."""
+        """job, index, owner index, names, list version: the keys every record write touches (one hash tag)."""
         ident = record.identity
         return [self.keys.job(ident.cluster, ident.partition, ident.id), self.keys.index(ident.cluster, ident.partition),
                 self.keys.owner(ident.cluster, ident.partition, ident.owner),
-                self.keys.names(ident.cluster, ident.partition)]
+                self.keys.names(ident.cluster, ident.partition), self.keys.version(ident.cluster, ident.partition)]
 
     def _record_args(self, record: JobRecord, status: JobStatus | None, observed_at: float | None) -> list[Any]:
         """score, id, name, then the hash's field/value pairs."""
@@ -387,7 +433,8 @@ class JobStore(RedisPart):
         with `fence`, only while that lock is still held (else `JobChanged`, nothing written)."""
         ident = record.identity
         keys = [*self._record_keys(record), self.keys.lock(ident.cluster, ident.partition, ident.id)]
-        args = [fence.token if fence is not None else "", *self._record_args(record, status, observed_at)]
+        args = [fence.token if fence is not None else "", self._versions.next(),
+                *self._record_args(record, status, observed_at)]
         if not await self._script("put", _PUT, keys, args, durable=True):
             raise self._changed(record)
 
@@ -407,7 +454,8 @@ class JobStore(RedisPart):
             for entry in batch:
                 ident = entry.record.identity
                 keys = [*self._record_keys(entry.record), self.keys.gone(ident.cluster, ident.partition, ident.id)]
-                _PUT_IF_ABSENT.queue(pipe, keys, self._record_args(entry.record, entry.status, entry.observed_at))
+                _PUT_IF_ABSENT.queue(pipe, keys, [self._versions.next(),
+                                                  *self._record_args(entry.record, entry.status, entry.observed_at)])
 
         outcomes = [REBUILT[int(r)] for r in await self._pipelined("rebuild", build, scripts=(_PUT_IF_ABSENT,))]
         for entry, outcome in zip(batch, outcomes, strict=True):
@@ -423,8 +471,10 @@ class JobStore(RedisPart):
         the one `record` carries (and, with `fence`, the lock is still ours); False: nothing written."""
         ident = record.identity
         keys = [self.keys.job(ident.cluster, ident.partition, ident.id),
-                fence.key if fence is not None else self.keys.lock(ident.cluster, ident.partition, ident.id)]
-        args: list[Any] = [record.pending or "", fence.token if fence is not None else "", "p", ""]
+                fence.key if fence is not None else self.keys.lock(ident.cluster, ident.partition, ident.id),
+                self.keys.version(ident.cluster, ident.partition)]
+        args: list[Any] = [record.pending or "", fence.token if fence is not None else "", self._versions.next(),
+                           "p", ""]
         for name, value in status_fields(status, observed_at).items():
             args += [name, value]
         return bool(await self._script("settle", _SETTLE, keys, args, durable=True))
@@ -435,7 +485,8 @@ class JobStore(RedisPart):
         ident = record.identity
         keys = [*self._record_keys(record), self.keys.lock(ident.cluster, ident.partition, ident.id),
                 self.keys.gone(ident.cluster, ident.partition, ident.id)]
-        args = [fence.token if fence is not None else "", ident.id, record.spec.name, TOMBSTONE_SECONDS]
+        args = [fence.token if fence is not None else "", ident.id, record.spec.name, TOMBSTONE_SECONDS,
+                self._versions.next()]
         if not await self._script("remove", _REMOVE, keys, args, durable=True):
             raise self._changed(record)
 
@@ -453,8 +504,10 @@ class JobStore(RedisPart):
             return []
         def build(pipe: AnyPipeline) -> None:
             for u in batch:
-                _PUBLISH.queue(pipe, [self.keys.job(u.cluster, u.partition, u.job_id)],
-                               [status_bytes(u.status), repr(u.observed_at), "1" if u.only_if_newer else "0"])
+                _PUBLISH.queue(pipe, [self.keys.job(u.cluster, u.partition, u.job_id),
+                                      self.keys.version(u.cluster, u.partition)],
+                               [status_bytes(u.status), repr(u.observed_at), "1" if u.only_if_newer else "0",
+                                self._versions.next()])
 
         return [int(r) for r in await self._pipelined("publish", build, scripts=(_PUBLISH,))]
 

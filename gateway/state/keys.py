@@ -27,6 +27,8 @@ Key layout under `redis.keyPrefix` P (default `cg:`):
     P{c/p}:lock:<id>         the one-writer lock of a job (random token, TTL, renewed while held)
     P{c/p}:complete          the partition's completeness marker: Redis holds every job of the partition
                              (written after a complete relist; missing = lost, see gateway.state.jobs)
+    P{c/p}:ver               the partition's list version: a token never used before, written by every
+                             change of a job's answer or of the indexes (replicas' LIST caches check it)
     P{c}:watchbeat           when the cluster's watch last knew Redis to be current (epoch seconds)
     P{c}:generation          the watch's last complete relist of the cluster (its marker)
     P{c}:partitions          set: every partition ever marked complete (lost vs never used)
@@ -87,6 +89,10 @@ class Keys:
     def complete(self, cluster: str, partition: str) -> str:
         """The partition's completeness marker."""
         return f"{self.partition_tag(cluster, partition)}complete"
+
+    def version(self, cluster: str, partition: str) -> str:
+        """The partition's list version."""
+        return f"{self.partition_tag(cluster, partition)}ver"
 
     # ----- one cluster's watch (tag {cluster})
 

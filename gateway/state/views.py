@@ -9,7 +9,8 @@ A job's Redis hash (`Keys.job`) holds:
     t   when the status was observed (epoch seconds; the sync and API reads keep the newest)
     r   the rest of the record: b'{"ns":<namespace>,"obj":<object name>}'
 
-A GET answers `v + b',"status":' + s + b'}'`; a LIST joins those (in Redis, one script call per batch).
+A GET answers `v + b',"status":' + s + b'}'`; a LIST joins those (one script call per batch reads the
+pairs, the replica joins them).
 Writes render with the translators' renderer (`translators.clever.render_*`) and encode with orjson;
 nothing on the read path parses or renders. The record a write needs is decoded back from `v` and
 `r` (`translators.clever.spec_from_view` is the exact inverse of the renderer), so the spec is stored
@@ -19,6 +20,7 @@ once.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from itertools import repeat
 from typing import Any
 
 import orjson
@@ -79,6 +81,13 @@ def job_bytes(prefix: bytes, status: bytes) -> bytes:
 def render(record: JobRecord, status: JobStatus) -> bytes:
     """A whole legacy job object for a record and status (answers of writes)."""
     return job_bytes(view_prefix(record.spec, record.identity), status_bytes(status))
+
+
+def join_views(pairs: list[bytes]) -> bytes:
+    """Whole legacy job objects joined with commas, from stored (prefix, status) pairs laid out flat."""
+    prefixes, statuses = pairs[0::2], pairs[1::2]
+    return b"},".join(b"".join(parts) for parts in zip(prefixes, repeat(STATUS_JOIN), statuses)) + (
+        b"}" if prefixes else b"")
 
 
 def list_bytes(count: int, joined_items: bytes) -> bytes:

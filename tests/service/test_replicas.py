@@ -6,8 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from gateway import appkeys
-from tests.conftest import Gateway, wait_until
+from tests.conftest import PARTITION, Gateway, wait_until
 from tests.service.seed_bodies import minimal
+from translators.naming import object_name
 
 USER = {"X-User": "alice"}
 FAST_TAKEOVER = {"sync": {"leaseSeconds": 1.0, "outboxClaimIdleSeconds": 0.5}}
@@ -49,3 +50,52 @@ async def _holds_pending(gw: Gateway) -> bool:
     consumer = gw.app[appkeys.OUTBOX].consumer
     summary = await gw.redis.xpending(gw.key_names.outbox, "workers")
     return any(c["name"] == consumer and int(c["pending"]) > 0 for c in summary.get("consumers") or [])
+
+
+async def test_a_replica_serves_its_cached_list_only_while_no_replica_changed_the_partition(
+        make_gateway: Any) -> None:
+    """Each replica keeps the LIST answers it gave; a change made through another replica, or by the
+    watch, makes the next LIST read Redis again, at once (no waiting for anything to expire)."""
+    first: Gateway = await make_gateway()
+    await wait_until(lambda: _leading(first))
+    second: Gateway = await make_gateway()
+
+    async def second_trusts_redis() -> bool:  # it reads the first's heartbeat (else it asks the cluster)
+        return second.app[appkeys.WATCHES].live("c1")
+
+    await wait_until(second_trusts_redis)
+    first.sim.controllers.set_default_scenario("hold")
+    created = await (await first.client.post(first.jobs_url(), json=minimal("cached"), headers=USER)).json()
+    job_id = created["metadata"]["id"]
+    cache = second.app[appkeys.SERVICE].list_cache
+
+    async def listed() -> dict[str, Any]:
+        answer = await second.client.get(second.jobs_url(), headers=USER)
+        assert answer.status == 200
+        items: list[dict[str, Any]] = (await answer.json())["items"]
+        return {item["metadata"]["id"]: item for item in items}
+
+    async def running() -> bool:
+        return bool((await listed())[job_id]["status"]["phase"] == "running")
+
+    await wait_until(running)
+    hits = cache.hits
+    assert (await listed())[job_id]["status"]["phase"] == "running"
+    assert cache.hits == hits + 1  # the same answer again, from the cache
+    # A PATCH through the other replica: the very next LIST here shows it.
+    patched = await first.client.patch(f"{first.jobs_url()}/{job_id}", json={"description": "changed"},
+                                       headers=USER)
+    assert patched.status == 200
+    assert (await listed())[job_id]["spec"]["description"] == "changed"
+    # The watch (held by the first replica) sees the job end: this replica's LIST shows it.
+    first.sim.controllers.set_job_scenario(PARTITION, object_name("cached", job_id), "succeed:after=0.2")
+
+    async def succeeded() -> bool:
+        return bool((await listed())[job_id]["status"]["phase"] == "succeeded")
+
+    await wait_until(succeeded)
+    another = await (await first.client.post(first.jobs_url(), json=minimal("second"), headers=USER)).json()
+    assert set(await listed()) == {job_id, another["metadata"]["id"]}
+    deleted = await first.client.delete(f"{first.jobs_url()}/{job_id}", headers=USER)
+    assert deleted.status == 200
+    assert set(await listed()) == {another["metadata"]["id"]}

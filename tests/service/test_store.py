@@ -13,7 +13,7 @@ import pytest
 from gateway.config import RedisSettings
 from gateway.errors import Conflict, StoreUnavailable
 from gateway.state import JobRecord, Keys, State, StatusUpdate, connect, topology_for
-from gateway.state.jobs import PartitionLost
+from gateway.state.jobs import PartitionLost, Rebuild
 from tests.conftest import IN_EVERY_MODE, REDIS_URL, RedisMode, prefix_keys
 from translators.clever import render_job
 from translators.spec import JobIdentity, JobSpec, JobStatus, Replica, ReplicaStatus, Resources, RunPolicy
@@ -91,7 +91,8 @@ async def test_remove_leaves_only_a_tombstone_and_blocks_a_rebuild(state: State,
     assert await jobs.list_ids("c1", "clever", owner=None) == []
     keys = Keys(redis_prefix)
     assert await prefix_keys(redis_mode.client, redis_prefix) == {keys.gone("c1", "clever", "a1"),
-                                                             keys.gone("c1", "clever", "b2")}
+                                                             keys.gone("c1", "clever", "b2"),
+                                                             keys.version("c1", "clever")}
     assert not await jobs.put_if_absent(first, status=RUNNING, observed_at=1.0)
 
 
@@ -230,7 +231,8 @@ async def test_last_failures_round_trip_and_are_forgotten(state: State) -> None:
 def test_every_multi_key_transaction_stays_in_one_hash_slot() -> None:
     keys = Keys("cg:")
     partition = [keys.job("c1", "clever", "a1"), keys.index("c1", "clever"), keys.owner("c1", "clever", "b{o}b"),
-                 keys.names("c1", "clever"), keys.gone("c1", "clever", "a1"), keys.lock("c1", "clever", "a1")]
+                 keys.names("c1", "clever"), keys.gone("c1", "clever", "a1"), keys.lock("c1", "clever", "a1"),
+                 keys.complete("c1", "clever"), keys.version("c1", "clever")]
     assert {k.split("{", 1)[1].split("}", 1)[0] for k in partition} == {"c1/clever"}
     watch = [keys.heartbeat("c1"), keys.resource_version("c1", "jobs"), keys.last_failures("c1")]
     assert {k.split("{", 1)[1].split("}", 1)[0] for k in watch} == {"c1"}
@@ -262,6 +264,48 @@ async def test_completeness_marker_registry_and_a_loss_between_two_reads(state: 
     with pytest.raises(PartitionLost):
         await jobs.joined("c1", "clever", listing.ids, complete=True)
     assert (await jobs.joined("c1", "clever", listing.ids))[0] == 1
+
+
+@IN_EVERY_MODE
+async def test_the_list_version_changes_with_every_change_of_an_answer_and_only_then(
+        state: State, redis_mode: RedisMode, redis_prefix: str) -> None:
+    jobs, versions = state.jobs, []
+    await jobs.put(_record("a1"), status=RUNNING, observed_at=1.0)
+    assert await jobs.list_version("c1", "clever") is None  # not marked complete: nothing may be reused
+    assert await jobs.certify("c1", {"clever": 1}, generation="g1") == {"clever"}
+
+    async def changed() -> bool:
+        version = await jobs.list_version("c1", "clever")
+        assert version is not None
+        versions.append(version)
+        return len(versions) < 2 or versions[-1] != versions[-2]
+
+    assert await changed()
+    failed = JobStatus(phase="failed", reason="Error")
+    assert await jobs.publish([StatusUpdate("c1", "clever", "a1", failed, 2.0)]) == [1]
+    assert await changed()
+    # The same status seen again moves only the observation time: the answers did not change.
+    assert await jobs.publish([StatusUpdate("c1", "clever", "a1", failed, 3.0)]) == [1]
+    assert not await changed()
+    queued = _record("b2", name="other").with_pending("create")
+    await jobs.put(queued, status=JobStatus(phase="queued"), observed_at=4.0)
+    assert await changed()
+    assert await jobs.settle(queued, status=RUNNING, observed_at=5.0)
+    assert await changed()
+    await jobs.remove(queued.with_pending(None))
+    assert await changed()
+    assert await jobs.rebuild([Rebuild(_record("c3", name="third"), RUNNING, 6.0)]) == ["written"]
+    assert await changed()
+    assert await jobs.rebuild([Rebuild(_record("c3", name="third"), RUNNING, 7.0)]) == ["exists"]
+    assert not await changed()
+    assert await jobs.certify("c1", {"clever": 2}, generation="g2") == {"clever"}
+    assert await changed()
+    # Redis loses the data: no version at all until the partition is marked complete again, and then not
+    # one seen before (tokens are never reused, a counter starting over would be).
+    await redis_mode.client.delete(*await prefix_keys(redis_mode.client, redis_prefix))
+    assert await jobs.list_version("c1", "clever") is None
+    assert await jobs.certify("c1", {"clever": 0}, generation="g2") == {"clever"}
+    assert await changed() and versions[-1] not in versions[:-1]
 
 
 async def test_a_crash_inside_the_redis_client_is_store_unavailable_not_a_500() -> None:
