@@ -36,7 +36,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="gang-schedule TFJobs through PodGroups of this scheduler (training-operator only)")
     parser.add_argument("--time-scale", type=float, default=1.0, help="real seconds per simulated second")
     parser.add_argument("--scenario", default="succeed", help="default job scenario")
-    parser.add_argument("--history-limit", type=int, default=1000, help="watch history window (events)")
+    parser.add_argument("--history-limit", type=int, default=100 * 1024,
+                        help="most watch events kept (default: the API server watch cache's upper bound); the "
+                             "events of the last 75 s are kept up to this bound")
     parser.add_argument("--kubeconfig", help="write a kubeconfig for this server to PATH")
     parser.add_argument("--no-tls", action="store_true", help="serve plain HTTP (kubectl will not send the token)")
     return parser.parse_args(argv)

@@ -22,8 +22,8 @@ Contract (shared with kubesim.controllers and the HTTP server, see the common br
 - Watchers `subscribe()` to a queue of `WatchEvent`s bounded by `watch_buffer`; a watcher that falls that
   far behind is dropped (`is_subscribed` turns False) and the server ends its stream, as the API server's
   watch cache closes an unresponsive watcher: the client resumes from its last resourceVersion, or relists
-  on 410. A bounded history ring (`history_limit`) lets the server replay events after a resourceVersion
-  or answer 410 Expired when it is too old. Every subscriber gets the same `WatchEvent`, whose object is
+  on 410. A history ring (the last 75 s of events, at least 100, at most `history_limit`) lets the server
+  replay events after a resourceVersion or answer 410 Expired when it is too old. Every subscriber gets the same `WatchEvent`, whose object is
   the stored object (read-only) and whose JSON line (`WatchEvent.line`) is encoded once for all of them.
 - All methods are synchronous and must be called from the event loop thread (no locking).
 """
@@ -239,10 +239,18 @@ class _Index:
             _discard(self.entries, value, key)
 
 
+# The watch history is sized like the API server's watch cache (`pkg/storage/cacher/watch_cache.go`): it keeps
+# the events of the last 75 s (eventFreshDuration) and at least 100, within a bound of events (`history_limit`;
+# the server's own upper bound is 100 * 1024). A watch or a continue token from before the window gets 410.
+HISTORY_FRESH_SECONDS = 75.0
+HISTORY_MIN_EVENTS = 100
+
+
 class Store:
     """In-memory Kubernetes object store with indexes, watch fan-out, history, logs and garbage collection."""
 
-    def __init__(self, *, history_limit: int = 1000, watch_buffer: int = 1000, namespaces: Iterable[str] = ()) -> None:
+    def __init__(self, *, history_limit: int = 1000, history_seconds: float = HISTORY_FRESH_SECONDS,
+                 watch_buffer: int = 1000, namespaces: Iterable[str] = ()) -> None:
         self._objects: dict[Resource, dict[_Key, dict[str, Any]]] = {res: {} for res in ALL_RESOURCES}
         self._order = {res: index for index, res in enumerate(ALL_RESOURCES)}
         # Indexes, all kept by _put/_pop. The sets hold keys; the objects stay in _objects.
@@ -255,7 +263,9 @@ class Store:
         self._sorted: dict[Resource, list[_Key] | None] = {res: None for res in ALL_RESOURCES}
         self._rv = 0
         self._history_limit = history_limit
+        self._history_seconds = history_seconds
         self._history: deque[WatchEvent] = deque()
+        self._history_times: deque[float] = deque()  # monotonic time of each event in _history
         # Watches from an RV below this floor would miss evicted events → 410 Expired.
         self._history_floor = 0
         self._watch_buffer = watch_buffer
@@ -744,8 +754,11 @@ class Store:
     def _emit(self, event: WatchEvent) -> None:
         history = self._history
         history.append(event)
-        if len(history) > self._history_limit:
-            self._trim_history()
+        now = time.monotonic()
+        self._history_times.append(now)
+        if len(history) > self._history_limit or (
+                len(history) > HISTORY_MIN_EVENTS and now - self._history_times[0] > self._history_seconds):
+            self._trim_history(now)
         dropped = []
         for queue, wanted in self._subscribers.items():
             if wanted is not None and event.resource not in wanted:
@@ -758,9 +771,12 @@ class Store:
         for queue in dropped:
             del self._subscribers[queue]
 
-    def _trim_history(self) -> None:
-        while len(self._history) > self._history_limit:
-            evicted = self._history.popleft()
+    def _trim_history(self, now: float | None = None) -> None:
+        history, times = self._history, self._history_times
+        while history and (len(history) > self._history_limit or (
+                now is not None and len(history) > HISTORY_MIN_EVENTS and now - times[0] > self._history_seconds)):
+            evicted = history.popleft()
+            times.popleft()
             self._history_floor = evicted.resource_version
 
     def _dependents(self, owner_uid: str) -> _Refs:

@@ -154,6 +154,22 @@ async def test_history_limit_evicts_old_events() -> None:
     assert caught.value.message == f"too old resource version: 1 ({newest - 2})"
 
 
+async def test_history_keeps_the_recent_events_and_lets_older_ones_go() -> None:
+    """Like the API server's watch cache: every event of the last `history_seconds` (here 0.2 s) stays
+    within the bound, and older ones go once more than 100 are held."""
+    store = Store(history_limit=10_000, history_seconds=0.2, namespaces=["x"])
+    for index in range(300):
+        store.create(CONFIGMAPS, {"metadata": {"name": f"old{index}", "namespace": "x"}})
+    assert len(store.history_since(1)) == 300  # fresh: all kept, far beyond 100
+    await asyncio.sleep(0.3)
+    store.create(CONFIGMAPS, {"metadata": {"name": "new", "namespace": "x"}})
+    newest = int(store.resource_version)
+    with pytest.raises(ApiError) as caught:
+        store.history_since(1)
+    assert caught.value.code == 410
+    assert len(store.history_since(newest - 100)) == 100  # the last 100 stay, however old
+
+
 async def test_bookmarks_when_allowed(api: Any) -> None:
     rv = (await api.get(TF)).body["metadata"]["resourceVersion"]
     async with watching(api, f"{TF}?watch=1&resourceVersion={rv}&allowWatchBookmarks=true") as (_, queue):
