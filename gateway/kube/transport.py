@@ -26,13 +26,13 @@ Contract:
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import orjson
 import structlog
 from multidict import CIMultiDict
 
@@ -125,7 +125,7 @@ class Transport:
                            body: Any = None, content_type: str = JSON,
                            headers: CIMultiDict[str] | None = None) -> dict[str, Any]:
         """One request; the decoded JSON object of its 2xx answer."""
-        data = json.dumps(body).encode() if body is not None else None
+        data = orjson.dumps(body) if body is not None else None
         response = await self._send(method, path, verb=verb, query=query, data=data, content_type=content_type,
                                     headers=headers, timeout=aiohttp.ClientTimeout(total=self._timeout))
         try:
@@ -137,7 +137,7 @@ class Transport:
         finally:
             response.release()
         try:
-            parsed = json.loads(raw) if raw else {}
+            parsed = orjson.loads(raw) if raw else {}
         except ValueError as e:
             raise ClusterBadResponse(
                 self.cluster, f"cluster {self.cluster}: the API server answered with something that is not JSON") from e

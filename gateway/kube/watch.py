@@ -10,11 +10,11 @@ resourceVersion is too old (HTTP 410 or a 410 ERROR event: relist, then watch ag
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any
 
+import orjson
 import structlog
 
 from gateway.kube.errors import ClusterApiError, KubeStatus, WatchExpired
@@ -56,7 +56,7 @@ async def watch_events(transport: Transport, ref: ObjectRef, *, resource_version
     try:
         async for line in lines:
             try:
-                event = json.loads(line)
+                event = orjson.loads(line)
             except ValueError:
                 log.warning("undecodable watch line skipped", cluster=cluster, path=ref.path)
                 continue
