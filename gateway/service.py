@@ -144,7 +144,7 @@ class JobService:
                            object_name=str(body_object["metadata"]["name"]))  # each backend names its objects
         await self._jobs.claim_name(cluster.id, partition, spec.name, identity.id)
         # Beside the job's own keys (another hash slot): views across partitions find it through this.
-        await self._state.partitions.add(cluster.id, [partition])
+        await self._state.partitions.add_recent(cluster.id, partition)
         ref = self._job_ref(cluster, record)
         try:
             created = await cluster.create(ref, body_object, same_if_label=(LABEL_JOB_ID, label_value(identity.id)),
