@@ -17,7 +17,7 @@ import structlog
 from aiohttp import web
 
 from gateway import appkeys
-from gateway.auth import build_authenticator
+from gateway.auth import OIDCAuthenticator, build_authenticator
 from gateway.auth.policy import PartitionAccess, impersonates
 from gateway.config import Settings
 from gateway.diagnostics import JobDiagnostics
@@ -77,7 +77,7 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
         app[appkeys.DASHBOARD] = Dashboard(settings)  # reads the session keys: a bad file fails the start
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
-        state = State.from_settings(settings.redis)
+        state = State.from_settings(settings.redis, instrument=metrics.redis_operation)
         app[appkeys.STATE] = state
         yield
         await state.close()
@@ -92,7 +92,9 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
         authenticator = build_authenticator(settings.auth)
         await authenticator.start()  # auth.mode none logs its loud warning here
         app[appkeys.AUTHENTICATOR] = authenticator
+        metrics.track_oidc(authenticator.stats.snapshot if isinstance(authenticator, OIDCAuthenticator) else None)
         yield
+        metrics.track_oidc(None)
         await authenticator.close()
 
     async def service_ctx(app: web.Application) -> AsyncIterator[None]:
