@@ -18,6 +18,7 @@ Contract:
   an error answer → `ClusterApiError` with the parsed `Status`; refused, reset, DNS, TLS →
   `ClusterUnreachable`; no answer in time → `ClusterTimedOut`; a 2xx that is not a JSON object →
   `ClusterBadResponse`; the token source failing → `ClusterCredentialsError`.
+- Each exchange is a client span when tracing is on (`gateway.tracing`), its `traceparent` sent along.
 - Each exchange is counted and timed (`clever_gateway_cluster_requests_total{cluster,verb,code}` and
   `clever_gateway_cluster_request_duration_seconds{cluster,verb,code}`, until the status line; transport
   failures and 5xx in `..._cluster_errors_total`, 401/403/credentials in
@@ -37,6 +38,7 @@ import aiohttp
 import structlog
 from multidict import CIMultiDict
 
+from gateway import tracing
 from gateway.kube.credentials import Connection
 from gateway.kube.errors import (
     MAX_STATUS_BODY,
@@ -261,28 +263,39 @@ class Transport:
             kwargs["proxy"] = self.connection.proxy
         if self.connection.tls_server_name:
             kwargs["server_hostname"] = self.connection.tls_server_name
-        started = time.perf_counter()
-        try:
-            response = await self._session.request(method, url, headers=sent, data=data, timeout=timeout, **kwargs)
-        except TimeoutError as e:
-            self._count(verb, "timeout", started, error="timeout")
-            raise ClusterTimedOut(self.cluster, f"cluster {self.cluster}: no answer within {self._timeout:g}s") from e
-        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as e:
-            self._count(verb, "tls", started, error="tls")
-            raise ClusterUnreachable(self.cluster, f"cluster {self.cluster}: TLS with the API server failed") from e
-        except aiohttp.ClientHttpProxyError as e:
-            self._count(verb, "proxy", started, error="unreachable")
-            raise ClusterUnreachable(self.cluster, f"cluster {self.cluster}: the proxy refused the connection "
-                                                   f"({e.status})") from e
-        except (aiohttp.ClientError, OSError, ValueError) as e:
-            self._count(verb, "unreachable", started, error="unreachable")
-            raise ClusterUnreachable(self.cluster, f"cluster {self.cluster}: API server unreachable") from e
-        code = response.status
-        latency_ms = round((time.perf_counter() - started) * 1000.0, 1)
-        self._count(verb, str(code), started, error="5xx" if code >= 500 else None)
-        if code < 400:
-            log.debug("cluster call", cluster=self.cluster, verb=verb, path=path, code=code, latencyMs=latency_ms,
-                      **_request_id_field(headers))
+        attributes = {"http.request.method": method, "url.path": path, "k8s.cluster.name": self.cluster,
+                      "clever.cluster.verb": verb}
+        with tracing.client_span(f"{method} {verb}", attributes) as span:
+            # The client span is current now: the traceparent names it, so the API server's audit log
+            # and any tracing proxy see the gateway's call as the parent.
+            tracing.inject(sent)
+            started = time.perf_counter()
+            try:
+                response = await self._session.request(method, url, headers=sent, data=data, timeout=timeout,
+                                                       **kwargs)
+            except TimeoutError as e:
+                self._count(verb, "timeout", started, error="timeout")
+                raise ClusterTimedOut(self.cluster,
+                                      f"cluster {self.cluster}: no answer within {self._timeout:g}s") from e
+            except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as e:
+                self._count(verb, "tls", started, error="tls")
+                raise ClusterUnreachable(self.cluster,
+                                         f"cluster {self.cluster}: TLS with the API server failed") from e
+            except aiohttp.ClientHttpProxyError as e:
+                self._count(verb, "proxy", started, error="unreachable")
+                raise ClusterUnreachable(self.cluster, f"cluster {self.cluster}: the proxy refused the connection "
+                                                       f"({e.status})") from e
+            except (aiohttp.ClientError, OSError, ValueError) as e:
+                self._count(verb, "unreachable", started, error="unreachable")
+                raise ClusterUnreachable(self.cluster, f"cluster {self.cluster}: API server unreachable") from e
+            code = response.status
+            latency_ms = round((time.perf_counter() - started) * 1000.0, 1)
+            self._count(verb, str(code), started, error="5xx" if code >= 500 else None)
+            if code < 400:
+                log.debug("cluster call", cluster=self.cluster, verb=verb, path=path, code=code,
+                          latencyMs=latency_ms, **_request_id_field(headers))
+            if span is not None:
+                tracing.set_status_code(span, code, server=False)
         return response, latency_ms
 
     async def _refused(self, response: aiohttp.ClientResponse, *, verb: str, path: str, request_id: str | None,
