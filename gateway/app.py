@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 import orjson
 import structlog
 from aiohttp import web
 
-from gateway import appkeys
-from gateway.auth import build_authenticator
+from gateway import appkeys, tracing
+from gateway.auth import OIDCAuthenticator, build_authenticator
 from gateway.auth.policy import PartitionAccess, impersonates
 from gateway.config import Settings
 from gateway.diagnostics import JobDiagnostics
@@ -59,6 +61,13 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
     replica in the watch leases and the outbox, and must stay the same across its restarts."""
     metrics = Metrics()
     holder = replica_id or settings.replica_identity()
+    traced = tracing.configure(os.environ)  # ConfigError naming the OTEL_* variable it cannot honour
+
+    def redis_instrument(operation: str) -> AbstractContextManager[object]:
+        # A client span inside the timing when tracing is on (checked per call: tests install a provider).
+        span = (tracing.client_span(f"redis {operation}", {"db.system.name": "redis", "db.operation.name": operation})
+                if tracing.enabled() else None)
+        return metrics.redis_operation(operation, span)
     app = web.Application(
         middlewares=build_middlewares(authenticator=lambda: app[appkeys.AUTHENTICATOR], metrics=metrics,
                                       request_timeout=settings.limits.request_timeout_seconds),
@@ -77,7 +86,7 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
         app[appkeys.DASHBOARD] = Dashboard(settings)  # reads the session keys: a bad file fails the start
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
-        state = State.from_settings(settings.redis)
+        state = State.from_settings(settings.redis, instrument=redis_instrument)
         app[appkeys.STATE] = state
         yield
         await state.close()
@@ -92,7 +101,9 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
         authenticator = build_authenticator(settings.auth)
         await authenticator.start()  # auth.mode none logs its loud warning here
         app[appkeys.AUTHENTICATOR] = authenticator
+        metrics.track_oidc(authenticator.stats.snapshot if isinstance(authenticator, OIDCAuthenticator) else None)
         yield
+        metrics.track_oidc(None)
         await authenticator.close()
 
     async def service_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -141,6 +152,10 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
         yield
         if appkeys.DASHBOARD in app:
             await app[appkeys.DASHBOARD].close()
+        if traced:
+            # Last: the spans of the shutdown's own calls go out too. (A blocking flush, bounded by the
+            # exporter's timeout, once per process.)
+            tracing.shutdown()
 
     app.cleanup_ctx.extend([state_ctx, clusters_ctx, auth_ctx, service_ctx, ui_ctx])
     return app

@@ -3,6 +3,10 @@
     clever-gateway serve [--config FILE] [--host H] [--port P] [--check]
                                            serve per FILE (or $CLEVER_GATEWAY_CONFIG), env overrides applied;
                                            --check validates the file and every file it names, then exits
+    clever-gateway check [--config FILE]  check that the configuration works where it is deployed: files,
+                                           Redis, the OIDC issuer, each cluster (reachable, the backend's
+                                           resource served, the RBAC it needs allowed); prints a table,
+                                           exit status 0 only when every check passed
     clever-gateway translate --cluster ID [--config FILE] [--partition P] [--user U] [FILE|-]
                                            print the exact cluster object a legacy create body becomes on
                                            that cluster (no cluster is called)
@@ -48,6 +52,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (overrides listen.port)")
     serve.add_argument("--check", action="store_true",
                        help="validate the configuration and the files it names, then exit")
+    check = commands.add_parser("check", help="check files, Redis, the OIDC issuer and every cluster, then exit")
+    check.add_argument("--config", help="YAML configuration file (default: $CLEVER_GATEWAY_CONFIG)")
     translate = commands.add_parser("translate", help="print the cluster object of a legacy create body")
     translate.add_argument("body", nargs="?", default="-", help="JSON file of the body (default: stdin)")
     translate.add_argument("--config", help="YAML configuration file (default: $CLEVER_GATEWAY_CONFIG)")
@@ -90,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
         settings = _settings(args)
         if args.command == "translate":
             return _translate(args, settings)
+        if args.command == "check":
+            return _check(settings)
         problems = unreadable_files(settings)
         if problems:
             return _fail("files named by the configuration cannot be read:\n  " + "\n  ".join(problems),
@@ -140,6 +148,23 @@ def _serve(settings: Settings) -> int:
     except KeyboardInterrupt:
         pass
     return 0
+
+
+def _check(settings: Settings) -> int:
+    from gateway.checks import render, run_checks
+
+    # The table is the output; the clients' own log lines would only interleave with it.
+    configure_logging(level="critical", fmt="console")
+    checks: list[Any] = []
+
+    async def run() -> None:
+        checks.extend(await run_checks(settings))
+
+    run_async(run())
+    print(render(checks), end="")
+    failed = sum(not c.ok for c in checks)
+    print(f"{len(checks) - failed} of {len(checks)} checks passed" + (f"; {failed} FAILED" if failed else ""))
+    return 0 if not failed else EXIT_START
 
 
 def _demo(args: argparse.Namespace) -> int:

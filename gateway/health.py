@@ -102,8 +102,6 @@ class Readiness:
     async def _cluster(self, cluster: ClusterClient) -> dict[str, Any]:
         beat = self._watches.beat(cluster.id)
         age = None if beat is None else max(0.0, self._clock() - beat)
-        if age is not None:
-            self._metrics.watch_age.labels(cluster.id).set(age)
         result: dict[str, Any] = {"lastWatchEventAgeSeconds": None if age is None else round(age, 3),
                                   "watchLive": self._watches.live(cluster.id)}
         if age is not None and age <= WATCH_FRESH_SECONDS:

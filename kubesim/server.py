@@ -129,6 +129,10 @@ class ApiServer:
         # ones), and an observer of every request before it is authenticated or faulted.
         self.token_validator: Callable[[str], bool] | None = None
         self.on_request: Callable[[web.Request], None] | None = None
+        # Test hook: bearer tokens of named identities (token -> (user, groups)). They are accepted, and a
+        # SelfSubjectAccessReview is answered for that identity by the policy, as a real API server answers
+        # for the caller. (kubesim authorizes only impersonated requests; other callers are admins.)
+        self.token_identities: dict[str, tuple[str, list[str]]] = {}
 
     # ----- app ---------------------------------------------------------------------------------------------
 
@@ -203,7 +207,8 @@ class ApiServer:
     def _authenticate(self, request: web.Request) -> None:
         header = request.headers.get("Authorization", "")
         scheme, _, credential = header.partition(" ")
-        if scheme.lower() == "bearer" and credential.strip() == self.token:
+        token = credential.strip()
+        if scheme.lower() == "bearer" and (token == self.token or token in self.token_identities):
             return
         if scheme.lower() == "bearer" and self.token_validator is not None and self.token_validator(credential.strip()):
             return
@@ -218,6 +223,10 @@ class ApiServer:
             raise errors.ApiError(500, "InternalError",
                                   "Internal error occurred: requested [{Kind:Group ...}] without impersonating a user")
         if user is None:
+            scheme, _, credential = request.headers.get("Authorization", "").partition(" ")
+            identity = self.token_identities.get(credential.strip()) if scheme.lower() == "bearer" else None
+            if identity is not None:
+                return Caller(identity[0], [*identity[1], "system:authenticated"], False)
             return Caller(ADMIN_USER, list(ADMIN_GROUPS), False)
         self.impersonations.append({"user": user, "groups": list(groups), "method": request.method,
                                     "path": request.path_qs})

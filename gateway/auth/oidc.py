@@ -95,10 +95,17 @@ class AuthStats:
     """Counters for tests, benchmarks and /metrics."""
 
     signature_checks: int = 0
+    verified: int = 0
     cache_hits: int = 0
     rejected: int = 0
+    unavailable: int = 0
     jwks_fetches: int = 0
     jwks_fetch_failures: int = 0
+
+    def snapshot(self) -> dict[str, int]:
+        """The outcomes `gateway.metrics.Metrics.track_oidc` exports."""
+        return {"verified": self.verified, "cached": self.cache_hits, "rejected": self.rejected,
+                "unavailable": self.unavailable, "jwks_ok": self.jwks_fetches, "jwks_failed": self.jwks_fetch_failures}
 
 
 @dataclass(slots=True)
@@ -439,6 +446,10 @@ class OIDCAuthenticator:
             self.stats.rejected += 1
             log.debug("bearer token rejected", reason=str(e))
             raise Unauthenticated() from None
+        except IssuerUnavailable:
+            self.stats.unavailable += 1
+            raise
+        self.stats.verified += 1
         self._cache.put(digest, _CachedToken(identity=identity, expires_at=expires_at, key=key))
         return identity
 

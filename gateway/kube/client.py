@@ -7,7 +7,8 @@ Contract:
 - Verbs: `create`, `get`, `try_get`, `list` (label and field selectors), `merge_patch`, `delete`, `watch`
   (one watch request, see `gateway.kube.watch`), `pod_log` (a container's log as bytes) and
   `open_pod_log` (followed: a `ByteStream`), `review` (SubjectAccessReview; satisfies
-  `gateway.auth.policy.SubjectAccessReviewer`), `ping`. Every job verb takes `impersonate=` (a Principal,
+  `gateway.auth.policy.SubjectAccessReviewer`), `self_review` (SelfSubjectAccessReview: what the gateway
+  itself may do), `served_resources` (API discovery of one group/version), `ping`. Every job verb takes `impersonate=` (a Principal,
   sent as Impersonate-User/-Group headers) where the cluster is configured for it.
 - Errors: `gateway.kube.errors` only. Callers branch on `error.transient`, `error.auth_failure` and, for
   `ClusterApiError`, on `error.status.code`/`error.status.reason` (e.g. 404, `AlreadyExists`).
@@ -37,7 +38,13 @@ from gateway.auth.policy import impersonation_headers
 from gateway.config import ClusterSettings, RetrySettings
 from gateway.kube.credentials import Connection, load_connection
 from gateway.kube.errors import ClusterApiError, ClusterUnreachable, KubeError, WatchExpired
-from gateway.kube.refs import SUBJECT_ACCESS_REVIEWS, ObjectRef, ResourceKind
+from gateway.kube.refs import (
+    SELF_SUBJECT_ACCESS_REVIEWS,
+    SUBJECT_ACCESS_REVIEWS,
+    ObjectRef,
+    ResourceKind,
+    discovery_path,
+)
 from gateway.kube.transport import MERGE_PATCH, ByteStream, Transport
 from gateway.kube.watch import WatchEvent, watch_events
 from gateway.metrics import Metrics
@@ -268,6 +275,30 @@ class ClusterClient:
                                                          body=body))
         status = answer.get("status") or {}
         return bool(status.get("allowed")) and not bool(status.get("denied"))
+
+    async def self_review(self, *, verb: str, group: str, resource: str, subresource: str = "",
+                          namespace: str = "") -> tuple[bool, str]:
+        """Ask the cluster a SelfSubjectAccessReview for the gateway's own identity (`namespace` "": every
+        namespace); (allowed, the authorizer's reason)."""
+        attributes = {"verb": verb, "group": group, "resource": resource}
+        if subresource:
+            attributes["subresource"] = subresource
+        if namespace:
+            attributes["namespace"] = namespace
+        body = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": attributes}}
+        answer = await self._retrying(lambda: self._json("POST", self.ref(SELF_SUBJECT_ACCESS_REVIEWS),
+                                                         verb="review", body=body))
+        status = answer.get("status") or {}
+        allowed = bool(status.get("allowed")) and not bool(status.get("denied"))
+        return allowed, str(status.get("reason") or "")
+
+    async def served_resources(self, group: str, version: str) -> set[str]:
+        """The resource names (subresources too: `pods/log`) the API server serves in one group/version;
+        `ClusterApiError` 404 when it serves no such group/version (a CRD not installed)."""
+        answer = await self._retrying(lambda: self._started.request_json("GET", discovery_path(group, version),
+                                                                         verb="discovery"))
+        return {str(r.get("name")) for r in answer.get("resources") or [] if isinstance(r, dict)}
 
     async def ping(self) -> float:
         """GET /version; the latency in milliseconds. Raises the cluster error when it cannot answer."""

@@ -38,6 +38,12 @@ PODS = ResourceKind("", "v1", "pods")
 EVENTS = ResourceKind("", "v1", "events")
 NAMESPACES = ResourceKind("", "v1", "namespaces", namespaced=False)
 SUBJECT_ACCESS_REVIEWS = ResourceKind("authorization.k8s.io", "v1", "subjectaccessreviews", namespaced=False)
+SELF_SUBJECT_ACCESS_REVIEWS = ResourceKind("authorization.k8s.io", "v1", "selfsubjectaccessreviews", namespaced=False)
+
+
+def discovery_path(group: str, version: str) -> str:
+    """The APIResourceList of one group/version (`/api/v1` for the core group)."""
+    return f"/apis/{group}/{version}" if group else f"/api/{version}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,9 @@ Contract:
   an error answer → `ClusterApiError` with the parsed `Status`; refused, reset, DNS, TLS →
   `ClusterUnreachable`; no answer in time → `ClusterTimedOut`; a 2xx that is not a JSON object →
   `ClusterBadResponse`; the token source failing → `ClusterCredentialsError`.
-- Each exchange is counted (`clever_gateway_cluster_requests_total{cluster,verb,code}`, transport
+- Each exchange is a client span when tracing is on (`gateway.tracing`), its `traceparent` sent along.
+- Each exchange is counted and timed (`clever_gateway_cluster_requests_total{cluster,verb,code}` and
+  `clever_gateway_cluster_request_duration_seconds{cluster,verb,code}`, until the status line; transport
   failures and 5xx in `..._cluster_errors_total`, 401/403/credentials in
   `..._cluster_auth_failures_total{cluster,kind}`) and logged with verb, path, code, reason, latency and
   the request id; never a token, never a body.
@@ -36,6 +38,7 @@ import orjson
 import structlog
 from multidict import CIMultiDict
 
+from gateway import tracing
 from gateway.kube.credentials import Connection
 from gateway.kube.errors import (
     MAX_STATUS_BODY,
@@ -46,7 +49,7 @@ from gateway.kube.errors import (
     ClusterUnreachable,
     KubeStatus,
 )
-from gateway.metrics import Metrics
+from gateway.metrics import LabelCache, Metrics
 
 log = structlog.get_logger(__name__)
 
@@ -103,6 +106,9 @@ class Transport:
         self.connection = connection
         self._timeout = timeout
         self._metrics = metrics
+        # Looked up once per label set: every cluster call passes here.
+        self._calls = LabelCache(metrics.cluster_calls) if metrics is not None else None
+        self._latency = LabelCache(metrics.cluster_latency) if metrics is not None else None
         self._session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
@@ -257,28 +263,39 @@ class Transport:
             kwargs["proxy"] = self.connection.proxy
         if self.connection.tls_server_name:
             kwargs["server_hostname"] = self.connection.tls_server_name
-        started = time.perf_counter()
-        try:
-            response = await self._session.request(method, url, headers=sent, data=data, timeout=timeout, **kwargs)
-        except TimeoutError as e:
-            self._count(verb, "timeout", error="timeout")
-            raise ClusterTimedOut(self.cluster, f"cluster {self.cluster}: no answer within {self._timeout:g}s") from e
-        except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as e:
-            self._count(verb, "tls", error="tls")
-            raise ClusterUnreachable(self.cluster, f"cluster {self.cluster}: TLS with the API server failed") from e
-        except aiohttp.ClientHttpProxyError as e:
-            self._count(verb, "proxy", error="unreachable")
-            raise ClusterUnreachable(self.cluster, f"cluster {self.cluster}: the proxy refused the connection "
-                                                   f"({e.status})") from e
-        except (aiohttp.ClientError, OSError, ValueError) as e:
-            self._count(verb, "unreachable", error="unreachable")
-            raise ClusterUnreachable(self.cluster, f"cluster {self.cluster}: API server unreachable") from e
-        code = response.status
-        latency_ms = round((time.perf_counter() - started) * 1000.0, 1)
-        self._count(verb, str(code), error="5xx" if code >= 500 else None)
-        if code < 400:
-            log.debug("cluster call", cluster=self.cluster, verb=verb, path=path, code=code, latencyMs=latency_ms,
-                      **_request_id_field(headers))
+        attributes = {"http.request.method": method, "url.path": path, "k8s.cluster.name": self.cluster,
+                      "clever.cluster.verb": verb}
+        with tracing.client_span(f"{method} {verb}", attributes) as span:
+            # The client span is current now: the traceparent names it, so the API server's audit log
+            # and any tracing proxy see the gateway's call as the parent.
+            tracing.inject(sent)
+            started = time.perf_counter()
+            try:
+                response = await self._session.request(method, url, headers=sent, data=data, timeout=timeout,
+                                                       **kwargs)
+            except TimeoutError as e:
+                self._count(verb, "timeout", started, error="timeout")
+                raise ClusterTimedOut(self.cluster,
+                                      f"cluster {self.cluster}: no answer within {self._timeout:g}s") from e
+            except (aiohttp.ClientConnectorCertificateError, aiohttp.ClientSSLError) as e:
+                self._count(verb, "tls", started, error="tls")
+                raise ClusterUnreachable(self.cluster,
+                                         f"cluster {self.cluster}: TLS with the API server failed") from e
+            except aiohttp.ClientHttpProxyError as e:
+                self._count(verb, "proxy", started, error="unreachable")
+                raise ClusterUnreachable(self.cluster, f"cluster {self.cluster}: the proxy refused the connection "
+                                                       f"({e.status})") from e
+            except (aiohttp.ClientError, OSError, ValueError) as e:
+                self._count(verb, "unreachable", started, error="unreachable")
+                raise ClusterUnreachable(self.cluster, f"cluster {self.cluster}: API server unreachable") from e
+            code = response.status
+            latency_ms = round((time.perf_counter() - started) * 1000.0, 1)
+            self._count(verb, str(code), started, error="5xx" if code >= 500 else None)
+            if code < 400:
+                log.debug("cluster call", cluster=self.cluster, verb=verb, path=path, code=code,
+                          latencyMs=latency_ms, **_request_id_field(headers))
+            if span is not None:
+                tracing.set_status_code(span, code, server=False)
         return response, latency_ms
 
     async def _refused(self, response: aiohttp.ClientResponse, *, verb: str, path: str, request_id: str | None,
@@ -297,10 +314,11 @@ class Transport:
                  message=status.message, latencyMs=latency_ms, **({"request_id": request_id} if request_id else {}))
         return ClusterApiError(self.cluster, status)
 
-    def _count(self, verb: str, code: str, *, error: str | None = None) -> None:
-        if self._metrics is None:
+    def _count(self, verb: str, code: str, started: float, *, error: str | None = None) -> None:
+        if self._metrics is None or self._calls is None or self._latency is None:
             return
-        self._metrics.cluster_calls.labels(self.cluster, verb, code).inc()
+        self._calls.labels(self.cluster, verb, code).inc()
+        self._latency.labels(self.cluster, verb, code).observe(time.perf_counter() - started)
         if error is not None:
             self._metrics.cluster_errors.labels(self.cluster, verb, error).inc()
 

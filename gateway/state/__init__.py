@@ -23,6 +23,7 @@ cluster modes acknowledged writes WAIT for `redis.waitReplicas` replicas (`gatew
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from typing import Any
@@ -37,7 +38,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisClusterException, RedisError
 
 from gateway.config import EMBEDDED_REDIS, RedisSettings
-from gateway.state.base import Durability, PoolLimiter, RedisClient, RedisPart, Topology
+from gateway.state.base import Durability, Instrument, PoolLimiter, RedisClient, RedisPart, Topology
 from gateway.state.counters import WriteCounters
 from gateway.state.jobs import JobBusy, JobChanged, JobFence, JobStore, StatusUpdate
 from gateway.state.keys import Keys
@@ -62,9 +63,12 @@ class State(RedisPart):
         self.partitions = PartitionRegistry(redis, keys, clock=clock, topology=topology)
 
     @classmethod
-    def from_settings(cls, settings: RedisSettings, *, clock: Callable[[], float] = time.time) -> State:
-        """Connect per settings (`embedded` → in-process fakeredis for the demo)."""
-        return cls(connect(settings), Keys(settings.key_prefix), clock=clock, topology=topology_for(settings))
+    def from_settings(cls, settings: RedisSettings, *, clock: Callable[[], float] = time.time,
+                      instrument: Instrument | None = None) -> State:
+        """Connect per settings (`embedded` → in-process fakeredis for the demo); `instrument` wraps every
+        operation (`gateway.state.base.Topology`)."""
+        topology = dataclasses.replace(topology_for(settings), instrument=instrument)
+        return cls(connect(settings), Keys(settings.key_prefix), clock=clock, topology=topology)
 
     async def close(self) -> None:
         """Close the client and its connection pool."""

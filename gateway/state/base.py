@@ -5,6 +5,8 @@ Contract:
   redis-py's exception (also an AttributeError and the like raised inside redis-py itself, as its
   cluster client does in a failover race); a busy connection pool waits (`redis.poolWaitSeconds`)
   instead of failing.
+- Every operation passes `_guard` under a name (a literal of the calling module: bounded), which
+  `Topology.instrument` wraps (the app times and traces them there).
 - Values are bytes (the read model is served as stored); modules decode the few text values they need.
 - Every check-then-write is one Lua script (`Lua`) on keys of one hash tag. Redis runs a script
   atomically in every mode (standalone, Sentinel, Cluster: redis-py's WATCH/MULTI is limited in
@@ -24,7 +26,7 @@ import asyncio
 import hashlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import AbstractAsyncContextManager, asynccontextmanager, nullcontext
+from contextlib import AbstractAsyncContextManager, AbstractContextManager, asynccontextmanager, nullcontext
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
 
@@ -98,12 +100,18 @@ class PoolLimiter:
             self._slots.release()
 
 
+# Wraps every Redis operation by name (`RedisPart._guard`): the app times and traces them with it
+# (`gateway.metrics.Metrics.redis_operation`); an exception leaving it is the operation failing.
+Instrument: TypeAlias = "Callable[[str], AbstractContextManager[object]]"
+
+
 @dataclass(frozen=True, slots=True)
 class Topology:
-    """What the state modules need to know about the Redis they talk to."""
+    """What the state modules need to know about the Redis they talk to, and how their calls are observed."""
 
     durability: Durability = Durability()
     limiter: PoolLimiter | None = None
+    instrument: Instrument | None = None
 
 
 class RedisPart:
@@ -118,21 +126,25 @@ class RedisPart:
 
     @asynccontextmanager
     async def _guard(self, what: str) -> AsyncIterator[None]:
+        instrument = self._topology.instrument
+        # Outermost: the time a busy pool makes the operation wait is part of its latency.
+        observed: AbstractContextManager[object] = instrument(what) if instrument is not None else nullcontext()
         limit: AbstractAsyncContextManager[None] = (
             self._topology.limiter.slot() if self._topology.limiter is not None else nullcontext())
-        async with limit:
-            try:
-                yield
-            except (RedisError, RedisClusterException, OSError, TimeoutError) as e:
-                log.warning("redis call failed", operation=what, error=type(e).__name__)
-                raise StoreUnavailable("the gateway's store (Redis) is unavailable") from e
-            except (AttributeError, TypeError, KeyError, IndexError) as e:
-                if not _raised_in_redis_client(e):
-                    raise
-                # redis-py's own state tripping over itself (seen during a cluster failover: a connection
-                # closed by one task while another writes on it): the store failed, not the request.
-                log.warning("redis client failed", operation=what, error=type(e).__name__)
-                raise StoreUnavailable("the gateway's store (Redis) is unavailable") from e
+        with observed:
+            async with limit:
+                try:
+                    yield
+                except (RedisError, RedisClusterException, OSError, TimeoutError) as e:
+                    log.warning("redis call failed", operation=what, error=type(e).__name__)
+                    raise StoreUnavailable("the gateway's store (Redis) is unavailable") from e
+                except (AttributeError, TypeError, KeyError, IndexError) as e:
+                    if not _raised_in_redis_client(e):
+                        raise
+                    # redis-py's own state tripping over itself (seen during a cluster failover: a connection
+                    # closed by one task while another writes on it): the store failed, not the request.
+                    log.warning("redis client failed", operation=what, error=type(e).__name__)
+                    raise StoreUnavailable("the gateway's store (Redis) is unavailable") from e
 
     async def _call(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
         async with self._guard(what):

@@ -3,7 +3,7 @@
 Contract: `add` appends an operation (a small JSON object); `read` gives a consumer new entries (waiting
 up to `block_ms`) or, with `pending=True`, the ones it read but did not acknowledge; `claim_stale` takes
 over entries another consumer left unacknowledged for `min_idle_ms` (a replica that died); `ack` marks an
-entry done and drops it; `depth` counts what is left. `ensure` creates the stream and its group (also
+entry done and drops it; `depth` counts what is left, `oldest` is the first entry left. `ensure` creates the stream and its group (also
 after a Redis that lost its data).
 """
 
@@ -67,6 +67,12 @@ class OutboxStream(RedisPart):
     async def ack(self, entry_id: str) -> None:
         """Mark an entry done and drop it from the stream."""
         await self._script("outbox-ack", _ACK, [self.keys.outbox], [GROUP, entry_id])
+
+    async def oldest(self) -> tuple[str, dict[str, Any]] | None:
+        """The oldest entry still in the stream (any consumer's), None when it is empty."""
+        answer: Any = await self._call("outbox-oldest", lambda: self.redis.xrange(self.keys.outbox, count=1))
+        entries = _decode_entries(answer)
+        return entries[0] if entries else None
 
     async def depth(self) -> int:
         """Entries not yet acknowledged."""

@@ -1,7 +1,9 @@
 """The aiohttp middleware: request id, access log + metrics, the ONE error → HTTP mapping, timeout, auth.
 
 Contract:
-- Every answer carries `X-Request-Id` (the caller's, when it is a sane token, else a new one).
+- Every answer carries `X-Request-Id` (the caller's, when it is a sane token: 1 to 64 letters, digits,
+  `.`, `_`, `-`; else a new one), and so does every cluster call made for the request.
+- With tracing on (`gateway.tracing`) each request is one server span, continuing the caller's `traceparent`.
 - Every error answer is the legacy body `{"code", "reason", "message", "details"}` with
   `details.requestId`: `GatewayError` as it says, a cluster error (`gateway.kube.errors.KubeError`) as
   `gateway.web.errors.legacy_error` maps it, `SpecError` → 400 `Invalid` with `details.fields`,
@@ -27,6 +29,7 @@ import orjson
 import structlog
 from aiohttp import web
 
+from gateway import tracing
 from gateway.auth import Authenticator, Principal
 from gateway.errors import (
     ClusterTimeout,
@@ -110,7 +113,10 @@ def build_middlewares(*, authenticator: Callable[[], Authenticator], metrics: Me
         started = time.perf_counter()
         status = 500
         try:
-            response = await _answer(request, handler, request_id)
+            if tracing.enabled():
+                response = await _traced(request, handler, request_id)
+            else:
+                response = await _answer(request, handler, request_id)
             status = response.status
             response.headers[REQUEST_ID_HEADER] = request_id
             return response
@@ -123,6 +129,16 @@ def build_middlewares(*, authenticator: Callable[[], Authenticator], metrics: Me
             log.info("request", method=request.method, route=route, path=request.path, status=status,
                      durationMs=round(elapsed * 1000, 1), user=principal.user if principal else None)
             structlog.contextvars.reset_contextvars(**tokens)
+
+    async def _traced(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
+        """`_answer` in a server span (the cluster calls and Redis operations it makes are its children)."""
+        route = _route_name(request)
+        attributes = {"http.request.method": request.method, "http.route": route, "url.path": request.path,
+                      "clever.request_id": request_id}
+        with tracing.server_span(f"{request.method} {route}", request.headers, attributes) as span:
+            response = await _answer(request, handler, request_id)
+            tracing.set_status_code(span, response.status, server=True)
+            return response
 
     async def _answer(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
         """Authenticate and run the handler within the request timeout; every error as the legacy body."""

@@ -16,8 +16,9 @@ Contract:
   An entry the cluster refuses with 401/403, or for which the gateway cannot obtain credentials, is tried
   `sync.outboxAuthAttempts` times (counted per entry by this replica), then given up the same way with
   the reason saying the cluster refused the gateway's credentials (401) or access (403); those refusals
-  are counted in `clever_gateway_cluster_auth_failures_total` for an alert. The age of the oldest entry
-  this replica holds is `clever_gateway_outbox_oldest_age_seconds`.
+  are counted in `clever_gateway_cluster_auth_failures_total` for an alert. Each round every replica
+  reports the stream's length (`clever_gateway_outbox_depth`) and the age of its oldest entry
+  (`clever_gateway_outbox_oldest_age_seconds`).
 - An entry whose record is gone or no longer pending is obsolete and acknowledged. A create that lands
   after its job was deleted (the record is cleared only if still pending, `JobStore.settle`) is deleted
   from the cluster again, so a job deleted while queued never runs.
@@ -108,7 +109,6 @@ class Outbox:
                 # New entries too, every round: one cluster that stays away must not hold up the others.
                 backlog += await self._stream.read(
                     self.consumer, block_ms=None if backlog else int(min(retry, 1.0) * 1000))
-                self._note_oldest(backlog)
                 failed = False
                 for entry_id, entry in backlog:
                     if await self.process(entry, entry_id=entry_id):
@@ -138,13 +138,11 @@ class Outbox:
     async def _update_depth(self) -> None:
         if self._metrics is not None:
             self._metrics.outbox_depth.set(await self._stream.depth())
-
-    def _note_oldest(self, backlog: list[tuple[str, dict[str, Any]]]) -> None:
-        if self._metrics is not None:
-            now = self._clock()
-            ages = [now - queued for entry_id, entry in backlog
-                    if (queued := _queued_at(entry, entry_id)) is not None]
-            self._metrics.outbox_oldest_age.set(max(ages, default=0.0))
+            # The stream's oldest entry, not this replica's: every replica reports the same age, and an
+            # entry a dead replica holds (until claimed) still counts.
+            oldest = await self._stream.oldest()
+            queued = _queued_at(oldest[1], oldest[0]) if oldest is not None else None
+            self._metrics.outbox_oldest_age.set(max(0.0, self._clock() - queued) if queued is not None else 0.0)
 
     async def process(self, entry: dict[str, Any], *, entry_id: str | None = None) -> bool:
         """Apply one entry; True when it is finished (landed, refused, given up, or obsolete). The job's lock

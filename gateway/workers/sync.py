@@ -28,7 +28,9 @@ Contract:
 - While both streams are connected the leader writes a heartbeat (`JobStore.set_watch_heartbeat`): the
   time up to which Redis holds everything received (now, or when the writer last had nothing left to
   write); every replica reads its age (`/api/ping` lastWatchEventAgeSeconds; reads fall back to the API
-  server when it is older than `sync.fallbackAfterSeconds`).
+  server when it is older than `sync.fallbackAfterSeconds`). `clever_gateway_watch_last_event_age_seconds`
+  is another measure: the age of the last event or bookmark the leader's streams received (every lease
+  tick), -1 on the replicas that do not hold the cluster's lease.
 - Completeness (`gateway.state.jobs`): once both resources were listed and every job written (records
   the relist found missing rebuilt), the leader registers the partitions it saw, marks each complete
   (`JobStore.certify`, only if its index holds the jobs the leader knows to be recorded there) and then
@@ -116,7 +118,10 @@ class ClusterSync:
         self._stopping = asyncio.Event()
         self._term = 0  # counts leaderships: a loop of an earlier one ends even if its cancellation was lost
         self.leading = False
+        # When this replica's watch last received anything from the API server (an event or a bookmark);
+        # a new leadership counts from its start.
         self.last_event_at: float | None = None
+        self._not_watching()
 
     @property
     def lease_name(self) -> str:
@@ -157,6 +162,11 @@ class ClusterSync:
                     await self._pause(tick)
         finally:
             self.leading = False
+            self._not_watching()
+
+    def _not_watching(self) -> None:
+        if self._metrics is not None:
+            self._metrics.watch_age.labels(self.cluster.id).set(-1)
 
     def _current(self, term: int) -> bool:
         """Whether the leadership a loop was started for still lasts. (Loops end on cancellation, but a
@@ -168,6 +178,7 @@ class ClusterSync:
         self._term += 1
         term = self._term
         self.leading = True
+        self.last_event_at = self._clock()
         self._dirty.clear()  # both loops relist first, which marks every job again
         self._listed.clear()
         self._certify_all = True
@@ -193,6 +204,7 @@ class ClusterSync:
                     log.warning("watch lease lost, another replica takes over", cluster=self.cluster.id)
                     return
                 await self._beat(force=True)
+                self._report_watch_age()
                 await self._check_completeness()
         finally:
             self.leading = False
@@ -478,5 +490,10 @@ class ClusterSync:
             await self._state.watch.set_heartbeat(self.cluster.id, in_redis_up_to)
             if self._watches is not None:
                 self._watches.note(self.cluster.id, in_redis_up_to)
-        if self._metrics is not None:
-            self._metrics.watch_age.labels(self.cluster.id).set(now - in_redis_up_to)
+
+    def _report_watch_age(self) -> None:
+        """Every lease tick, also while the streams are down (the age then grows, as it should)."""
+        if self._metrics is not None and self.last_event_at is not None:
+            # The events themselves, not the heartbeat: a heartbeat says Redis is caught up, but the streams
+            # can be connected and silent (a stalled API server, a proxy that buffers).
+            self._metrics.watch_age.labels(self.cluster.id).set(max(0.0, self._clock() - self.last_event_at))

@@ -212,3 +212,21 @@ async def test_cluster_calls_carry_the_request_id(gateway: Gateway) -> None:
     assert refusal and refusal[0]["request_id"] == "rid-1" and refusal[0]["code"] == 409
     # Background calls (the watch) carry none: they are nobody's request.
     assert any(method == "GET" and rid is None for method, rid in seen)
+
+
+async def test_a_request_id_is_taken_when_sane_else_made_and_the_cluster_sees_the_same(gateway: Gateway) -> None:
+    gw = gateway
+    seen: list[str | None] = []
+    gw.sim.server.on_request = lambda request: seen.append(request.headers.get("X-Request-ID")) \
+        if request.method == "POST" else None
+    for n, (given, kept) in enumerate([("Trace.id_42-x", True), ("x" * 65, False), ("has space", False),
+                                        ("semi;colon", False), ("", False)]):
+        response = await gw.client.post(gw.jobs_url(), json=minimal(f"rid{n}"),
+                                        headers={**USER, "X-Request-Id": given})
+        assert response.status == 200
+        answered = response.headers["X-Request-Id"]
+        if kept:
+            assert answered == given
+        else:
+            assert answered != given and len(answered) == 32 and int(answered, 16) >= 0
+        assert seen[-1] == answered  # the cluster call carried the id the client was told
