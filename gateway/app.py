@@ -26,6 +26,7 @@ from gateway.diagnostics import JobDiagnostics
 from gateway.errors import StoreUnavailable
 from gateway.health import Readiness
 from gateway.kube import ClusterClient, ClusterRegistry
+from gateway.logging import flush_logs_periodically
 from gateway.metrics import Metrics
 from gateway.service import JobService
 from gateway.state import State
@@ -84,6 +85,13 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
     add_routes(app, ui=settings.ui.enabled)
     if settings.ui.enabled:
         app[appkeys.DASHBOARD] = Dashboard(settings)  # reads the session keys: a bad file fails the start
+
+    async def log_flush_ctx(app: web.Application) -> AsyncIterator[None]:
+        flusher = asyncio.create_task(flush_logs_periodically(), name="log-flush")
+        yield
+        flusher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await flusher
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
         state = State.from_settings(settings.redis, instrument=redis_instrument)
@@ -157,5 +165,5 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
             # exporter's timeout, once per process.)
             tracing.shutdown()
 
-    app.cleanup_ctx.extend([state_ctx, clusters_ctx, auth_ctx, service_ctx, ui_ctx])
+    app.cleanup_ctx.extend([log_flush_ctx, state_ctx, clusters_ctx, auth_ctx, service_ctx, ui_ctx])
     return app

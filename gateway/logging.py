@@ -8,10 +8,16 @@ bearer tokens inside string values are masked, as a last line of defence behind 
 Cost: the gateway's own lines (one per request among them) go through a short structlog chain straight
 to stdout as orjson-encoded bytes, without the stdlib `logging` machinery; third-party libraries'
 records (aiohttp, redis-py, kubernetes_asyncio) still go through stdlib logging, rendered the same way.
+Debug and info lines are buffered and written out by `flush_logs_periodically` (every
+`LOG_FLUSH_SECONDS`, run by the app) or when the buffer fills: a write per request line cost about a
+seventh of a cached read. Warnings and errors are written at once (they flush what was buffered before
+them, so the order holds), and the buffer is flushed at exit.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import re
@@ -60,12 +66,44 @@ class FastTimeStamper:
         return event_dict
 
 
-class _NamedBytesLogger(structlog.BytesLogger):
-    """structlog's BytesLogger on stdout that remembers the module it logs for."""
+LOG_FLUSH_SECONDS = 0.2
+
+
+class _NamedBytesLogger:
+    """JSON lines on stdout for one module: debug and info buffered, the rest written at once."""
 
     def __init__(self, name: str) -> None:
-        super().__init__(sys.stdout.buffer)
         self.name = name
+        out = sys.stdout.buffer
+        self._write, self._flush = out.write, out.flush
+
+    def buffered(self, message: bytes) -> None:
+        """A line that may wait for the next flush."""
+        self._write(message + b"\n")
+
+    def flushed(self, message: bytes) -> None:
+        """A line written out now (with whatever was buffered before it)."""
+        self._write(message + b"\n")
+        self._flush()
+
+    debug = info = buffered
+    msg = log = warn = warning = err = error = critical = exception = fatal = failure = flushed
+
+
+def flush_logs() -> None:
+    """Write out the buffered log lines."""
+    with contextlib.suppress(ValueError, OSError):  # stdout closed or gone: nothing to write to
+        sys.stdout.buffer.flush()
+
+
+async def flush_logs_periodically(interval: float = LOG_FLUSH_SECONDS) -> None:
+    """Flush the buffered log lines every `interval` seconds, until cancelled (then once more)."""
+    try:
+        while True:
+            await asyncio.sleep(interval)
+            flush_logs()
+    finally:
+        flush_logs()
 
 
 def _named_logger(*args: Any) -> _NamedBytesLogger:
