@@ -65,6 +65,16 @@ class Metrics:
         self.watch_age = Gauge("clever_gateway_watch_last_event_age_seconds",
                                "Seconds since the last watch event of a cluster (-1: no watch here)",
                                ["cluster"], registry=self.registry)
+        self.webhook_deliveries = Counter("clever_gateway_webhook_deliveries_total",
+                                          "Phase-change deliveries attempted, by hook and outcome "
+                                          "(delivered: 2xx; failed: retried later)",
+                                          ["hook", "outcome"], registry=self.registry)
+        self.webhook_dropped = Counter("clever_gateway_webhook_dropped_total",
+                                       "Phase changes given up undelivered after notifications.maxAgeSeconds",
+                                       ["hook"], registry=self.registry)
+        self.archived_swept = Counter("clever_gateway_archived_jobs_swept_total",
+                                      "Archived finished jobs removed after retention.finishedJobsDays",
+                                      registry=self.registry)
 
     def render(self) -> tuple[bytes, str]:
         """The exposition text and its content type."""
