@@ -160,7 +160,7 @@ async def test_list_filters_phase_and_since(gateway: Gateway) -> None:
 
     # Without filters: the answer as before; with filters every job passes: the same bytes.
     plain = await (await gw.client.get(gw.jobs_url(), headers=ALICE)).read()
-    every = ",".join(["queued", "pending", "running", "restarting", "succeeded", "failed", "suspended", "terminating"])
+    every = "queued,pending,running,restarting,succeeded,failed,suspended,terminating"
     assert await (await gw.client.get(f"{gw.jobs_url()}?phase={every}", headers=ALICE)).read() == plain
     assert await (await gw.client.get(f"{gw.jobs_url()}?since=0", headers=ALICE)).read() == plain
     assert [item["metadata"]["id"] for item in orjson.loads(plain)["items"]] == [ok, bad, late, fresh]
