@@ -23,6 +23,14 @@ Contract (keys in `gateway.state.keys`, hash fields in `gateway.state.views`):
 - Status writes (`publish`) are one script each, pipelined: written only while the record exists and
   has no pending operation, and, for reads straight from the cluster, only if no newer observation is
   stored. Answer per job: 1 written, 0 skipped, -1 no record (the sync then rebuilds it).
+- Phase changes: `publish`, `put` (with a status) and `settle` compare the stored phase with the new one in
+  their script; after `notify_phases` (webhooks configured) a change is appended to the phases stream by
+  that script (in cluster mode returned and appended right after by the same writer): one entry per
+  change, whichever replica wrote it (`gateway.state.phases`, `_HELPERS`).
+- History: `archive` marks finished jobs whose cluster object is gone (`"archived":true` at the end of the
+  stored view, the id in the partition's archived set; only with no pending operation and the job's lock
+  free); `put` and `publish` undo it; `sweep_archived` removes those archived before a cutoff; `rows`
+  gives a filtered LIST the stored parts of each job (with the completeness check of `joined`).
 - One writer per job: `job_lock` holds the job's lock (renewed while held, bounded wait, else `JobBusy`
   409); `put`/`remove`/`settle` with `fence=` check in the same script that the lock still carries
   their token, else `JobChanged` (409, nothing written).
