@@ -23,7 +23,8 @@ Contract (keys in `gateway.state.keys`, hash fields in `gateway.state.views`):
 - Status writes (`publish`) are one script each, pipelined: written only while the record exists and
   has no pending operation, and, for reads straight from the cluster, only if no newer observation is
   stored. Answer per job: 1 written, 0 skipped, -1 no record (the sync then rebuilds it).
-- Phase changes: `publish`, `put` (with a status) and `settle` compare the stored phase with the new one in
+- Phase changes: `publish`, `put` (with a status), `settle` and `rebuild` (a record that appears: from
+  nothing, so after a Redis data loss rebuilt jobs are announced again, previousPhase null) compare the stored phase with the new one in
   their script; after `notify_phases` (webhooks configured) a change is appended to the phases stream by
   that script (in cluster mode returned and appended right after by the same writer): one entry per
   change, whichever replica wrote it (`gateway.state.phases`, `_HELPERS`).
@@ -179,15 +180,17 @@ redis.call('ZREM', KEYS[6], ARGV[12])
 return phase_event(KEYS[1], KEYS[7], 2, prev) or 1
 """)
 
-# KEYS: job, index, owner index, names, tombstone; ARGV: score, id, name, fields...
-# 1 written; 0 a record exists; 2 a tombstone exists (deleted through the API); -1 another job holds the name.
-_PUT_IF_ABSENT = Lua(_WRITE_RECORD + """
+# KEYS: job, index, owner index, names, tombstone, [phases stream]; ARGV: the event block (1..9), score, id,
+# name, fields... 1 written (a table: written, and its first phase for the caller to append: a record that
+# appears is a change from nothing, also when the watch rebuilds it before its create stored it); 0 a record
+# exists; 2 a tombstone exists (deleted through the API); -1 another job holds the name.
+_PUT_IF_ABSENT = Lua(_WRITE_RECORD + _HELPERS + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
 if redis.call('EXISTS', KEYS[5]) == 1 then return 2 end
-local holder = redis.call('HGET', KEYS[4], ARGV[3])
-if holder and holder ~= ARGV[2] then return -1 end
-write_record(1)
-return 1
+local holder = redis.call('HGET', KEYS[4], ARGV[12])
+if holder and holder ~= ARGV[11] then return -1 end
+write_record(10)
+return phase_event(KEYS[1], KEYS[6], 1, '') or 1
 """)
 
 # KEYS: job, lock, [phases stream]; ARGV: the pending operation expected ("" = none), fence token ("" =
@@ -559,10 +562,14 @@ class JobStore(RedisPart):
         def build(pipe: AnyPipeline) -> None:
             for entry in batch:
                 ident = entry.record.identity
-                keys = [*self._record_keys(entry.record), self.keys.gone(ident.cluster, ident.partition, ident.id)]
-                _PUT_IF_ABSENT.queue(pipe, keys, self._record_args(entry.record, entry.status, entry.observed_at))
+                keys = self._with_stream([*self._record_keys(entry.record),
+                                          self.keys.gone(ident.cluster, ident.partition, ident.id)])
+                _PUT_IF_ABSENT.queue(pipe, keys, [
+                    *self._event(ident.cluster, ident.partition, ident.id, entry.status, entry.observed_at),
+                    *self._record_args(entry.record, entry.status, entry.observed_at)])
 
-        outcomes = [REBUILT[int(r)] for r in await self._pipelined("rebuild", build, scripts=(_PUT_IF_ABSENT,))]
+        outcomes = [REBUILT[r] for r in await self._settled(
+            await self._pipelined("rebuild", build, scripts=(_PUT_IF_ABSENT,)))]
         for entry, outcome in zip(batch, outcomes, strict=True):
             if outcome == "name-taken":
                 ident = entry.record.identity

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from gateway.config import ConfigError, load_settings
-from tests.conftest import CLUSTER, PARTITION, Gateway, wait_until
+from tests.conftest import CLUSTER, IN_EVERY_MODE, PARTITION, Gateway, RedisMode, wait_until
 from tests.service.seed_bodies import minimal
 from tests.service.webhook_receiver import Receiver
 
@@ -182,3 +182,19 @@ async def _ends_at(receiver: Receiver, path: str, job_id: str, phase: str) -> bo
 
 async def _phase_is(gw: Gateway, job_id: str, phase: str) -> bool:
     return await _phase(gw, job_id) == phase
+
+
+@IN_EVERY_MODE
+async def test_changes_are_delivered_in_every_redis_mode(make_gateway: Callable[..., Awaitable[Gateway]],
+                                                         redis_mode: RedisMode, receiver: Receiver) -> None:
+    """Standalone and Sentinel append in the status write's script; Redis Cluster returns the change and the
+    writer appends it (the stream is in another slot): each change once either way."""
+    gw = await make_gateway(redis=dict(redis_mode.settings), notifications=_notifications(
+        [{"url": receiver.url("/modes"), "secret": SECRET.decode()}]))
+    gw.sim.controllers.set_default_scenario("succeed:after=0.3")
+    job_id = await _create(gw, f"mode-{redis_mode.name}")
+    await wait_until(lambda: _ends_at(receiver, "/modes", job_id, "succeeded"), timeout=20)
+    events = [d.event for d in receiver.delivered("/modes")]
+    assert _chain(events, job_id)[0] == "pending" and all(d.signed_ok for d in receiver.delivered("/modes"))
+    # One delivery per change: no change appended twice.
+    assert len(events) == len({(e["previousPhase"], e["phase"]) for e in events}), events
