@@ -35,9 +35,11 @@ from gateway.web.openapi import openapi_document
 from gateway.web.routes import add_routes
 from gateway.web.server import on_response_prepare
 from gateway.web.ui.handlers import Dashboard
+from gateway.workers.history import HistorySweeper
 from gateway.workers.outbox import Outbox
 from gateway.workers.status import StatusWriter, WatchMonitor
 from gateway.workers.sync import ClusterSync
+from gateway.workers.webhooks import WebhookDelivery
 
 log = structlog.get_logger(__name__)
 
@@ -95,6 +97,9 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
         state = State.from_settings(settings.redis, instrument=redis_instrument)
+        if settings.notifications.webhooks:
+            # Before anything writes a status: from now on every phase change is queued for the hooks.
+            state.jobs.notify_phases(max_length=settings.notifications.stream_max_length)
         app[appkeys.STATE] = state
         yield
         await state.close()
@@ -135,10 +140,16 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
         app[appkeys.SYNCS] = syncs
         app[appkeys.READINESS] = Readiness(settings=settings, state=state, clusters=registry, watches=watches,
                                            metrics=metrics)
+        webhooks = WebhookDelivery(state, settings.notifications, consumer=holder, metrics=metrics)
+        sweeper = HistorySweeper(state, registry.ids(), settings=settings.retention, holder=holder, metrics=metrics)
         with contextlib.suppress(StoreUnavailable):
             await watches.refresh()  # the first reads already know whether a watch is live
+        with contextlib.suppress(StoreUnavailable):
+            await webhooks.ensure()  # the hooks' groups exist before this replica's first status write
         tasks = [asyncio.create_task(outbox.run(), name="outbox"),
-                 asyncio.create_task(watches.run(), name="watch-monitor")]
+                 asyncio.create_task(watches.run(), name="watch-monitor"),
+                 asyncio.create_task(webhooks.run(), name="webhooks"),
+                 asyncio.create_task(sweeper.run(), name="history-sweep")]
         if settings.sync.watch:
             tasks += [asyncio.create_task(s.run(), name=f"sync-{cid}") for cid, s in syncs.items()]
         yield
@@ -146,6 +157,8 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
         # either way so that shutdown never hangs on a stuck connection.
         outbox.stop()
         watches.stop()
+        webhooks.stop()
+        sweeper.stop()
         for sync in syncs.values():
             sync.stop()
         _done, pending = await asyncio.wait(tasks, timeout=_STOP_GRACE_SECONDS)

@@ -14,12 +14,14 @@ Contract:
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -36,7 +38,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from gateway.auth.settings import AuthSettings
 from gateway.web.ui.settings import UiSettings
-from translators.spec import Backend, ClusterProfile, RuntimeImage, Volume
+from translators.spec import Backend, ClusterProfile, Phase, RuntimeImage, Volume
 
 CONFIG_ENV = "CLEVER_GATEWAY_CONFIG"
 ENV_PREFIX = "CLEVER_GATEWAY__"
@@ -395,6 +397,125 @@ class SyncSettings(_Section):
     credentials) before it is given up (job `failed`, the reason says the cluster refused the gateway)."""
 
 
+_LEGACY_PHASES = frozenset(get_args(Phase))
+_LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+
+
+class WebhookSettings(_Section):
+    """One receiver of phase changes (DESIGN §7): every change that passes its filters is POSTed to it."""
+
+    url: str
+    """https:// URL (http:// only on loopback: 127.0.0.1, ::1, localhost) that receives each phase change as
+    JSON `{id, name, owner, cluster, partition, phase, previousPhase, reason, message, at}`."""
+    name: str | None = None
+    """Stable name of the hook (its Redis consumer group, its metrics label). Default: derived from the URL;
+    give one when two hooks share a URL. Renaming a hook starts it afresh (changes queued for the old name
+    are not sent)."""
+    secret: str | None = None
+    """HMAC-SHA256 key of `X-Clever-Signature: sha256=<hex>` (over the exact body). Prefer `secretFile`."""
+    secret_file: str | None = None
+    """File holding the HMAC key (surrounding whitespace ignored)."""
+    phases: list[str] | None = None
+    """Only changes into these legacy phases (queued, pending, running, restarting, succeeded, failed,
+    suspended, terminating); default: all."""
+    clusters: list[str] | None = None
+    """Only jobs of these cluster ids; default: all."""
+    partitions: list[str] | None = None
+    """Only jobs of these partitions; default: all."""
+    timeout_seconds: float = Field(default=5.0, gt=0)
+    """One delivery attempt's whole time (connect, send, answer), seconds."""
+    concurrency: int = Field(default=4, ge=1, le=256)
+    """Deliveries in flight to this hook at once per replica (its backlog waits for these, no other hook does)."""
+
+    @field_validator("url")
+    @classmethod
+    def _safe_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        host = (parts.hostname or "").lower()
+        if parts.scheme == "https" and host:
+            return value
+        if parts.scheme == "http" and (host in _LOOPBACK_HOSTS or host.startswith("127.")):
+            return value
+        raise ValueError(f"{value!r} must be an https:// URL (http:// only on loopback: 127.0.0.1, ::1, localhost)")
+
+    @field_validator("phases")
+    @classmethod
+    def _legacy_phases(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        unknown = sorted({p for p in value if p not in _LEGACY_PHASES})
+        if unknown:
+            raise ValueError(f"unknown phases {unknown} (legacy phases: {', '.join(sorted(_LEGACY_PHASES))})")
+        return value
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> WebhookSettings:
+        if (self.secret is None) == (self.secret_file is None):
+            raise ValueError("give secret or secretFile (exactly one): deliveries are always signed")
+        return self
+
+    def hook_name(self) -> str:
+        """`name`, else a digest of the URL."""
+        return self.name or "url-" + hashlib.sha256(self.url.encode()).hexdigest()[:12]
+
+    def read_secret(self) -> bytes:
+        """The HMAC key (read now; ConfigError naming the key when unreadable or empty)."""
+        if self.secret_file is None:
+            return (self.secret or "").encode()
+        try:
+            key = Path(self.secret_file).read_text(encoding="utf-8").strip()
+        except OSError as e:
+            raise ConfigError(f"notifications.webhooks[{self.hook_name()}].secretFile: cannot read "
+                              f"{self.secret_file!r}: {e.strerror}") from e
+        if not key:
+            raise ConfigError(f"notifications.webhooks[{self.hook_name()}].secretFile: {self.secret_file!r} is empty")
+        return key.encode()
+
+
+class NotificationsSettings(_Section):
+    """Phase webhooks: each change of a job's phase is queued in a Redis stream and POSTed, signed, to every
+    hook whose filters it passes, at least once (retried until `maxAgeSeconds`)."""
+
+    webhooks: list[WebhookSettings] = Field(default_factory=list)
+    """The receivers; none: no change is queued at all."""
+    max_age_seconds: float = Field(default=3600.0, gt=0)
+    """A change not delivered this long after it happened is dropped (logged, counted in
+    clever_gateway_webhook_dropped_total)."""
+    retry_initial_seconds: float = Field(default=1.0, gt=0)
+    """First delay after a failed delivery; doubles (with jitter) up to retryMaxSeconds."""
+    retry_max_seconds: float = Field(default=60.0, gt=0)
+    """Longest delay between two attempts of one delivery."""
+    claim_idle_seconds: float = Field(default=300.0, gt=0)
+    """A change another replica took but neither delivered nor touched this long (it died) is taken over.
+    Must exceed twice (retryMaxSeconds + the longest hook timeoutSeconds): a live replica touches its
+    deliveries at every attempt."""
+    stream_max_length: int = Field(default=100_000, ge=1000)
+    """Changes kept in the stream (approximately: MAXLEN ~); older ones are trimmed even if undelivered."""
+
+    @model_validator(mode="after")
+    def _consistent(self) -> NotificationsSettings:
+        names = [hook.hook_name() for hook in self.webhooks]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"webhooks named alike {duplicates}: give each a distinct name")
+        longest = max((hook.timeout_seconds for hook in self.webhooks), default=0.0)
+        if self.webhooks and self.claim_idle_seconds <= 2 * (self.retry_max_seconds + longest):
+            raise ValueError("claimIdleSeconds must exceed 2 x (retryMaxSeconds + the longest timeoutSeconds), "
+                             "else a live replica's deliveries would be taken over")
+        return self
+
+
+class RetentionSettings(_Section):
+    """How long finished jobs stay listed once their cluster object is gone (TTL, cleanup, deleted by hand)."""
+
+    finished_jobs_days: float = Field(default=30.0, gt=0)
+    """A succeeded or failed job whose cluster object is gone stays listed (`"archived": true`) this many
+    days, counted from when the gateway saw the object go; then the sweep removes it. A DELETE through
+    the API still removes a job at once."""
+    sweep_interval_seconds: float = Field(default=3600.0, gt=0)
+    """How often the sweep runs (on one replica at a time, under the lease `history-sweep`)."""
+
+
 class LoggingSettings(_Section):
     """Structured logs on stdout."""
 
@@ -432,6 +553,10 @@ class Settings(BaseSettings):
     """Logs."""
     ui: UiSettings = Field(default_factory=UiSettings)
     """The web dashboard at /ui."""
+    notifications: NotificationsSettings = Field(default_factory=NotificationsSettings)
+    """Phase webhooks."""
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    """Finished jobs kept after their cluster object is gone."""
 
     @classmethod
     def settings_customise_sources(

@@ -106,6 +106,16 @@ class Metrics:
         self.build_info = Gauge("clever_gateway_build_info", "The running gateway's version and Python (always 1)",
                                 ["version", "python"], registry=self.registry)
         self.build_info.labels(VERSION, platform.python_version()).set(1)
+        self.webhook_deliveries = Counter("clever_gateway_webhook_deliveries_total",
+                                          "Phase-change deliveries attempted, by hook and outcome "
+                                          "(delivered: 2xx; failed: retried later)",
+                                          ["hook", "outcome"], registry=self.registry)
+        self.webhook_dropped = Counter("clever_gateway_webhook_dropped_total",
+                                       "Phase changes given up undelivered after notifications.maxAgeSeconds",
+                                       ["hook"], registry=self.registry)
+        self.archived_swept = Counter("clever_gateway_archived_jobs_swept_total",
+                                      "Archived finished jobs removed after retention.finishedJobsDays",
+                                      registry=self.registry)
         # What prometheus_client's default registry carries (CPU, memory, open files, start time; the
         # Python build; collections), on this private registry.
         ProcessCollector(registry=self.registry)

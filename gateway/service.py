@@ -42,7 +42,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, get_args
 
 import orjson
 import structlog
@@ -51,18 +51,18 @@ from gateway.auth import Principal
 from gateway.auth.policy import PartitionAccess, can_access_job, list_owner_filter
 from gateway.auth.settings import AuthSettings
 from gateway.config import Settings
-from gateway.errors import ClusterUnavailable, Conflict, Forbidden, NotFound, TooManyRequests
+from gateway.errors import BadRequest, ClusterUnavailable, Conflict, Forbidden, NotFound, TooManyRequests
 from gateway.kube import PODS, ClusterApiError, ClusterClient, ClusterRegistry, KubeError, ObjectRef
 from gateway.state import JobChanged, JobFence, JobRecord, State, StoredJob
 from gateway.state.jobs import PartitionLost, creation_score
 from gateway.state.listcache import ListCache
-from gateway.state.views import list_bytes, record_from_object, render
+from gateway.state.views import job_bytes, list_bytes, record_from_object, render
 from gateway.workers.outbox import Outbox
 from gateway.workers.status import StatusWriter, WatchMonitor
 from translators.clever import changed_fields, parse_create, parse_update
 from translators.labels import LABEL_JOB_ID, job_id_of, label_value
 from translators.naming import namespace_for
-from translators.spec import FINISHED_PHASES, JobIdentity, JobSpec, JobStatus
+from translators.spec import FINISHED_PHASES, JobIdentity, JobSpec, JobStatus, Phase
 
 log = structlog.get_logger(__name__)
 
@@ -70,6 +70,14 @@ log = structlog.get_logger(__name__)
 JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}")
 _GONE_POLL_SECONDS = (0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
 _GONE_WAIT_LIMIT_SECONDS = 15.0
+
+
+def _loads(data: bytes) -> Any:
+    """Stored JSON decoded (None if damaged: such a job is left out of a filtered answer)."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError:
+        return None
 
 
 def utc_now() -> str:
@@ -86,6 +94,71 @@ def queued_status(cluster: str) -> JobStatus:
     """Status of a job accepted by the gateway but not yet by the cluster."""
     return JobStatus(phase="queued", reason="ClusterUnavailable",
                      message=f"accepted; waiting for cluster {cluster} to be reachable")
+
+
+LEGACY_PHASES: frozenset[str] = frozenset(get_args(Phase))
+_UNIX_SECONDS_RE = re.compile(r"[0-9]{1,12}(\.[0-9]{1,9})?")
+
+
+@dataclass(frozen=True, slots=True)
+class ListFilter:
+    """A LIST's optional filters: `phases` (legacy phase names), `since` (epoch seconds: jobs created or
+    finished at or after it). None: no such filter."""
+
+    phases: frozenset[str] | None = None
+    since: float | None = None
+
+    @classmethod
+    def parse(cls, phase: str | None, since: str | None) -> ListFilter | None:
+        """From the query's `phase` (comma-separated names) and `since` (RFC 3339 with an offset, or unix
+        seconds); None when neither is given; `BadRequest` naming the parameter when one is invalid."""
+        if phase is None and since is None:
+            return None
+        return cls(phases=None if phase is None else _parse_phases(phase),
+                   since=None if since is None else _parse_since(since))
+
+    def keeps(self, created_ms: float, status: Any) -> bool:
+        """Whether a job created at `created_ms` (epoch ms) with the legacy status object `status` passes."""
+        if not isinstance(status, dict):
+            return False
+        if self.phases is not None and status.get("phase") not in self.phases:
+            return False
+        if self.since is None or created_ms >= self.since * 1000.0:
+            return True
+        finished = _epoch(status.get("completionTime"))
+        return finished is not None and finished >= self.since
+
+
+def _parse_phases(raw: str) -> frozenset[str]:
+    names = {part.strip().lower() for part in raw.split(",")}
+    unknown = sorted(n for n in names if n not in LEGACY_PHASES)
+    if not raw.strip() or unknown:
+        raise BadRequest(f"phase: {', '.join(repr(n[:40]) for n in unknown) or 'empty'} is not a phase; the "
+                         f"phases are {', '.join(sorted(LEGACY_PHASES))} (comma-separated for several)",
+                         details={"parameter": "phase", "phases": sorted(LEGACY_PHASES)})
+    return frozenset(names)
+
+
+def _parse_since(raw: str) -> float:
+    text = raw.strip()
+    if _UNIX_SECONDS_RE.fullmatch(text):
+        return float(text)
+    moment = _epoch(text)
+    if moment is None:
+        raise BadRequest("since: expected an RFC 3339 time with its offset (2024-05-01T12:00:00Z) or unix "
+                         "seconds (1714564800)", details={"parameter": "since"})
+    return moment
+
+
+def _epoch(value: Any) -> float | None:
+    """Epoch seconds of an RFC 3339 date-time with an offset; None for anything else."""
+    if not isinstance(value, str) or len(value) > 64 or "T" not in value.upper():
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment.timestamp() if moment.tzinfo is not None else None
 
 
 def _fields_of(status: JobStatus) -> dict[str, Any]:
@@ -187,8 +260,9 @@ class JobService:
         return self._list_cache
 
     async def list(self, principal: Principal, *, cluster_id: str, partition: str,
-                   requested_user: str | None = None) -> bytes:
-        """The partition's jobs the caller may see, oldest first."""
+                   requested_user: str | None = None, filters: ListFilter | None = None) -> bytes:
+        """The partition's jobs the caller may see, oldest first (only those `filters` keeps, if given:
+        without filters the answer is the joined read model, byte for byte)."""
         cluster = self._clusters.get(cluster_id)
         namespace = self._namespace(cluster, partition)
         await self._check_partition(principal, cluster, partition, namespace, verb="list")
@@ -196,32 +270,46 @@ class JobService:
         # the whole partition is listed only for admins and partition readers.
         owner = list_owner_filter(principal, cluster=cluster.id, partition=partition,
                                   requested_user=requested_user, settings=self._auth)
-        # Served from this replica's cache while nothing in the partition changed (`gateway.state.listcache`);
-        # only with a live watch: without one, a LIST may have to refresh statuses from the cluster first.
+        # The legacy answer is served from this replica's cache while nothing in the partition changed
+        # (`gateway.state.listcache`); only with a live watch: without one, a LIST may have to refresh
+        # statuses from the cluster first.
         cache_key = (cluster.id, partition, owner)
         version = (await self._jobs.list_version(cluster.id, partition)
-                   if self._list_cache.enabled and self._watches.live(cluster.id) else None)
+                   if filters is None and self._list_cache.enabled and self._watches.live(cluster.id) else None)
         if version is not None and (cached := self._list_cache.get(cache_key, version)) is not None:
             return cached
-        listing = await self._jobs.listing(cluster.id, partition, owner=owner)
+        listing = await self._jobs.listing(cluster.id, partition, owner=owner, scores=filters is not None)
         if not listing.complete and not await self._state.watch.partition_is_new(cluster.id, partition):
-            return await self._list_after_loss(cluster, partition, namespace, owner=owner)
+            return await self._list_after_loss(cluster, partition, namespace, owner=owner, filters=filters)
         ids = listing.ids
         if ids and not self._watches.live(cluster.id):
             fresh = await self._jobs.freshness(cluster.id, partition, ids)
             if any(pending is None and self._stale(observed) for observed, pending in fresh.values()):
                 await self._statuses.refresh_partition(cluster, partition, namespace, ids)
         try:
+            if filters is not None:
+                return await self._filtered(cluster, partition, listing.ids, listing.scores, filters,
+                                            complete=listing.complete)
             count, items = await self._jobs.joined(cluster.id, partition, ids, complete=listing.complete)
         except PartitionLost:
-            return await self._list_after_loss(cluster, partition, namespace, owner=owner)
+            return await self._list_after_loss(cluster, partition, namespace, owner=owner, filters=filters)
         body = list_bytes(count, items)
         if version is not None:
             self._list_cache.put(cache_key, version, body)
         return body
 
+    async def _filtered(self, cluster: ClusterClient, partition: str, ids: builtins.list[str],
+                        scores: builtins.list[float], filters: ListFilter, *, complete: bool) -> bytes:
+        """A LIST with filters: the stored parts of each job, its status decoded to judge it (the only
+        LIST that parses anything: filters are asked for), the answers of the kept ones as stored."""
+        created = dict(zip(ids, scores, strict=True))
+        kept = [job_bytes(view, status)
+                for job_id, view, status in await self._jobs.rows(cluster.id, partition, ids, complete=complete)
+                if filters.keeps(created.get(job_id, 0.0), _loads(status))]
+        return list_bytes(len(kept), b",".join(kept))
+
     async def _list_after_loss(self, cluster: ClusterClient, partition: str, namespace: str, *,
-                               owner: str | None) -> bytes:
+                               owner: str | None, filters: ListFilter | None = None) -> bytes:
         """A LIST of a partition whose data Redis lost: from the API server, merged with what Redis holds."""
         try:
             read = await self._statuses.read_partition(cluster, partition, namespace)
@@ -250,6 +338,9 @@ class JobService:
             if (owner is None or ident.owner == owner) and ident.id not in items:
                 items[ident.id] = (creation_score(ident.created), render(record, status))
         ordered = sorted(items.items(), key=lambda item: (item[1][0], item[0]))
+        if filters is not None:
+            ordered = [(job_id, (score, view)) for job_id, (score, view) in ordered
+                       if filters.keeps(score, (_loads(view) or {}).get("status"))]
         log.info("list answered from the cluster after a Redis data loss", cluster=cluster.id, partition=partition,
                  jobs=len(ordered))
         return list_bytes(len(ordered), b",".join(view for _, (_, view) in ordered))

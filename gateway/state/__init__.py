@@ -4,7 +4,8 @@ the outbox stream, write counters. Everything can be rebuilt from the clusters (
 Contract: `State.from_settings(settings.redis)` connects (nothing is sent until the first command);
 `state.jobs` (`gateway.state.jobs.JobStore`), `state.watch`, `state.leases`, `state.outbox`,
 `state.counters`, `state.partitions` (`gateway.state.partitions.PartitionRegistry`: the partitions of
-each cluster that ever had a job) share one client and its connections; `state.close()`.
+each cluster that ever had a job), `state.phases` (`gateway.state.phases.PhaseStream`: phase changes for
+the webhooks) share one client and its connections; `state.close()`.
 
 `redis.mode` (`connect`):
 - `standalone`: redis-py's client on a `BlockingConnectionPool`.
@@ -45,6 +46,7 @@ from gateway.state.keys import Keys
 from gateway.state.leases import Leases
 from gateway.state.outbox import OutboxStream
 from gateway.state.partitions import PartitionRegistry
+from gateway.state.phases import PhaseStream
 from gateway.state.views import JobRecord, StoredJob
 from gateway.state.watch import WatchState
 
@@ -61,6 +63,7 @@ class State(RedisPart):
         self.outbox = OutboxStream(redis, keys, clock=clock, topology=topology)
         self.counters = WriteCounters(redis, keys, clock=clock, topology=topology)
         self.partitions = PartitionRegistry(redis, keys, clock=clock, topology=topology)
+        self.phases = PhaseStream(redis, keys, clock=clock, topology=topology)
 
     @classmethod
     def from_settings(cls, settings: RedisSettings, *, clock: Callable[[], float] = time.time,

@@ -10,11 +10,15 @@ one slot and the load still spreads:
   rebuild) touches only its own partition's keys, in one slot; partitions spread over the nodes. A
   LIST is one partition: its index and its jobs' hashes are read from one node.
 - `{<cluster>}`: what the watch of one cluster keeps (heartbeat, resume points, last failures).
-- `{lease:<name>}`, `{outbox}`, `{writes:<user>}`, `{partitions:<cluster>}`: each used alone.
+- `{lease:<name>}`, `{outbox}`, `{phases}`, `{writes:<user>}`, `{partitions:<cluster>}`: each used alone.
 
-No script or transaction crosses two tags. The only operation that writes under two tags is a queued
-create or delete: its record is stored first, then the outbox entry is added, as two steps, because
-the record is the truth and the entry only wakes the worker (which re-reads the record). Reads that
+No script or transaction crosses two tags in cluster mode. The operations that write under two tags:
+a queued create or delete (its record is stored first, then the outbox entry is added, as two steps,
+because the record is the truth and the entry only wakes the worker, which re-reads the record), and a
+status write that changes a job's phase: outside cluster mode its script also appends the change to
+`{phases}` (one node: the tags do not matter there, and the append is atomic with the write); in
+cluster mode the script returns the change and its writer appends it right after (a crash between the
+two loses that one notification, never the status). Reads that
 combine tags (a status refresh reading the watch's last failures) are separate commands.
 
 Key layout under `redis.keyPrefix` P (default `cg:`):
@@ -25,6 +29,8 @@ Key layout under `redis.keyPrefix` P (default `cg:`):
     P{c/p}:names             hash name → id: the unique-name claims of the partition
     P{c/p}:gone:<id>         tombstone of a job deleted through the API (TTL): no rebuild from late events
     P{c/p}:lock:<id>         the one-writer lock of a job (random token, TTL, renewed while held)
+    P{c/p}:archived          sorted set id → when it was archived (epoch s): finished jobs whose cluster
+                             object is gone, kept until retention.finishedJobsDays (gateway.state.jobs)
     P{c/p}:complete          the partition's completeness marker: Redis holds every job of the partition
                              (written after a complete relist; missing = lost, see gateway.state.jobs)
     P{c/p}:ver               the partition's list version: a token never used before, written by every
@@ -35,6 +41,9 @@ Key layout under `redis.keyPrefix` P (default `cg:`):
     P{c}:rv:<what>           last resourceVersion the watch of jobs/pods saw
     P{c}:lastfail            hash id → the last pod failure the watch saw for the job
     P{lease:<name>}          lease holder (SET NX PX)
+    P{phases}                stream of phase changes for the webhooks; one consumer group per hook
+                             (gateway.state.phases; appended by the status write's own script except in
+                             cluster mode, where the writer appends right after it)
     P{outbox}                stream of creates/deletes not yet accepted by a cluster; group `workers`
     P{writes:<user>}:<minute> the user's writes in that minute
     P{partitions:<c>}        set: the partitions of cluster c that ever had a job (gateway.state.partitions)
@@ -86,6 +95,10 @@ class Keys:
         """The job's one-writer lock."""
         return f"{self.partition_tag(cluster, partition)}lock:{job_id}"
 
+    def archived(self, cluster: str, partition: str) -> str:
+        """The partition's archived jobs by when they were archived."""
+        return f"{self.partition_tag(cluster, partition)}archived"
+
     def complete(self, cluster: str, partition: str) -> str:
         """The partition's completeness marker."""
         return f"{self.partition_tag(cluster, partition)}complete"
@@ -130,6 +143,11 @@ class Keys:
     def outbox(self) -> str:
         """The outbox stream."""
         return f"{self.prefix}{{outbox}}"
+
+    @property
+    def phases(self) -> str:
+        """The stream of phase changes the webhooks deliver."""
+        return f"{self.prefix}{{phases}}"
 
     def writes(self, user: str, minute: int) -> str:
         """The user's write counter of one minute."""

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from gateway import appkeys
 from gateway.auth import Principal
+from gateway.service import ListFilter
 from gateway.version import version_info
 from gateway.web.body import read_json_object
 from gateway.web.middleware import PRINCIPAL, UNAVAILABLE_RETRY_AFTER_SECONDS
@@ -45,8 +46,10 @@ def json_answer(data: Any, *, status: int = 200) -> web.Response:
 async def list_jobs(request: web.Request) -> web.Response:
     """GET …/tfjobs"""
     service = request.app[appkeys.SERVICE]
+    phases = request.query.getall("phase", [])
+    filters = ListFilter.parse(",".join(phases) if phases else None, request.query.get("since"))
     return json_bytes(await service.list(_principal(request), **_path(request),
-                                         requested_user=request.query.get("user")))
+                                         requested_user=request.query.get("user"), filters=filters))
 
 
 async def create_job(request: web.Request) -> web.Response:

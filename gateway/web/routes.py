@@ -64,6 +64,15 @@ _LOG_QUERY = (
 )
 
 
+_LIST_QUERY = (
+    QueryParameter("phase", "Only jobs in these legacy phases (comma-separated, or the parameter repeated): queued, "
+                   "pending, running, restarting, succeeded, failed, suspended, terminating. Unknown: 400.",
+                   {"type": "string", "examples": ["succeeded,failed"]}),
+    QueryParameter("since", "Only jobs created or finished at or after this time: RFC 3339 with its offset, or unix "
+                   "seconds. Invalid: 400.", {"type": "string", "examples": ["2024-05-01T12:00:00Z", "1714564800"]}),
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Route:
     """One operation: method, path template, handler, and what the document says of it."""
@@ -105,7 +114,7 @@ ROUTES: tuple[Route, ...] = (
           content_type="text/plain"),
     Route("GET", "/api/openapi.json", handlers.openapi, "openapi", "This document"),
     Route("GET", COLLECTION, handlers.list_jobs, "listJobs", "List the partition's jobs the caller may see",
-          schemas.JobList, errors=_JOB_ERRORS, authenticated=True),
+          schemas.JobList, errors=_JOB_ERRORS, authenticated=True, query=_LIST_QUERY),
     Route("POST", COLLECTION, handlers.create_job, "createJob", "Create a job", schemas.Job,
           request=schemas.JobRequest, errors=_WRITE_ERRORS, authenticated=True),
     Route("GET", ITEM, handlers.get_job, "getJob", "One job", schemas.Job, errors=_JOB_ERRORS,

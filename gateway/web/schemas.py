@@ -106,6 +106,9 @@ class Job(_Answer):
 
     metadata: JobMetadata
     spec: JobSpec
+    archived: bool | None = Field(default=None, description=(
+        "Present (true) only on a finished job whose cluster object is gone (a TTL, a cleanup, deleted on the "
+        "cluster): it stays listed for retention.finishedJobsDays. Absent otherwise."))
     status: JobStatus
 
 

@@ -11,7 +11,8 @@ Contract:
   older observations, with the last pod failure the watch kept. Transient cluster errors leave the stored
   status as it is (it carries its age); the caller serves what Redis holds. A job the cluster has neither
   an object nor pods for keeps its stored status (as the watch leaves it): a create that was refused or
-  given up stays `failed` with its reason, a finished job cleaned up by a TTL stays finished.
+  given up stays `failed` with its reason, a finished job cleaned up by a TTL stays finished (and is
+  archived: `gateway.workers.history`).
 - After Redis lost a partition's data (`gateway.state.jobs`, completeness): `read_partition` lists the
   partition's jobs and pods from the API server (two LISTs of the namespace, shared by every request
   that asks meanwhile: one read per partition in flight) and computes each job's record and status;
@@ -168,7 +169,10 @@ class StatusWriter:
             return  # the cluster is away: the stored status (and its age) is the best there is
         if obj is None and not pods.items:
             # The cluster knows nothing of it (never landed: refused or given up; or finished and cleaned
-            # up): the stored status is the last word, as the watch leaves it when an object goes.
+            # up): the stored status is the last word, as the watch leaves it when an object goes, and a
+            # finished job is archived, as the watch does.
+            ident = record.identity
+            await self._state.jobs.archive([(ident.cluster, ident.partition, ident.id)])
             return
         status = await self.status_from_cluster(cluster, record.identity.id, obj, pods.items)
         ident = record.identity
@@ -196,6 +200,8 @@ class StatusWriter:
         for pod in pods.items:
             pods_by_job.setdefault(job_id_of(pod), []).append(pod)
         failures = await self._state.watch.last_failures(cluster.id)
+        await self._state.jobs.archive((cluster.id, partition, job_id) for job_id in sorted(wanted)
+                                       if job_id not in objects and job_id not in pods_by_job)
         await self.publish(
             StatusUpdate(cluster.id, partition, job_id,
                          self.status_of(cluster, objects.get(job_id), pods_by_job.get(job_id, []),

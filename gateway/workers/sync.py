@@ -24,7 +24,9 @@ Contract:
   (Volcano restarts the whole gang; cleanPodPolicy) still says which pod failed and how.
 - A managed job on the cluster with no record in Redis is rebuilt from its labels/annotations
   (`from_cluster_object`): Redis lost → nothing lost. Records are never removed here (a delete through
-  the API removes its record; a recreate briefly has no object).
+  the API removes its record; a recreate briefly has no object). A finished job whose object and pods
+  are gone, as the watch saw them go or as a complete relist finds them missing, is archived
+  (`JobStore.archive`, `gateway.workers.history`): it stays listed, marked, until the retention sweep.
 - While both streams are connected the leader writes a heartbeat (`JobStore.set_watch_heartbeat`): the
   time up to which Redis holds everything received (now, or when the writer last had nothing left to
   write); every replica reads its age (`/api/ping` lastWatchEventAgeSeconds; reads fall back to the API
@@ -101,6 +103,7 @@ class ClusterSync:
         self._jobs: dict[str, dict[str, Any]] = {}
         self._pods: dict[str, dict[str, dict[str, Any]]] = {}
         self._partitions: dict[str, str] = {}  # job id -> partition, from the job object's annotation
+        self._vanished: dict[str, str] = {}  # job id -> partition: object and pods gone, to archive if finished
         self._last_failure: dict[str, PodProblem] = {}
         self._saved_failure: dict[str, PodProblem] = {}  # what Redis holds of _last_failure
         self._gone: set[str] = set()  # jobs whose saved failure is to be dropped
@@ -324,7 +327,7 @@ class ClusterSync:
                 self._last_failure.pop(job_id, None)
                 self._gone.add(job_id)
                 if not self._pods.get(job_id):
-                    self._partitions.pop(job_id, None)
+                    self._vanish(job_id)
             else:
                 self._remember_job(job_id, obj)
         else:
@@ -335,10 +338,16 @@ class ClusterSync:
                 if not self._pods.get(job_id):
                     self._pods.pop(job_id, None)
                     if job_id not in self._jobs:
-                        self._partitions.pop(job_id, None)
+                        self._vanish(job_id)
             else:
                 self._remember_pod(obj)
         self._mark(job_id)
+
+    def _vanish(self, job_id: str) -> None:
+        """The job's object and pods are gone: forget its partition, remember it for archiving."""
+        partition = self._partitions.pop(job_id, None)
+        if partition is not None:
+            self._vanished[job_id] = partition
 
     def _mark(self, job_id: str) -> None:
         self._dirty.add(job_id)
@@ -346,6 +355,7 @@ class ClusterSync:
 
     def _remember_job(self, job_id: str, obj: dict[str, Any]) -> None:
         self._jobs[job_id] = obj
+        self._vanished.pop(job_id, None)
         partition = ((obj.get("metadata") or {}).get("annotations") or {}).get(ANNOTATION_PARTITION)
         if isinstance(partition, str) and partition:
             self._partitions[job_id] = partition
@@ -404,6 +414,7 @@ class ClusterSync:
         """Store the statuses of `job_ids` in one round trip; rebuild the records Redis lacks."""
         now = self._clock()
         updates = []
+        vanished = []
         for job_id in job_ids:
             failure = self._last_failure.get(job_id)
             if failure is not None and self._saved_failure.get(job_id) != failure:
@@ -412,10 +423,16 @@ class ClusterSync:
             partition = self._partitions.get(job_id)
             if partition is None or (job_id not in self._jobs and not self._pods.get(job_id)):
                 # No object seen yet (its pods came first), or neither object nor pods (a recreate between
-                # delete and create): nothing to say yet; the last status stays.
+                # delete and create, or gone for good): the last status stays. A finished job whose object
+                # went is archived (`JobStore.archive`: not while a change such as a recreate holds its lock).
+                gone_from = self._vanished.pop(job_id, None)
+                if gone_from is not None and job_id not in self._jobs and not self._pods.get(job_id):
+                    vanished.append((self.cluster.id, gone_from, job_id))
                 continue
             updates.append(StatusUpdate(self.cluster.id, partition, job_id, self._status_of(job_id), now))
         results = await self._statuses.publish(updates)
+        if vanished:
+            await self._state.jobs.archive(vanished)
         missing = []
         for update, result in zip(updates, results, strict=True):
             if result == -1:
@@ -451,11 +468,27 @@ class ClusterSync:
         marked = await self._state.jobs.certify(self.cluster.id, todo, generation=generation)
         self._certified |= marked
         if self._certify_all and marked == set(todo):
+            await self._archive_missing()
             await self._state.watch.set_generation(self.cluster.id, generation)
             self._generation = generation
             self._certify_all = False
             log.info("redis holds every job of the cluster", cluster=self.cluster.id, partitions=len(marked),
                      generation=generation)
+
+    async def _archive_missing(self) -> None:
+        """After a complete relist: the jobs Redis holds that the cluster has neither an object nor pods for
+        went while nobody watched (a TTL or a cleanup during a restart); archive the finished ones (the
+        script leaves the others, queued creates and jobs being changed among them)."""
+        known = await self._state.partitions.of([self.cluster.id])
+        candidates = []
+        for partition in known.get(self.cluster.id, []):
+            for job_id in await self._state.jobs.list_ids(self.cluster.id, partition, owner=None):
+                if job_id not in self._jobs and not self._pods.get(job_id):
+                    candidates.append((self.cluster.id, partition, job_id))
+        archived = await self._state.jobs.archive(candidates)
+        if archived:
+            log.info("finished jobs whose object went while unwatched archived", cluster=self.cluster.id,
+                     archived=archived)
 
     async def _check_completeness(self) -> None:
         """Relist at once when a marker this leader wrote is gone: Redis lost data."""

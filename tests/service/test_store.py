@@ -298,7 +298,14 @@ async def test_the_list_version_changes_with_every_change_of_an_answer_and_only_
     assert await changed()
     assert await jobs.rebuild([Rebuild(_record("c3", name="third"), RUNNING, 7.0)]) == ["exists"]
     assert not await changed()
-    assert await jobs.certify("c1", {"clever": 2}, generation="g2") == {"clever"}
+    # History: a finished job archived (its answer gains "archived"), then swept away.
+    assert await jobs.archive([("c1", "clever", "a1")]) == 1
+    assert await changed()
+    assert await jobs.archive([("c1", "clever", "a1")]) == 0  # already archived: nothing written
+    assert not await changed()
+    assert await jobs.sweep_archived("c1", "clever", cutoff=10.0 ** 12) == 1
+    assert await changed()
+    assert await jobs.certify("c1", {"clever": 1}, generation="g2") == {"clever"}
     assert await changed()
     # Redis loses the data: no version at all until the partition is marked complete again, and then not
     # one seen before (tokens are never reused, a counter starting over would be).
