@@ -9,14 +9,15 @@ Cost: the gateway's own lines (one per request among them) go through a short st
 to stdout as orjson-encoded bytes, without the stdlib `logging` machinery; third-party libraries'
 records (aiohttp, redis-py, kubernetes_asyncio) still go through stdlib logging, rendered the same way.
 Debug and info lines are buffered and written out by `flush_logs_periodically` (every
-`LOG_FLUSH_SECONDS`, run by the app) or when the buffer fills: a write per request line cost about a
-seventh of a cached read. Warnings and errors are written at once (they flush what was buffered before
-them, so the order holds), and the buffer is flushed at exit.
+`LOG_FLUSH_SECONDS`, run by the app) or when `LOG_BUFFER_BYTES` are waiting: a write per request line
+cost about a seventh of a cached read. Warnings and errors, and third-party records, are written at once,
+after what was buffered before them (the order holds); the app flushes once more when it stops.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import functools
 import logging
@@ -67,24 +68,51 @@ class FastTimeStamper:
 
 
 LOG_FLUSH_SECONDS = 0.2
+# Buffered lines are written out before they exceed this many bytes.
+LOG_BUFFER_BYTES = 64 * 1024
+
+
+class _LineBuffer:
+    """The lines waiting for the next flush. Ours, not stdout's: with PYTHONUNBUFFERED (common in images)
+    stdout has no buffer at all."""
+
+    def __init__(self) -> None:
+        self._lines: list[bytes] = []
+        self._bytes = 0
+
+    def add(self, line: bytes) -> None:
+        self._lines.append(line)
+        self._bytes += len(line)
+        if self._bytes > LOG_BUFFER_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        lines, self._lines, self._bytes = self._lines, [], 0
+        with contextlib.suppress(ValueError, OSError):  # stdout closed or gone: nothing to write to
+            out = sys.stdout.buffer
+            if lines:
+                out.write(b"".join(lines))
+            out.flush()
+
+
+_BUFFER = _LineBuffer()
 
 
 class _NamedBytesLogger:
-    """JSON lines on stdout for one module: debug and info buffered, the rest written at once."""
+    """JSON lines on stdout for one module: debug and info buffered, the rest written at once (after what
+    was buffered, so the order holds)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
-        out = sys.stdout.buffer
-        self._write, self._flush = out.write, out.flush
 
     def buffered(self, message: bytes) -> None:
         """A line that may wait for the next flush."""
-        self._write(message + b"\n")
+        _BUFFER.add(message + b"\n")
 
     def flushed(self, message: bytes) -> None:
-        """A line written out now (with whatever was buffered before it)."""
-        self._write(message + b"\n")
-        self._flush()
+        """A line written out now, with whatever was buffered before it."""
+        _BUFFER.add(message + b"\n")
+        _BUFFER.flush()
 
     debug = info = buffered
     msg = log = warn = warning = err = error = critical = exception = fatal = failure = flushed
@@ -92,8 +120,7 @@ class _NamedBytesLogger:
 
 def flush_logs() -> None:
     """Write out the buffered log lines."""
-    with contextlib.suppress(ValueError, OSError):  # stdout closed or gone: nothing to write to
-        sys.stdout.buffer.flush()
+    _BUFFER.flush()
 
 
 async def flush_logs_periodically(interval: float = LOG_FLUSH_SECONDS) -> None:
@@ -104,6 +131,14 @@ async def flush_logs_periodically(interval: float = LOG_FLUSH_SECONDS) -> None:
             flush_logs()
     finally:
         flush_logs()
+
+
+class _OrderedStreamHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Third-party libraries' records, written after the gateway's buffered lines (the order holds)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        flush_logs()
+        super().emit(record)
 
 
 def _named_logger(*args: Any) -> _NamedBytesLogger:
@@ -125,6 +160,8 @@ def _orjson_bytes(data: Any, **_kwargs: Any) -> bytes:
 def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
     """Route structlog (directly) and stdlib logging (through a formatter) to stdout."""
     numeric = getattr(logging, level.upper(), logging.INFO)
+    atexit.unregister(flush_logs)  # registered once, however often this is called
+    atexit.register(flush_logs)
     shared: list[Any] = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -148,7 +185,7 @@ def configure_logging(*, level: str = "info", fmt: str = "json") -> None:
             cache_logger_on_first_use=True,
         )
         renderer = structlog.dev.ConsoleRenderer(colors=False)
-    handler = logging.StreamHandler(sys.stdout)
+    handler = _OrderedStreamHandler(sys.stdout)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
