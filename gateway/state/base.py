@@ -114,6 +114,19 @@ class Topology:
     instrument: Instrument | None = None
 
 
+# What a failing Redis raises (the store is unavailable), and what redis-py's own state raises when it trips
+# over itself (seen during a cluster failover: a connection closed by one task while another writes on it):
+# the store failed, not the request, when it comes from inside the client (`_raised_in_redis_client`).
+_STORE_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
+_CLIENT_SLIPS = (AttributeError, TypeError, KeyError, IndexError)
+_NO_INSTRUMENT = nullcontext()
+
+
+def _unavailable(what: str, error: BaseException) -> StoreUnavailable:
+    log.warning("redis call failed", operation=what, error=type(error).__name__)
+    return StoreUnavailable("the gateway's store (Redis) is unavailable")
+
+
 class RedisPart:
     """One concern's view of the shared Redis client: keys, clock, error boundary, scripts, WAIT."""
 
@@ -135,20 +148,29 @@ class RedisPart:
             async with limit:
                 try:
                     yield
-                except (RedisError, RedisClusterException, OSError, TimeoutError) as e:
-                    log.warning("redis call failed", operation=what, error=type(e).__name__)
-                    raise StoreUnavailable("the gateway's store (Redis) is unavailable") from e
-                except (AttributeError, TypeError, KeyError, IndexError) as e:
+                except _STORE_FAILURES as e:
+                    raise _unavailable(what, e) from e
+                except _CLIENT_SLIPS as e:
                     if not _raised_in_redis_client(e):
                         raise
-                    # redis-py's own state tripping over itself (seen during a cluster failover: a connection
-                    # closed by one task while another writes on it): the store failed, not the request.
-                    log.warning("redis client failed", operation=what, error=type(e).__name__)
-                    raise StoreUnavailable("the gateway's store (Redis) is unavailable") from e
+                    raise _unavailable(what, e) from e
 
     async def _call(self, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
-        async with self._guard(what):
-            return await call()
+        """One Redis call inside the error boundary (`_guard`, spelled out here without a generator: this is
+        every cached read's path)."""
+        topology = self._topology
+        if topology.limiter is not None:
+            async with self._guard(what):
+                return await call()
+        with topology.instrument(what) if topology.instrument is not None else _NO_INSTRUMENT:
+            try:
+                return await call()
+            except _STORE_FAILURES as e:
+                raise _unavailable(what, e) from e
+            except _CLIENT_SLIPS as e:
+                if not _raised_in_redis_client(e):
+                    raise
+                raise _unavailable(what, e) from e
 
     async def _script(self, what: str, script: Lua, keys: Sequence[str], args: Sequence[Any] = (), *,
                       durable: bool = False) -> Any:

@@ -82,6 +82,8 @@ TOMBSTONE_SECONDS = 600
 ARCHIVED_SUFFIX = b',"archived":true'  # the end of an archived job's stored view (ARCHIVED in _HELPERS)
 # Long enough for the slowest change (a recreate waits up to 15 s for the old object to go); renewed while held.
 JOB_LOCK_SECONDS = 30.0
+# The hash fields a read answers from (`gateway.state.views`).
+_READ = ("v", "s", "o", "p", "t")
 # Jobs per script call of a LIST: bounds how long one call holds Redis (about 1.5 MB of answers).
 JOIN_BATCH = 500
 
@@ -421,7 +423,8 @@ class JobStore(RedisPart):
     async def read(self, cluster: str, partition: str, job_id: str) -> StoredJob | None:
         """The job's stored answer (None: no record): one command."""
         key = self.keys.job(cluster, partition, job_id)
-        return decode_stored(await self._call("read", lambda: self.redis.hmget(key, "v", "s", "o", "p", "t")))
+        # execute_command: redis-py's hmget only rebuilds the same argument list on the hot path.
+        return decode_stored(await self._call("read", lambda: self.redis.execute_command("HMGET", key, *_READ)))
 
     async def list_ids(self, cluster: str, partition: str, *, owner: str | None) -> builtins.list[str]:
         """Ids of the partition's jobs (or one owner's there), oldest first: one command."""
