@@ -125,8 +125,7 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
                                    holder=holder, watches=watches)
                  for c in registry}
         app[appkeys.SYNCS] = syncs
-        app[appkeys.READINESS] = Readiness(settings=settings, state=state, clusters=registry, watches=watches,
-                                           metrics=metrics)
+        app[appkeys.READINESS] = Readiness(settings=settings, state=state, clusters=registry, watches=watches)
         with contextlib.suppress(StoreUnavailable):
             await watches.refresh()  # the first reads already know whether a watch is live
         tasks = [asyncio.create_task(outbox.run(), name="outbox"),
