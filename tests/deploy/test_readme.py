@@ -45,7 +45,7 @@ def write_overlay(tmp_path: Path) -> Path:
     example = (KUBERNETES / "base" / "config.example.yaml").read_text()
     (install / "config.yaml").write_text(example.replace("https://idp.example.com/realms/clever",
                                                          "https://login.corp.example/realms/clever"))
-    (install / "secrets" / "redis-url").write_text("rediss://:pw@redis.corp.example:6380/0\n")
+    (install / "secrets" / "redis-password").write_text("pw\n")
     (install / "secrets" / "c1" / "token").write_text("token-of-c1\n")
     (install / "secrets" / "c1" / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
     (install / "secrets" / "c2" / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
