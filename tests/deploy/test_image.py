@@ -225,7 +225,8 @@ def test_image_gateway_starts_from_its_own_files(image_venv: Path, tmp_path: Pat
     # `--check` also reads every file the config names (mounted Secrets in a pod): give it some here.
     env = dict(os.environ)
     for key, name in (("CLUSTERS__0__TOKEN_FILE", "token"), ("CLUSTERS__0__CA_FILE", "ca.crt"),
-                      ("CLUSTERS__1__KUBECONFIG", "kubeconfig"), ("REDIS__PASSWORD_FILE", "redis-password")):
+                      ("CLUSTERS__1__KUBECONFIG", "kubeconfig"), ("REDIS__PASSWORD_FILE", "redis-password"),
+                      ("UI__SESSION_KEY_FILE", "session-keys")):
         (tmp_path / name).write_text("x")
         env[f"CLEVER_GATEWAY__{key}"] = str(tmp_path / name)
     check = subprocess.run([str(image_venv / "bin" / "clever-gateway"), "serve", "--config",

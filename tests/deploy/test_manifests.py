@@ -4,6 +4,7 @@ the grace period, the Redis password from a file, and no right or token the gate
 
 from __future__ import annotations
 
+import base64
 import re
 from pathlib import Path
 from typing import Any
@@ -11,9 +12,11 @@ from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 
 import gateway.app
-from gateway.config import ListenSettings, load_settings
+from gateway.config import ConfigError, ListenSettings, load_settings
+from gateway.web.ui.session import load_keys
 from tests.deploy.conftest import GATEWAY_RENDERS, KUBERNETES, documents, find, generated, kustomize, one
 
 ETC = "/etc/clever-gateway"
@@ -71,7 +74,8 @@ def test_production_install_has_every_object(renders: dict[str, str]) -> None:
             ("PodDisruptionBudget", "clever-gateway"), ("HorizontalPodAutoscaler", "clever-gateway"),
             ("ServiceMonitor", "clever-gateway"), ("PrometheusRule", "clever-gateway"),
             ("ConfigMap", "clever-gateway-config"), ("Secret", "clever-gateway-redis"),
-            ("Secret", "clever-gateway-cluster-c1"), ("Secret", "clever-gateway-cluster-c2")} <= kinds
+            ("Secret", "clever-gateway-cluster-c1"), ("Secret", "clever-gateway-cluster-c2"),
+            ("Secret", "clever-gateway-ui")} <= kinds
     assert {name for kind, name in kinds if kind == "NetworkPolicy"} == {
         "clever-gateway-ingress", "clever-gateway-egress-dns", "clever-gateway-egress-redis",
         "clever-gateway-egress-issuer", "clever-gateway-egress-clusters"}
@@ -115,6 +119,31 @@ def test_every_path_of_the_config_exists_in_the_pod(render: str, renders: dict[s
             continue
         (source,) = [d for d in find(docs, {"configMap": "ConfigMap", "secret": "Secret"}[kind], name)]
         assert key in source.get("data", {}) | source.get("stringData", {}), (path, name, key)
+
+
+@pytest.mark.parametrize("render", ["production", "redis-sentinel"])
+def test_enabling_the_dashboard_is_a_config_change(render: str, renders: dict[str, str], tmp_path: Path) -> None:
+    """ui.sessionKeyFile is set and mounted from Secret clever-gateway-ui: turning the dashboard on takes
+    `enabled`, a clientId and real keys in the Secret, no change of the manifests. The placeholder the
+    base ships is refused at start, naming the key."""
+    docs = documents(renders[render])
+    config = yaml.safe_load(config_text(docs))
+    config["ui"] |= {"enabled": True, "clientId": "clever-dashboard"}
+    config["auth"]["oidc"]["audience"] = [config["auth"]["oidc"]["audience"], "clever-dashboard"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    settings = load_settings(tmp_path / "config.yaml", environ={})
+    assert settings.ui.enabled and settings.ui.session_key_file == f"{ETC}/ui/session-keys"
+    kind, name, key = projected_files(docs)[settings.ui.session_key_file]
+    secret = generated(docs, "Secret", "clever-gateway-ui")
+    assert (kind, name, key) == ("secret", secret["metadata"]["name"], "session-keys")
+    placeholder = tmp_path / "session-keys"
+    placeholder.write_bytes(base64.b64decode(secret["data"]["session-keys"]))
+    with pytest.raises(ConfigError, match="ui.sessionKeyFile: .* key 1 is not a Fernet key"):
+        load_keys(settings.model_copy(update={"ui": settings.ui.model_copy(
+            update={"session_key_file": str(placeholder)})}))
+    placeholder.write_text(Fernet.generate_key().decode() + "\n")
+    assert len(load_keys(settings.model_copy(update={"ui": settings.ui.model_copy(
+        update={"session_key_file": str(placeholder)})}))) == 1
 
 
 def test_sentinel_overlay_config_is_the_example_with_its_redis(renders: dict[str, str], tmp_path: Path) -> None:

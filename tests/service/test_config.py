@@ -29,6 +29,8 @@ def test_serve_check_wants_every_named_file_readable(tmp_path: Path, capsys: pyt
     monkeypatch.setenv("CLEVER_GATEWAY__CLUSTERS__1__KUBECONFIG", str(tmp_path / "kubeconfig"))
     (tmp_path / "redis-password").write_text("x")
     monkeypatch.setenv("CLEVER_GATEWAY__REDIS__PASSWORD_FILE", str(tmp_path / "redis-password"))
+    (tmp_path / "session-keys").write_text("x")
+    monkeypatch.setenv("CLEVER_GATEWAY__UI__SESSION_KEY_FILE", str(tmp_path / "session-keys"))
     assert main(["serve", "--config", str(EXAMPLE), "--check"]) == 0
     assert "2 cluster(s): c1, c2" in capsys.readouterr().out
 
