@@ -138,8 +138,7 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
                                    holder=holder, watches=watches)
                  for c in registry}
         app[appkeys.SYNCS] = syncs
-        app[appkeys.READINESS] = Readiness(settings=settings, state=state, clusters=registry, watches=watches,
-                                           metrics=metrics)
+        app[appkeys.READINESS] = Readiness(settings=settings, state=state, clusters=registry, watches=watches)
         webhooks = WebhookDelivery(state, settings.notifications, consumer=holder, metrics=metrics)
         sweeper = HistorySweeper(state, registry.ids(), settings=settings.retention, holder=holder, metrics=metrics)
         with contextlib.suppress(StoreUnavailable):

@@ -87,7 +87,8 @@ class RedisSettings(_Section):
     password: str | None = None
     """Password inline (tests, demo; prefer passwordFile). Default: the URL's, else none."""
     password_file: str | None = None
-    """File holding the password (a mounted Kubernetes Secret); read at start, surrounding whitespace ignored."""
+    """File holding the password (a mounted Kubernetes Secret); read at start, surrounding whitespace ignored.
+    Like every file the configuration names, `serve` and `serve --check` refuse to start when it cannot be read."""
     sentinel_username: str | None = None
     """mode sentinel: ACL user for the sentinels themselves (default: none)."""
     sentinel_password: str | None = None
@@ -116,13 +117,6 @@ class RedisSettings(_Section):
     def _no_hash_tag(cls, value: str) -> str:
         if "{" in value or "}" in value:
             raise ValueError("must not contain '{' or '}' (they delimit Redis Cluster hash tags)")
-        return value
-
-    @field_validator("password_file", "sentinel_password_file")
-    @classmethod
-    def _readable(cls, value: str | None) -> str | None:
-        if value is not None and not os.access(value, os.R_OK):
-            raise ValueError(f"cannot read {value!r}")
         return value
 
     @field_validator("sentinels")

@@ -67,7 +67,9 @@ def curl_examples(base: str) -> str:
     return f"""
 clever-gateway demo is up on {base}   (auth is OFF: X-User is trusted; demo only)
 
-  dashboard: {base}/ui   (sign in with any user name, e.g. admin)
+  admin user: {DEMO_ADMIN}   (X-User: {DEMO_ADMIN}, or that name at the dashboard's prompt: sees and manages
+              every user's jobs, ?user=* lists them all, /api/ping gives it the detail)
+  dashboard: {base}/ui   (sign in with any user name, e.g. {DEMO_ADMIN})
 
   curl -s {base}/api/version
   curl -s {base}/api/ping
@@ -115,7 +117,8 @@ async def run_demo(*, host: str = "127.0.0.1", port: int = 8080, ready: asyncio.
                 site = web.TCPSite(runner, host, port)
                 await site.start()
                 bound = port or _bound_port(runner)
-                log.warning("DEMO MODE: authentication is off, Redis is in-process, the cluster is simulated")
+                log.warning("DEMO MODE: authentication is off, Redis is in-process, the cluster is simulated",
+                            admin_user=DEMO_ADMIN)
                 print(curl_examples(f"http://{host}:{bound}"), flush=True)
                 print(f"  (the simulated clusters: kubectl --kubeconfig {kubeconfig} get tfjobs -A\n"
                       f"                          kubectl --kubeconfig {jobset_kubeconfig} get jobsets,pods -A)\n",

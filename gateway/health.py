@@ -11,7 +11,8 @@ Contract: `Readiness(...).check(detail=)` returns (ready, report).
   caller meanwhile (one probe in flight per cluster), so a flood of pings is no load on any API server.
 - `detail=False` (anyone): `{"status": "ok" | "unavailable"}` and nothing else: no cluster ids, no
   backends, no auth mode. `detail=True` (authenticated admins, decided by the handler): per cluster
-  reachability, where it was learnt (`watch` or `probe`), latency or error, watch age; Redis; the
+  reachability, where it was learnt (`watch` or `probe`), latency or error, the age of its watch
+  heartbeat (`heartbeatAgeSeconds`: Redis holds everything the watch received up to then); Redis; the
   outbox depth (one Redis read); version and auth mode.
 """
 
@@ -27,7 +28,6 @@ from gateway.auth import auth_warning
 from gateway.config import Settings
 from gateway.errors import GatewayError
 from gateway.kube import ClusterClient, ClusterRegistry, KubeError
-from gateway.metrics import Metrics
 from gateway.state import State
 from gateway.version import version_info
 from gateway.workers.status import WatchMonitor
@@ -52,13 +52,11 @@ class Readiness:
     """See module docstring."""
 
     def __init__(self, *, settings: Settings, state: State, clusters: ClusterRegistry, watches: WatchMonitor,
-                 metrics: Metrics, clock: Callable[[], float] = time.time,
-                 monotonic: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.time, monotonic: Callable[[], float] = time.monotonic) -> None:
         self._settings = settings
         self._state = state
         self._clusters = clusters
         self._watches = watches
-        self._metrics = metrics
         self._clock = clock
         self._monotonic = monotonic
         self._probes: dict[str, Probe] = {}
@@ -102,7 +100,7 @@ class Readiness:
     async def _cluster(self, cluster: ClusterClient) -> dict[str, Any]:
         beat = self._watches.beat(cluster.id)
         age = None if beat is None else max(0.0, self._clock() - beat)
-        result: dict[str, Any] = {"lastWatchEventAgeSeconds": None if age is None else round(age, 3),
+        result: dict[str, Any] = {"heartbeatAgeSeconds": None if age is None else round(age, 3),
                                   "watchLive": self._watches.live(cluster.id)}
         if age is not None and age <= WATCH_FRESH_SECONDS:
             return {"reachable": True, "source": "watch", **result}

@@ -101,10 +101,11 @@ class _Errors:
     def raise_if_any(self) -> None:
         if self.fields:
             first = self.fields[0]
-            others = len(self.fields) - 1
-            more = f" (and {others} more problem{'s' if others > 1 else ''}: see details.fields)" if others else ""
+            # The count comes first: after the first message (which may end in a list, e.g. the known
+            # runtimes) "and 2 more" would read as part of that list.
+            count = f" ({len(self.fields)} problems, all in details.fields)" if len(self.fields) > 1 else ""
             where = f"{first.path}: " if first.path else ""
-            raise SpecError(f"invalid job: {where}{first.message}{more}", fields=list(self.fields))
+            raise SpecError(f"invalid job{count}: {where}{first.message}", fields=list(self.fields))
 
 
 class _Fail(Exception):

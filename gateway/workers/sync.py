@@ -29,7 +29,7 @@ Contract:
   (`JobStore.archive`, `gateway.workers.history`): it stays listed, marked, until the retention sweep.
 - While both streams are connected the leader writes a heartbeat (`JobStore.set_watch_heartbeat`): the
   time up to which Redis holds everything received (now, or when the writer last had nothing left to
-  write); every replica reads its age (`/api/ping` lastWatchEventAgeSeconds; reads fall back to the API
+  write); every replica reads its age (`/api/ping` heartbeatAgeSeconds; reads fall back to the API
   server when it is older than `sync.fallbackAfterSeconds`). `clever_gateway_watch_last_event_age_seconds`
   is another measure: the age of the last event or bookmark the leader's streams received (every lease
   tick), -1 on the replicas that do not hold the cluster's lease.

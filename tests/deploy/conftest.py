@@ -2,7 +2,7 @@
 
 The tools (kubernetes-validate, checkov, hadolint, uv) are pyproject's `lint` dependency group, which
 `./run test` installs into a venv of their own and names in $CLEVER_LINT_VENV. kubectl (for
-`kubectl kustomize`) and haproxy come from Debian, also installed by `./run test`.
+`kubectl kustomize`) and redis-server come from Debian, also installed by `./run test`.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The image, without a Docker engine: its Dockerfile's build steps run here (deploy/build-venv.sh on the
 very files the Dockerfile copies) and the resulting venv is what the image ships. It holds exactly the
-hash-locked runtime dependencies plus gateway and translators: no kubesim, no fakeredis, no test tool.
-The locks are in step with pyproject.toml."""
+hash-locked runtime dependencies (with the `tracing` extra) plus gateway and translators: no kubesim, no
+fakeredis, no test tool. The locks are in step with pyproject.toml."""
 
 from __future__ import annotations
 
@@ -59,7 +59,8 @@ def pins(requirements: list[str]) -> dict[str, str]:
 def test_lock_holds_every_runtime_pin_hashed() -> None:
     lock = read_lock(LOCK)
     assert "./run lock" in LOCK.read_text().split("\n", 3)[1]
-    runtime = pins(PYPROJECT["project"]["dependencies"])
+    # The image can trace: the `tracing` extra is part of its runtime.
+    runtime = pins([*PYPROJECT["project"]["dependencies"], *PYPROJECT["project"]["optional-dependencies"]["tracing"]])
     assert {name: lock[name][0] for name in runtime if name in lock} == runtime
     assert all(hashes for _version, hashes in lock.values())
     # Only runtime dependencies: nothing of the demo, test or lint sets unless the runtime needs it too.
@@ -190,10 +191,10 @@ def test_image_venv_holds_exactly_the_lock_and_the_gateway(image_venv: Path, tmp
 
 def test_lock_is_the_closure_of_pyproject(image_venv: Path, tmp_path: Path) -> None:
     """Nothing missing (pip check passed) and nothing stale: the lock is what the gateway's requirements
-    pull in, transitively, for CPython 3.11 on Linux."""
+    with the `tracing` extra pull in, transitively, for CPython 3.11 on Linux."""
     installed = distributions(image_venv, tmp_path)
     seen: set[tuple[str, frozenset[str]]] = set()
-    todo = [("clever-gateway", frozenset[str]())]
+    todo = [("clever-gateway", frozenset({"tracing"}))]
     while todo:
         item = todo.pop()
         if item in seen:
@@ -225,10 +226,23 @@ def test_image_gateway_starts_from_its_own_files(image_venv: Path, tmp_path: Pat
     # `--check` also reads every file the config names (mounted Secrets in a pod): give it some here.
     env = dict(os.environ)
     for key, name in (("CLUSTERS__0__TOKEN_FILE", "token"), ("CLUSTERS__0__CA_FILE", "ca.crt"),
-                      ("CLUSTERS__1__KUBECONFIG", "kubeconfig")):
+                      ("CLUSTERS__1__KUBECONFIG", "kubeconfig"), ("REDIS__PASSWORD_FILE", "redis-password"),
+                      ("UI__SESSION_KEY_FILE", "session-keys")):
         (tmp_path / name).write_text("x")
         env[f"CLEVER_GATEWAY__{key}"] = str(tmp_path / name)
     check = subprocess.run([str(image_venv / "bin" / "clever-gateway"), "serve", "--config",
                             str(DEPLOY / "config.example.yaml"), "--check"], cwd=tmp_path, capture_output=True,
                            text=True, timeout=60, check=False, env=env)
     assert check.returncode == 0 and "configuration OK: 2 cluster(s)" in check.stdout, check.stderr
+
+
+def test_image_can_trace(image_venv: Path, tmp_path: Path) -> None:
+    """The image holds the `tracing` extra: an OTLP endpoint in the environment turns tracing on (before
+    this, the same setting stopped the image at start: the packages were missing)."""
+    code = ("from gateway import tracing\n"
+            "on = tracing.configure({'OTEL_EXPORTER_OTLP_ENDPOINT': 'http://127.0.0.1:4318'})\n"
+            "print(on, tracing.enabled())\n"
+            "tracing.install(None)\n")
+    result = in_venv(image_venv, code, tmp_path)
+    assert result.returncode == 0 and result.stdout.splitlines()[-1] == "True True", result.stdout + result.stderr
+    assert "tracing on" in result.stdout

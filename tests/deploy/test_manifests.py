@@ -1,21 +1,22 @@
 """What the renders must hold beyond schema validity: the objects of a production install, wired to each
 other (selectors, names, ports), every path the config names present in the pod, a shutdown that fits
-the grace period, the Redis URL from a file, and no right or token the gateway does not need."""
+the grace period, the Redis password from a file, and no right or token the gateway does not need."""
 
 from __future__ import annotations
 
-import os
+import base64
 import re
-import stat
-import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
+from cryptography.fernet import Fernet
 
 import gateway.app
-from gateway.config import ListenSettings, load_settings
+from gateway.config import ConfigError, ListenSettings, load_settings
+from gateway.web.ui.session import load_keys
 from tests.deploy.conftest import GATEWAY_RENDERS, KUBERNETES, documents, find, generated, kustomize, one
 
 ETC = "/etc/clever-gateway"
@@ -73,7 +74,8 @@ def test_production_install_has_every_object(renders: dict[str, str]) -> None:
             ("PodDisruptionBudget", "clever-gateway"), ("HorizontalPodAutoscaler", "clever-gateway"),
             ("ServiceMonitor", "clever-gateway"), ("PrometheusRule", "clever-gateway"),
             ("ConfigMap", "clever-gateway-config"), ("Secret", "clever-gateway-redis"),
-            ("Secret", "clever-gateway-cluster-c1"), ("Secret", "clever-gateway-cluster-c2")} <= kinds
+            ("Secret", "clever-gateway-cluster-c1"), ("Secret", "clever-gateway-cluster-c2"),
+            ("Secret", "clever-gateway-ui")} <= kinds
     assert {name for kind, name in kinds if kind == "NetworkPolicy"} == {
         "clever-gateway-ingress", "clever-gateway-egress-dns", "clever-gateway-egress-redis",
         "clever-gateway-egress-issuer", "clever-gateway-egress-clusters"}
@@ -101,8 +103,11 @@ def test_every_path_of_the_config_exists_in_the_pod(render: str, renders: dict[s
     for cluster in settings.clusters:
         for path in (cluster.token_file, cluster.ca_file, cluster.kubeconfig):
             assert path is None or path in named
-    wrapper = " ".join(gateway_pod(docs)["spec"]["containers"][0]["args"])
-    needed = named | {f"{ETC}/config.yaml", f"{ETC}/redis/url"} | set(re.findall(rf"{ETC}/[\w./-]+", wrapper))
+    for path in (settings.redis.password_file, settings.redis.sentinel_password_file, settings.redis.tls_ca_file,
+                 settings.ui.session_key_file, settings.ui.client_secret_file):
+        assert path is None or path in named
+    arguments = " ".join(gateway_pod(docs)["spec"]["containers"][0]["args"])
+    needed = named | {f"{ETC}/config.yaml"} | set(re.findall(rf"{ETC}/[\w./-]+", arguments))
     assert needed <= set(files), sorted(needed - set(files))
     # ...and every file comes from an object of the render (or of every namespace, kube-root-ca.crt)
     # that has the key.
@@ -114,6 +119,52 @@ def test_every_path_of_the_config_exists_in_the_pod(render: str, renders: dict[s
             continue
         (source,) = [d for d in find(docs, {"configMap": "ConfigMap", "secret": "Secret"}[kind], name)]
         assert key in source.get("data", {}) | source.get("stringData", {}), (path, name, key)
+
+
+@pytest.mark.parametrize("render", ["production", "redis-sentinel"])
+def test_enabling_the_dashboard_is_a_config_change(render: str, renders: dict[str, str], tmp_path: Path) -> None:
+    """ui.sessionKeyFile is set and mounted from Secret clever-gateway-ui: turning the dashboard on takes
+    `enabled`, a clientId and real keys in the Secret, no change of the manifests. The placeholder the
+    base ships is refused at start, naming the key."""
+    docs = documents(renders[render])
+    config = yaml.safe_load(config_text(docs))
+    config["ui"] |= {"enabled": True, "clientId": "clever-dashboard"}
+    config["auth"]["oidc"]["audience"] = [config["auth"]["oidc"]["audience"], "clever-dashboard"]
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    settings = load_settings(tmp_path / "config.yaml", environ={})
+    assert settings.ui.enabled and settings.ui.session_key_file == f"{ETC}/ui/session-keys"
+    kind, name, key = projected_files(docs)[settings.ui.session_key_file]
+    secret = generated(docs, "Secret", "clever-gateway-ui")
+    assert (kind, name, key) == ("secret", secret["metadata"]["name"], "session-keys")
+    placeholder = tmp_path / "session-keys"
+    placeholder.write_bytes(base64.b64decode(secret["data"]["session-keys"]))
+    with pytest.raises(ConfigError, match="ui.sessionKeyFile: .* key 1 is not a Fernet key"):
+        load_keys(settings.model_copy(update={"ui": settings.ui.model_copy(
+            update={"session_key_file": str(placeholder)})}))
+    placeholder.write_text(Fernet.generate_key().decode() + "\n")
+    assert len(load_keys(settings.model_copy(update={"ui": settings.ui.model_copy(
+        update={"session_key_file": str(placeholder)})}))) == 1
+
+
+def test_sentinel_overlay_config_is_the_example_with_its_redis(renders: dict[str, str], tmp_path: Path) -> None:
+    """overlays/redis-sentinel replaces config.yaml for its redis section only, which names the Sentinel
+    of each of its Redis pods through their headless Service (what bootstrap.sh announces)."""
+    docs = documents(renders["redis-sentinel"])
+    overlay = yaml.safe_load(config_text(docs))
+    example = yaml.safe_load((KUBERNETES / "base" / "config.example.yaml").read_text())
+    assert {k: v for k, v in overlay.items() if k != "redis"} == {k: v for k, v in example.items() if k != "redis"}
+    (tmp_path / "config.yaml").write_text(config_text(docs))
+    redis_settings = load_settings(tmp_path / "config.yaml", environ={}).redis
+    assert redis_settings.mode == "sentinel"
+    statefulset = one(docs, "StatefulSet", "redis")
+    service = one(docs, "Service", statefulset["spec"]["serviceName"])
+    assert service["spec"]["clusterIP"] == "None"
+    (sentinel,) = [c for c in statefulset["spec"]["template"]["spec"]["containers"] if c["name"] == "sentinel"]
+    (port,) = [p["containerPort"] for p in sentinel["ports"]]
+    assert redis_settings.sentinels == [f"redis-{i}.{service['metadata']['name']}:{port}"
+                                        for i in range(statefulset["spec"]["replicas"])]
+    assert f"sentinel monitor {redis_settings.sentinel_service} " in (
+        KUBERNETES / "overlays" / "redis-sentinel" / "bootstrap.sh").read_text()
 
 
 def test_secret_keys_cannot_hold_the_config_paths() -> None:
@@ -226,31 +277,26 @@ def test_network_policies(render: str, renders: dict[str, str]) -> None:
         assert any(selects(p["spec"]["podSelector"], labels) for p in find(docs, "NetworkPolicy")), workload["metadata"]
 
 
-def test_redis_url_is_read_from_the_secret_file(renders: dict[str, str], tmp_path: Path) -> None:
-    """The container's shell line exports the URL from the file and execs the gateway with its config;
-    without the file it stops before starting the gateway."""
-    (container,) = gateway_pod(documents(renders["production"]))["spec"]["containers"]
-    assert container["command"] == ["/bin/sh", "-c"]
-    (line,) = container["args"]
-    etc = tmp_path / "etc"
-    (etc / "redis").mkdir(parents=True)
-    (etc / "redis" / "url").write_text("redis://:s3cr3t@redis.example.internal:6379/0\n")
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    stub = bin_dir / "clever-gateway"
-    stub.write_text('#!/bin/sh\necho "URL=$CLEVER_GATEWAY__REDIS__URL"\necho "ARGS=$*"\n')
-    stub.chmod(stub.stat().st_mode | stat.S_IEXEC)
-    env = {"PATH": f"{bin_dir}:{os.environ['PATH']}"}
-    script = line.replace(ETC, str(etc))
-    result = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=10,
-                            check=False)
-    assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["URL=redis://:s3cr3t@redis.example.internal:6379/0",
-                                          f"ARGS=serve --config {etc}/config.yaml"]
-    (etc / "redis" / "url").unlink()
-    result = subprocess.run(["/bin/sh", "-c", script], env=env, capture_output=True, text=True, timeout=10,
-                            check=False)
-    assert result.returncode != 0 and "URL=" not in result.stdout
+@pytest.mark.parametrize("render", GATEWAY_RENDERS)
+def test_redis_password_comes_from_the_secret_file(render: str, renders: dict[str, str], tmp_path: Path) -> None:
+    """The gateway runs the image's entry point with its config, no shell line and no env: the Redis URL
+    holds no password, and the password (where the Redis wants one) is redis.passwordFile, projected from
+    Secret clever-gateway-redis's key `password`."""
+    docs = documents(renders[render])
+    (container,) = gateway_pod(docs)["spec"]["containers"]
+    assert "command" not in container  # the image's ENTRYPOINT, clever-gateway
+    assert container["args"] == ["serve", "--config", f"{ETC}/config.yaml"]
+    (tmp_path / "config.yaml").write_text(config_text(docs))
+    redis_settings = load_settings(tmp_path / "config.yaml", environ={}).redis
+    assert urlsplit(redis_settings.url).password is None and redis_settings.password is None
+    if render == "demo":  # the demo's Redis pod has no password, and the demo no Secret for one
+        assert redis_settings.password_file is None
+        assert not [s for s in find(docs, "Secret") if s["metadata"]["name"].startswith("clever-gateway-redis")]
+        return
+    assert redis_settings.password_file == f"{ETC}/redis/password"
+    kind, name, key = projected_files(docs)[redis_settings.password_file]
+    assert (kind, key) == ("secret", "password")
+    assert generated(docs, "Secret", "clever-gateway-redis")["metadata"]["name"] == name
 
 
 def test_demo_reaches_this_cluster_with_a_projected_token(renders: dict[str, str], tmp_path: Path) -> None:

@@ -45,7 +45,8 @@ def write_overlay(tmp_path: Path) -> Path:
     example = (KUBERNETES / "base" / "config.example.yaml").read_text()
     (install / "config.yaml").write_text(example.replace("https://idp.example.com/realms/clever",
                                                          "https://login.corp.example/realms/clever"))
-    (install / "secrets" / "redis-url").write_text("rediss://:pw@redis.corp.example:6380/0\n")
+    (install / "secrets" / "redis-password").write_text("pw\n")
+    (install / "secrets" / "ui-session-keys").write_text("WQ2Xq3oN8ZrS7mBrXj8Xy3a7cW0pO8rCKZdV7l5pB3Y=\n")
     (install / "secrets" / "c1" / "token").write_text("token-of-c1\n")
     (install / "secrets" / "c1" / "ca.crt").write_text("-----BEGIN CERTIFICATE-----\n")
     (install / "secrets" / "c2" / "kubeconfig").write_text("apiVersion: v1\nkind: Config\n")
@@ -61,7 +62,7 @@ def test_example_overlay_renders_a_complete_install(tmp_path: Path) -> None:
     files = projected_files(docs)
     assert paths_in(yaml.safe_load(config_text(docs))) <= set(files)
     secrets = list(find(docs, "Secret"))
-    assert len(secrets) == 3
+    assert len(secrets) == 4
     for secret in secrets:
         for value in secret["data"].values():
             assert b"REPLACE-ME" not in base64.b64decode(value), secret["metadata"]["name"]

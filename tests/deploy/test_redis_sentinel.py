@@ -1,10 +1,12 @@
 """overlays/redis-sentinel, run for real where it can be without a cluster: the bootstrap script writes
-configurations that Redis accepts, and HAProxy with the overlay's haproxy.cfg sends clients to the
-Redis that is master, with the password from the environment, and follows a failover.
+configurations that Redis and Sentinel accept, and the gateway's Redis client, built from the redis section
+of the config the overlay renders (mode sentinel, the pods' sentinels, passwordFile), reaches the master
+through the sentinels with the password and follows a failover.
 Every server here listens on 127.0.0.1 only and is stopped by the test."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import socket
@@ -17,7 +19,10 @@ from typing import Any
 import pytest
 import redis
 
-from tests.deploy.conftest import KUBERNETES, system_tool
+from gateway.config import RedisSettings, load_settings
+from gateway.state import connect
+from tests.deploy.conftest import KUBERNETES, documents, system_tool
+from tests.deploy.test_manifests import config_text
 
 OVERLAY = KUBERNETES / "overlays" / "redis-sentinel"
 PASSWORD = "pw-for-tests-only"
@@ -124,60 +129,124 @@ def test_redis_accepts_the_bootstrap_configuration(tmp_path: Path, processes: li
         redis.Redis(host="127.0.0.1", port=master_port, socket_timeout=2).get("k")
 
 
-def local_haproxy_cfg(front: int, health: int, servers: list[int]) -> str:
-    """The overlay's haproxy.cfg with its listeners and servers moved to local ports."""
-    text = (OVERLAY / "haproxy.cfg").read_text()
-    text, binds = re.subn(r"bind :6379\n", f"bind 127.0.0.1:{front}\n", text)
-    text, health_binds = re.subn(r"bind :8404\n", f"bind 127.0.0.1:{health}\n", text)
-    text, replaced = re.subn(r"(server redis-(\d)) \S+:6379\n",
-                             lambda m: f"{m[1]} 127.0.0.1:{servers[int(m[2])]}\n", text)
-    assert (binds, health_binds, replaced) == (1, 1, 3)
-    return text
+def local_pod(tmp_path: Path, pod: str, redis_ports: list[int], sentinel_ports: list[int]) -> None:
+    """The bootstrap's files for `pod`, moved to local ports: each pod's host name (as the headless Service
+    resolves it in the cluster) becomes 127.0.0.1 with that pod's ports. Every line changed is one the
+    bootstrap wrote, counted, so a change of the script cannot pass unnoticed."""
+    index = int(pod.rsplit("-", 1)[1])
+
+    def rewrite(name: str, rules: list[tuple[str, str | Callable[[re.Match[str]], str]]]) -> None:
+        path = tmp_path / pod / "conf" / name
+        text = path.read_text()
+        for pattern, replacement in rules:
+            text, count = re.subn(pattern, replacement, text, flags=re.MULTILINE)
+            assert count == 1, (name, pattern)
+        path.write_text(text)
+
+    host = r"redis-(\d)\.redis-headless\.invalid"
+    redis_rules: list[tuple[str, str | Callable[[re.Match[str]], str]]] = [
+        (r"^bind 0\.0\.0\.0$", "bind 127.0.0.1"), (r"^port 6379$", f"port {redis_ports[index]}"),
+        (rf"^replica-announce-ip {host}$", "replica-announce-ip 127.0.0.1")]
+    if index != 0:
+        redis_rules.append((rf"^replicaof {host} 6379$", lambda m: f"replicaof 127.0.0.1 {redis_ports[int(m[1])]}"))
+    rewrite("redis.conf", redis_rules)
+    rewrite("sentinel.conf", [
+        (r"^bind 0\.0\.0\.0$", "bind 127.0.0.1"), (r"^port 26379$", f"port {sentinel_ports[index]}"),
+        (r"^dir /tmp$", f"dir {tmp_path / pod / 'conf'}"),
+        (rf"^sentinel announce-ip {host}$", "sentinel announce-ip 127.0.0.1"),
+        (rf"^sentinel monitor mymaster {host} 6379 2$",
+         lambda m: f"sentinel monitor mymaster 127.0.0.1 {redis_ports[int(m[1])]} 2")])
 
 
-def test_haproxy_accepts_the_configuration(tmp_path: Path) -> None:
-    cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text((OVERLAY / "haproxy.cfg").read_text())
-    result = subprocess.run([system_tool("haproxy"), "-c", "-f", str(cfg)], env={**os.environ, "REDIS_PASSWORD": "x"},
-                            capture_output=True, text=True, timeout=30, check=False)
-    assert result.returncode == 0, result.stdout + result.stderr
+def overlay_redis_settings(renders: dict[str, str], tmp_path: Path, sentinel_ports: list[int],
+                           password: str = PASSWORD) -> RedisSettings:
+    """The redis section of the gateway's config as the overlay renders it, with the sentinels' host names
+    moved to the local ports and passwordFile to a local copy of the Secret's file."""
+    (tmp_path / "gateway.yaml").write_text(config_text(documents(renders["redis-sentinel"])))
+    rendered = load_settings(tmp_path / "gateway.yaml", environ={}).redis
+    local = []
+    for address in rendered.sentinels:
+        match = re.fullmatch(r"redis-(\d)\.redis-headless:26379", address)
+        assert match, address
+        local.append(f"127.0.0.1:{sentinel_ports[int(match[1])]}")
+    secret = tmp_path / f"password-{len(list(tmp_path.glob('password-*')))}"
+    secret.write_text(password + "\n")  # as a Secret written by hand often ends
+    data = rendered.model_dump(by_alias=True) | {"sentinels": local, "passwordFile": str(secret)}
+    return RedisSettings.model_validate(data)
 
 
-def test_haproxy_leads_to_the_master_and_follows_a_failover(tmp_path: Path,
-                                                            processes: list[subprocess.Popen[str]]) -> None:
-    for pod in ("redis-0", "redis-1"):
+def start_pods(tmp_path: Path, processes: list[subprocess.Popen[str]]) -> tuple[list[redis.Redis], list[int]]:
+    """Three pods as bootstrap.sh configures them (a fresh set: redis-0 master), each with its Sentinel, on
+    local ports, once every sentinel watches the master and its two replicas: (Redis clients, sentinel ports)."""
+    pods = ["redis-0", "redis-1", "redis-2"]
+    redis_ports = [free_port() for _ in pods]
+    sentinel_ports = [free_port() for _ in pods]
+    for pod in pods:
         assert bootstrap(tmp_path, pod).returncode == 0
-    ports = [free_port(), free_port(), free_port()]  # the third server never answers (a lost pod)
-    first = start_redis(tmp_path, "redis-0", ports[0], processes)
-    second = start_redis(tmp_path, "redis-1", ports[1], processes, "--replicaof", "127.0.0.1", str(ports[0]))
-    front, health = free_port(), free_port()
-    cfg = tmp_path / "haproxy.cfg"
-    cfg.write_text(local_haproxy_cfg(front, health, ports))
-    processes.append(subprocess.Popen([system_tool("haproxy"), "-db", "-f", str(cfg)],
-                                      env={**os.environ, "REDIS_PASSWORD": PASSWORD},
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True))
+        local_pod(tmp_path, pod, redis_ports, sentinel_ports)
+    servers = []
+    for pod in pods:
+        processes.append(subprocess.Popen([system_tool("redis-server"), str(tmp_path / pod / "conf" / "redis.conf")],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True))
+        servers.append(redis.Redis(host="127.0.0.1", port=redis_ports[pods.index(pod)], password=PASSWORD,
+                                   socket_timeout=2, decode_responses=True))
+    for pod, server in zip(pods, servers, strict=True):
+        wait_for(server.ping, pod)
+    sentinels = []
+    for pod, port in zip(pods, sentinel_ports, strict=True):
+        conf = tmp_path / pod / "conf" / "sentinel.conf"
+        processes.append(subprocess.Popen([system_tool("redis-server"), str(conf), "--sentinel"],
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True))
+        sentinels.append(redis.Redis(host="127.0.0.1", port=port, socket_timeout=2, decode_responses=True))
 
-    def behind_haproxy(port: int = front) -> str:
-        """The run_id of the Redis a client of HAProxy on `port` reaches."""
-        client = redis.Redis(host="127.0.0.1", port=port, password=PASSWORD, socket_timeout=2)
+    def healthy() -> bool:
+        for sentinel in sentinels:
+            state = sentinel.sentinel_master("mymaster")
+            assert isinstance(state, dict)
+            if int(state["num-slaves"]) < 2 or int(state["num-other-sentinels"]) < 2:
+                return False
+        return all(s.info("replication").get("master_link_status") == "up" for s in servers[1:])
+
+    wait_for(healthy, "three sentinels watching a master with two replicas", seconds=60)
+    return servers, sentinel_ports
+
+
+async def test_the_overlays_gateway_config_reaches_the_master_through_sentinel(
+        renders: dict[str, str], tmp_path: Path, processes: list[subprocess.Popen[str]]) -> None:
+    """Three pods with their sentinels (start_pods); the gateway's client built from the overlay's rendered
+    config (mode sentinel, its sentinels, its passwordFile) reaches the master, a wrong password reaches
+    nothing, and when the master dies the same client follows the sentinels to the promoted replica."""
+    servers, sentinel_ports = start_pods(tmp_path, processes)
+    run_ids = [str(server.info("server")["run_id"]) for server in servers]
+    gateway = connect(overlay_redis_settings(renders, tmp_path, sentinel_ports))
+    try:
+        assert str((await gateway.info("server"))["run_id"]) == run_ids[0]
+        assert await gateway.set(b"cg:deploy-test", b"through sentinel")
+        wait_for(lambda: servers[1].get("cg:deploy-test") == "through sentinel", "the write on a replica")
+
+        wrong = connect(overlay_redis_settings(renders, tmp_path, sentinel_ports, password="wrong"))
         try:
-            return str(client.info("server")["run_id"])
+            with pytest.raises(redis.AuthenticationError):
+                await wrong.ping()
         finally:
-            client.close()
+            await wrong.aclose()
 
-    first_id, second_id = first.info("server")["run_id"], second.info("server")["run_id"]
-    assert wait_for(lambda: behind_haproxy() == first_id, "HAProxy to reach the master")
-    # What Sentinel does on failover: promote the replica, demote the old master.
-    second.replicaof("NO", "ONE")
-    first.replicaof("127.0.0.1", ports[1])
-    assert wait_for(lambda: behind_haproxy() == second_id, "HAProxy to follow the new master")
-    # With a wrong password every check fails: HAProxy sends no one anywhere.
-    wrong_front = free_port()
-    wrong = tmp_path / "haproxy-wrong-password.cfg"
-    wrong.write_text(local_haproxy_cfg(wrong_front, free_port(), ports))
-    processes.append(subprocess.Popen([system_tool("haproxy"), "-db", "-f", str(wrong)],
-                                      env={**os.environ, "REDIS_PASSWORD": "wrong"},
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True))
-    time.sleep(3)  # several check intervals
-    with pytest.raises((redis.ConnectionError, redis.TimeoutError)):
-        behind_haproxy(wrong_front)
+        # The master's pod dies: the sentinels promote a replica, and the gateway's client follows.
+        processes[0].terminate()
+        processes[0].wait(timeout=10)
+        deadline = time.monotonic() + 60
+        reached = None
+        while time.monotonic() < deadline:
+            try:
+                info = await gateway.info("replication")
+                if info["role"] == "master":
+                    reached = str((await gateway.info("server"))["run_id"])
+                    if reached in run_ids[1:]:
+                        break
+            except (redis.RedisError, OSError):
+                pass
+            await asyncio.sleep(0.5)
+        assert reached in run_ids[1:], "the gateway did not reach the promoted replica"
+        assert await gateway.get(b"cg:deploy-test") == b"through sentinel"
+    finally:
+        await gateway.aclose()

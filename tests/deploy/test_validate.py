@@ -93,8 +93,8 @@ def checkov_reports(render_files: dict[str, Path], renders: dict[str, str],
     container = pod["containers"][0]
     container["image"] = "registry.example.com/clever/clever-gateway:0.1.0"
     del container["imagePullPolicy"]
-    container["env"] = [{"name": "CLEVER_GATEWAY__REDIS__URL",
-                         "valueFrom": {"secretKeyRef": {"name": "clever-gateway-redis", "key": "url"}}}]
+    container["env"] = [{"name": "CLEVER_GATEWAY__REDIS__PASSWORD",
+                         "valueFrom": {"secretKeyRef": {"name": "clever-gateway-redis", "key": "password"}}}]
     (scan / "canary.yaml").write_text(yaml.safe_dump(canary))
     result = subprocess.run([str(lint_tool("checkov")), "-d", str(scan), "--framework", "kubernetes", "dockerfile",
                              "--output", "json", "--skip-download"],

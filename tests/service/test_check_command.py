@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from tests.auth.issuer import LocalIssuer
 from tests.conftest import CLUSTER, REDIS_URL, RUNTIMES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,6 +105,35 @@ async def test_check_names_what_is_missing(tmp_path: Path, kubesim: Any) -> None
     failed = sum(result == "FAILED" for result, _ in rows.values())
     assert out.splitlines()[-1] == f"{len(rows) - failed} of {len(rows)} checks passed; {failed} FAILED"
     assert "Traceback" not in out + err
+
+
+async def test_check_fetches_the_issuers_keys_with_auth_oidc(tmp_path: Path, kubesim: Any) -> None:
+    """The OIDC row: ok once discovery and the key set were fetched; FAILED with the reason when the key
+    set cannot be had, and when the issuer does not answer at all."""
+    token = tmp_path / "token"
+    token.write_text(kubesim.token)
+    async with LocalIssuer() as issuer:
+        config = _config(tmp_path, kubesim, token_file=token)
+        data = yaml.safe_load(config.read_text())
+        data["auth"] = {"mode": "oidc", "oidc": {"issuer": issuer.issuer, "audience": issuer.audience}}
+        config.write_text(yaml.safe_dump(data))
+        code, out, err = await _run("check", "--config", str(config))
+        assert code == 0, (out, err)
+        assert _rows(out)[(issuer.issuer, "discovery + JWKS")] == ("ok", "signing keys fetched")
+        assert issuer.requests["discovery"] >= 1 and issuer.jwks_requests >= 1
+
+        issuer.jwks_status = 503
+        code, out, err = await _run("check", "--config", str(config))
+        assert code == 1, (out, err)
+        assert _rows(out)[(issuer.issuer, "discovery + JWKS")] == ("FAILED", "key set: HTTP 503")
+        assert out.splitlines()[-1].endswith("; 1 FAILED")
+
+        await issuer.stop()
+        code, out, err = await _run("check", "--config", str(config))
+        assert code == 1, (out, err)
+        result, detail = _rows(out)[(issuer.issuer, "discovery + JWKS")]
+        assert result == "FAILED" and detail.startswith("discovery document: "), detail
+        assert "Traceback" not in out + err
 
 
 async def test_check_of_a_missing_token_file_and_an_unreachable_cluster(tmp_path: Path, kubesim: Any) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from gateway.cli import main
 from gateway.config import ConfigError, load_settings
@@ -26,6 +27,10 @@ def test_serve_check_wants_every_named_file_readable(tmp_path: Path, capsys: pyt
         monkeypatch.setenv(f"CLEVER_GATEWAY__CLUSTERS__0__{key}", str(tmp_path / name))
     (tmp_path / "kubeconfig").write_text("x")
     monkeypatch.setenv("CLEVER_GATEWAY__CLUSTERS__1__KUBECONFIG", str(tmp_path / "kubeconfig"))
+    (tmp_path / "redis-password").write_text("x")
+    monkeypatch.setenv("CLEVER_GATEWAY__REDIS__PASSWORD_FILE", str(tmp_path / "redis-password"))
+    (tmp_path / "session-keys").write_text("x")
+    monkeypatch.setenv("CLEVER_GATEWAY__UI__SESSION_KEY_FILE", str(tmp_path / "session-keys"))
     assert main(["serve", "--config", str(EXAMPLE), "--check"]) == 0
     assert "2 cluster(s): c1, c2" in capsys.readouterr().out
 
@@ -81,13 +86,24 @@ def test_config_path_from_environment() -> None:
     ({"redis": {"sentinels": ["h:1"]}}, "sentinels are used only with mode sentinel"),
     ({"redis": {"url": "embedded", "mode": "cluster"}}, "needs mode standalone"),
     ({"redis": {"url": "http://redis:6379"}}, "url must start with redis:// or rediss://"),
-    ({"redis": {"passwordFile": "/nonexistent/secret"}}, "redis.passwordFile: Value error, cannot read"),
     ({"redis": {"waitReplicas": -1}}, "redis.waitReplicas: Input should be greater than or equal to 0"),
 ])
 def test_bad_config_names_the_key_path(change: dict, expected: str) -> None:
     with pytest.raises(ConfigError) as caught:
         load_settings(environ={}, base={**MINIMAL, **change})
     assert expected in str(caught.value)
+
+
+def test_unreadable_password_file_fails_serve_naming_the_key(tmp_path: Path,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """Like every file the configuration names: `serve` and `serve --check` refuse it with exit 2."""
+    path = tmp_path / "gateway.yaml"
+    path.write_text(yaml.safe_dump({**MINIMAL, "redis": {"passwordFile": "/nonexistent/secret"}}))
+    for args in (["serve", "--config", str(path)], ["serve", "--config", str(path), "--check"]):
+        assert main(args) == 2
+        err = capsys.readouterr().err
+        assert "redis.passwordFile: /nonexistent/secret: No such file or directory" in err
+        assert "Traceback" not in err
 
 
 def test_bad_file_fails_serve_with_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

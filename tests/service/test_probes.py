@@ -31,7 +31,7 @@ async def test_ping_tells_anyone_only_ok_and_admins_the_detail(make_gateway: Any
 
     async def watch_reported() -> dict[str, Any] | None:
         body = await (await gw.client.get("/api/ping", headers=ADMIN)).json()
-        return body if body["clusters"]["c1"]["lastWatchEventAgeSeconds"] is not None else None
+        return body if body["clusters"]["c1"]["heartbeatAgeSeconds"] is not None else None
 
     healthy = await wait_until(watch_reported)
     assert healthy["status"] == "ok"

@@ -8,6 +8,7 @@ import socket
 from typing import Any
 
 import aiohttp
+import pytest
 
 from gateway import appkeys
 from kubesim.store import PODS
@@ -100,8 +101,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-async def test_demo_serves_the_legacy_api() -> None:
-    from gateway.demo import run_demo
+async def test_demo_serves_the_legacy_api(capsys: pytest.CaptureFixture[str]) -> None:
+    from gateway.demo import DEMO_ADMIN, run_demo
 
     port = _free_port()
     ready, stop = asyncio.Event(), asyncio.Event()
@@ -109,6 +110,8 @@ async def test_demo_serves_the_legacy_api() -> None:
     try:
         await asyncio.wait_for(ready.wait(), timeout=30)
         base = f"http://127.0.0.1:{port}"
+        # It says at start who the admin is, and that user is one.
+        assert f"admin user: {DEMO_ADMIN} " in capsys.readouterr().out
         async with aiohttp.ClientSession() as http:
             async with http.get(f"{base}/api/version") as response:
                 assert response.status == 200
@@ -130,6 +133,8 @@ async def test_demo_serves_the_legacy_api() -> None:
             async with http.get(f"{base}/api/ping") as response:
                 assert response.status == 200
                 assert await response.json() == {"status": "ok"}  # the detail is for admins only
+            async with http.get(f"{base}/api/ping", headers={"X-User": DEMO_ADMIN}) as response:
+                assert set((await response.json())["clusters"]) == {"c1", "c2"}
             # The dashboard, behind its user-name prompt (auth none); the job's log and events on the API.
             async with http.get(f"{base}/ui", allow_redirects=False) as response:
                 assert response.status == 303 and response.headers["Location"] == "/ui/login?next=/ui"

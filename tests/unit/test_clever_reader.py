@@ -563,3 +563,18 @@ def test_render_list() -> None:
 def test_environment_string_is_the_legacy_comma_form() -> None:
     assert environment_string((("A", "1"), ("B", "x=y"))) == "A=1,B=x=y"
     assert environment_string(()) == ""
+
+
+def test_error_summary_counts_problems_before_the_first_one() -> None:
+    """The message names the first problem whole (an unknown runtime lists every known one) and says how
+    many there are before it, never after a list that could seem to continue it."""
+    with pytest.raises(SpecError) as caught:
+        create({**MINIMAL, "runtime": "Python_9"})
+    assert caught.value.message == ("invalid job: runtime: unknown runtime 'Python_9' on cluster 'c1'; known runtimes: "
+                                    "Python_2.7+Tensorflow_1.2.1, Python_3.6+Tensorflow_1.12")
+    with pytest.raises(SpecError) as caught:
+        create({**MINIMAL, "runtime": "Python_9", "bootfile": "relative.py", "cpu": "abc"})
+    message = caught.value.message
+    assert message.startswith("invalid job (3 problems, all in details.fields): runtime: unknown runtime 'Python_9'")
+    assert message.endswith("known runtimes: Python_2.7+Tensorflow_1.2.1, Python_3.6+Tensorflow_1.12")
+    assert [f.path for f in caught.value.fields] == ["runtime", "bootfile", "cpu"]

@@ -13,7 +13,7 @@ self="${POD_NAME:-${HOSTNAME:-$(hostname)}}.$service"   # the pod name (HOSTNAME
 
 password=$(cat "$secrets/password")
 if [ "$password" = "REPLACE-ME" ] || [ -z "$password" ]; then
-  echo "bootstrap: set the Redis password (Secret clever-gateway-redis-auth, key password)" >&2
+  echo "bootstrap: set the Redis password (Secret clever-gateway-redis, key password)" >&2
   exit 1
 fi
 
