@@ -124,3 +124,30 @@ async def test_a_cluster_node_that_loses_its_data(redis_cluster: ClusterSet, mak
 def _flush(node: RedisServer) -> Any:
     with node.client() as client:
         return client.flushall()
+
+
+async def test_a_record_lost_alone_is_rebuilt_from_the_cluster(gateway: Gateway) -> None:
+    """When Redis loses one record (and nothing that makes the watch relist), the next status change
+    rebuilds it whole, from the object the watch holds (encoded, to keep 10,000 jobs in little memory)."""
+    from translators.naming import object_name
+
+    gw = gateway
+    gw.sim.controllers.set_default_scenario("hold")
+    created = await (await gw.client.post(gw.jobs_url(), json=minimal("alone", count="2"), headers=ALICE)).json()
+    job_id = created["metadata"]["id"]
+    job_url = f"{gw.jobs_url()}/{job_id}"
+
+    async def running() -> bool:
+        return bool((await (await gw.client.get(job_url, headers=ALICE)).json())["status"]["phase"] == "running")
+
+    await wait_until(running)
+    await gw.redis.delete(gw.key_names.job("c1", "clever", job_id))
+    gw.sim.controllers.set_job_scenario("clever", object_name("alone", job_id), "succeed:after=0.1")
+
+    async def rebuilt_and_succeeded() -> bool:
+        answer = await gw.client.get(job_url, headers=ALICE)
+        return answer.status == 200 and (await answer.json())["status"]["phase"] == "succeeded"
+
+    await wait_until(rebuilt_and_succeeded)
+    job = await (await gw.client.get(job_url, headers=ALICE)).json()
+    assert job["spec"] == created["spec"]  # the whole spec back

@@ -650,3 +650,4 @@ def test_rendered_duration(start: str, end: str | None, duration: float | None) 
     identity = JobIdentity("id1", "admin", "c1", "clever", start, start)
     status = JobStatus(phase="succeeded", start_time=start, completion_time=end)
     assert render_job(spec, identity, status)["status"]["duration"] == duration
+
