@@ -396,7 +396,7 @@ _LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
 
 
 class WebhookSettings(_Section):
-    """One receiver of phase changes (DESIGN §7): every change that passes its filters is POSTed to it."""
+    """One receiver of phase changes: every change that passes its filters is POSTed to it."""
 
     url: str
     """https:// URL (http:// only on loopback: 127.0.0.1, ::1, localhost) that receives each phase change as
@@ -520,7 +520,7 @@ class LoggingSettings(_Section):
 
 
 class Settings(BaseSettings):
-    """The whole configuration (DESIGN §6). Build it with `load_settings`."""
+    """The whole configuration. Build it with `load_settings`."""
 
     model_config = SettingsConfigDict(extra="forbid", alias_generator=to_camel, populate_by_name=True,
                                       use_attribute_docstrings=True)
