@@ -164,12 +164,13 @@ def _free_text(value: Any, path: str, errors: _Errors) -> str:
 
 def _string(value: Any, path: str, errors: _Errors) -> str:
     if not isinstance(value, str):
-        errors.add(path, f"must be a string, got {_json_type(value)}")
+        errors.add(path, f"must be a string, got {json_type(value)}")
         raise _Fail
     return value
 
 
-def _json_type(value: Any) -> str:
+def json_type(value: Any) -> str:
+    """The JSON type name of a decoded value, for messages ("a JSON object, not array")."""
     if value is None:
         return "null"
     if isinstance(value, bool):
@@ -290,10 +291,10 @@ def _read_args(value: Any, path: str, errors: _Errors) -> tuple[str, ...]:
             elif isinstance(item, (int, float)) and not isinstance(item, bool):
                 result.append(str(item))
             else:
-                errors.add(f"{path}[{i}]", f"must be a string, got {_json_type(item)}")
+                errors.add(f"{path}[{i}]", f"must be a string, got {json_type(item)}")
                 raise _Fail
         return tuple(result)
-    errors.add(path, f"must be a list of strings or one string, got {_json_type(value)}")
+    errors.add(path, f"must be a list of strings or one string, got {json_type(value)}")
     raise _Fail
 
 
@@ -304,7 +305,7 @@ def _env_scalar(value: Any, path: str, errors: _Errors) -> str:
         return "true" if value else "false"
     if isinstance(value, (int, float)):
         return str(value)
-    errors.add(path, f"environment values must be strings, got {_json_type(value)}")
+    errors.add(path, f"environment values must be strings, got {json_type(value)}")
     raise _Fail
 
 
@@ -334,7 +335,7 @@ def _read_environment(value: Any, path: str, errors: _Errors) -> tuple[tuple[str
             key, _, val = _free_text(item, f"{path}[{i}]", errors).partition("=")
             pairs.append((key.strip(), val, f"{path}[{i}]"))
     else:
-        errors.add(path, f"must be a \"K=V,K2=V2\" string, an object or a list, got {_json_type(value)}")
+        errors.add(path, f"must be a \"K=V,K2=V2\" string, an object or a list, got {json_type(value)}")
         raise _Fail
     seen: set[str] = set()
     result = []
@@ -452,7 +453,7 @@ def _merge_resources(path: str, errors: _Errors, *levels: _ResourceDefaults | Re
 def _read_replica_entry(item: Any, path: str, errors: _Errors, defaults: _ResourceDefaults,
                         seen: dict[str, str], previous: dict[ReplicaType, Resources]) -> Replica:
     if not isinstance(item, dict):
-        errors.add(path, f"must be an object {{type, count, resource}}, got {_json_type(item)}")
+        errors.add(path, f"must be an object {{type, count, resource}}, got {json_type(item)}")
         raise _Fail
     if "type" not in item or item["type"] is None:
         errors.add(f"{path}.type", f"required: one of {', '.join(REPLICA_TYPES)}")
@@ -469,7 +470,7 @@ def _read_replica_entry(item: Any, path: str, errors: _Errors, defaults: _Resour
     if resource_raw is not _MISSING and resource_raw is not None:
         if not isinstance(resource_raw, dict):
             errors.add(f"{path}.{resource_key}", f"must be an object {{cpu, memory, gpu}}, got "
-                                                 f"{_json_type(resource_raw)}")
+                                                 f"{json_type(resource_raw)}")
             raise _Fail
         nested = _read_resource_level(resource_raw, f"{path}.{resource_key}.", errors)
     inline = _read_resource_level(item, f"{path}.", errors)
@@ -490,7 +491,7 @@ def _read_replica_list(body: dict[str, Any], errors: _Errors, defaults: _Resourc
             raise _Fail
         raw, base = raw["replicas"], "replicas.replicas"
     if not isinstance(raw, list):
-        errors.add(base, f"must be a list of {{type, count, resource}}, got {_json_type(raw)}")
+        errors.add(base, f"must be a list of {{type, count, resource}}, got {json_type(raw)}")
         raise _Fail
     seen: dict[str, str] = {}
     replicas = []
@@ -588,7 +589,7 @@ def _check_environment_vs_directories(spec: JobSpec, errors: _Errors) -> None:
 
 def _unwrap(body: object, errors: _Errors) -> dict[str, Any]:
     if not isinstance(body, dict):
-        message = f"the request body must be a JSON object, got {_json_type(body)}"
+        message = f"the request body must be a JSON object, got {json_type(body)}"
         raise SpecError(f"invalid job: {message}", fields=[*errors.fields, FieldError("", message)])
     flat_keys = {"name", "runtime", "bootfile", "replicas", "type", "cpu", "memory"}
     if isinstance(body.get("spec"), dict) and not flat_keys & body.keys():

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from gateway.config import LimitsSettings
 from gateway.errors import BadRequest, PayloadTooLarge, RequestTimeout, UnsupportedMediaType
+from translators.clever import json_type
 
 # A legacy job body is two or three levels deep; 32 leaves room for any honest client.
 MAX_DEPTH = 32
@@ -86,7 +87,7 @@ def parse_json_object(raw: bytes) -> dict[str, Any]:
     if depth > MAX_DEPTH:
         raise BadRequest(f"the request body is nested {depth} levels deep; at most {MAX_DEPTH} are accepted")
     if not isinstance(data, dict):
-        raise BadRequest(f"the request body must be a JSON object, not {_json_type(data)}")
+        raise BadRequest(f"the request body must be a JSON object, not {json_type(data)}")
     duplicate = _duplicate_key(raw)
     if duplicate is not None:
         raise BadRequest(f"the request body gives the key {duplicate[:100]!r} twice in one object; "
@@ -149,17 +150,3 @@ def _duplicate_key(raw: bytes) -> str | None:
     except _DuplicateKey as e:
         return e.key
     return None
-
-
-def _json_type(value: Any) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, (int, float)):
-        return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    return type(value).__name__

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -121,7 +120,6 @@ async def test_a_dead_receiver_delays_no_other_hook(make_gateway: Callable[..., 
         [{"url": receiver.url("/dead"), "secret": SECRET.decode(), "timeoutSeconds": 60, "concurrency": 1},
          {"url": receiver.url("/live"), "secret": SECRET.decode(), "phases": ["pending"]}],
         claimIdleSeconds=200))
-    started = time.monotonic()
     ids = [await _create(gw, f"busy-{n}") for n in range(4)]
 
     # Every change reaches the live hook while the dead one still hangs on its first delivery (its
@@ -130,8 +128,7 @@ async def test_a_dead_receiver_delays_no_other_hook(make_gateway: Callable[..., 
         return {d.event["id"] for d in receiver.delivered("/live")} == set(ids)
 
     await wait_until(all_live, timeout=20)
-    assert time.monotonic() - started < 60
-    assert not receiver.delivered("/dead")
+    assert not receiver.delivered("/dead")  # still hanging on its first delivery
     # The API answers meanwhile too.
     listed = await gw.client.get(gw.jobs_url(), headers=ALICE)
     assert listed.status == 200 and (await listed.json())["metadata"]["total"] == 4
