@@ -134,6 +134,7 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
         app[appkeys.STATUSES] = statuses
         app[appkeys.SERVICE] = JobService(settings=settings, state=state, clusters=registry, outbox=outbox,
                                           access=access, statuses=statuses, watches=watches)
+        metrics.track_list_cache(app[appkeys.SERVICE].list_cache)
         app[appkeys.DIAGNOSTICS] = JobDiagnostics(service=app[appkeys.SERVICE], settings=settings)
         syncs = {c.id: ClusterSync(c, state, statuses=statuses, settings=settings.sync, metrics=metrics,
                                    holder=holder, watches=watches)

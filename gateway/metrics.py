@@ -30,10 +30,11 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from gateway.errors import StoreUnavailable
+from gateway.state.listcache import ListCache
 from gateway.version import VERSION
 
 # Cluster calls: a cached GET answers in a millisecond, a create through admission webhooks can take
@@ -124,6 +125,8 @@ class Metrics:
         self._redis_timed: dict[str, tuple[Any, Any]] = {}
         self._oidc = _OIDCCollector()
         self.registry.register(self._oidc)
+        self._list_cache = _ListCacheCollector()
+        self.registry.register(self._list_cache)
 
     def redis_operation(self, operation: str, inner: AbstractContextManager[object] | None = None) -> _Timed:
         """Times one Redis operation (`gateway.state.base.Topology.instrument`) around `inner` (its span);
@@ -133,6 +136,10 @@ class Metrics:
             timed = self._redis_timed[operation] = (self.redis_latency.labels(operation),
                                                     self.redis_failures.labels(operation))
         return _Timed(timed[0], timed[1], inner)
+
+    def track_list_cache(self, cache: ListCache) -> None:
+        """Export this replica's LIST cache counters (read at each scrape)."""
+        self._list_cache.source = cache
 
     def track_oidc(self, stats: Callable[[], Mapping[str, int]] | None) -> None:
         """Export the OIDC authenticator's counters (`gateway.auth.oidc.AuthStats.snapshot`), read at each
@@ -168,6 +175,30 @@ class _Timed:
             self._failures.inc()
         if self._inner is not None:
             self._inner.__exit__(kind, error, tb)
+
+
+class _ListCacheCollector(Collector):
+    """This replica's LIST cache (`gateway.state.listcache.ListCache`): answers served from it, LISTs that
+    read Redis instead, and the bytes it holds, read at scrape time."""
+
+    def __init__(self) -> None:
+        self.source: ListCache | None = None
+
+    def collect(self) -> Iterable[CounterMetricFamily | GaugeMetricFamily]:
+        cache = self.source
+        if cache is None:
+            return []
+        lookups = CounterMetricFamily("clever_gateway_list_cache_lookups",
+                                      "LISTs by whether this replica answered from its cache (hit) or read "
+                                      "Redis (miss: the partition changed, or first time)", labels=["outcome"])
+        lookups.add_metric(["hit"], cache.hits)
+        lookups.add_metric(["miss"], cache.misses)
+        held = GaugeMetricFamily("clever_gateway_list_cache_bytes", "Bytes of LIST answers this replica holds "
+                                 "(bounded by limits.listCacheBytes)", value=cache.held_bytes)
+        return [lookups, held]
+
+    def describe(self) -> Iterable[CounterMetricFamily]:
+        return []
 
 
 class _OIDCCollector(Collector):

@@ -183,3 +183,19 @@ async def test_oidc_outcomes_are_exported(make_gateway: Callable[..., Awaitable[
 async def test_no_oidc_series_without_oidc(gateway: Gateway) -> None:
     samples = await scrape(gateway)
     assert not matching(samples, "clever_gateway_oidc_tokens_total")
+
+
+async def test_list_cache_lookups_and_bytes_are_exported(gateway: Gateway) -> None:
+    gw = gateway
+    gw.sim.controllers.set_default_scenario("hold")
+    assert (await gw.client.post(gw.jobs_url(), json=minimal("cached"), headers={"X-User": "alice"})).status == 200
+
+    async def listed_from_the_cache() -> bool:  # once the watch has written the job's status, LISTs hit
+        assert (await gw.client.get(gw.jobs_url(), headers={"X-User": "alice"})).status == 200
+        return bool(value(await scrape(gw), "clever_gateway_list_cache_lookups_total", outcome="hit"))
+
+    await wait_until(listed_from_the_cache)
+    samples = await scrape(gw)
+    assert (value(samples, "clever_gateway_list_cache_lookups_total", outcome="miss") or 0) >= 1  # the first
+    held = value(samples, "clever_gateway_list_cache_bytes")
+    assert held is not None and held > 0
