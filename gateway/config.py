@@ -103,8 +103,11 @@ class RedisSettings(_Section):
     """Per-command socket timeout, seconds."""
     max_connections: int = Field(default=64, ge=1)
     """Connection pool size (per gateway process; in cluster mode per node, and calls in flight)."""
-    pool_wait_seconds: float = Field(default=5.0, gt=0)
-    """How long a request waits for a free pooled connection when all are busy, seconds (then 503)."""
+    pool_wait_seconds: float = Field(default=20.0, gt=0)
+    """How long a request waits for a free pooled connection when all are busy, seconds (then 503). A pool is
+    busy under load, not when Redis is away (that fails at once), so the wait is long: at 1,024 clients on 64
+    connections the pool's waiters are not served in order and 5 s let one LIST in 50,000 time out. The
+    request's own limits.requestTimeoutSeconds bounds it too."""
     wait_replicas: int = Field(default=1, ge=0)
     """sentinel and cluster modes: a write a client is told about is answered once this many replicas
     hold it (WAIT), so a failover does not lose it; 0 = do not wait (a deployment without replicas).
