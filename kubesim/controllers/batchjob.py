@@ -52,7 +52,7 @@ from typing import Any
 
 from kubesim import batch
 from kubesim.controllers.clock import SimClock
-from kubesim.controllers.reconciler import Reconciler, controller_of
+from kubesim.controllers.reconciler import Reconciler, UpdatePredicate, controller_of
 from kubesim.errors import ApiError
 from kubesim.store import BATCH_JOBS, PODS, Store, WatchEvent, clone
 
@@ -133,7 +133,9 @@ class JobController(Reconciler[tuple[str, str]]):
         super().__init__(clock)
         self._store = store
         self._tracks: dict[str, _Tracking] = {}  # by Job uid
-        self._pod_digests: dict[tuple[str, str], tuple[Any, ...]] = {}  # what _pod_changed saw last
+        # Pod events that change nothing a Job sync reads (the kubelet's binding and ContainerCreating
+        # steps) wake no reconcile.
+        self._pod_changes = UpdatePredicate(_pod_digest)
 
     def observe(self, event: WatchEvent) -> None:
         """A Job, or a pod it controls, changed: that Job is dirty."""
@@ -154,22 +156,9 @@ class JobController(Reconciler[tuple[str, str]]):
                 and owner.get("kind") == BATCH_JOBS.kind and owner.get("apiVersion") == BATCH_JOBS.api_version \
                 else None
             self.track_owner(event, job)
-            if job is None or not self._pod_changed(event) or self.own_create(event):
+            if job is None or not self._pod_changes.changed(event) or self.own_create(event):
                 return
             self.queue.add(job)
-
-    def _pod_changed(self, event: WatchEvent) -> bool:
-        """Whether a pod event changes what a Job sync reads of a pod (an update predicate): the kubelet's
-        binding and ContainerCreating steps change none of it."""
-        meta = event.object["metadata"]
-        key = (meta.get("namespace", ""), meta["name"])
-        if event.type == "DELETED":
-            self._pod_digests.pop(key, None)
-            return True
-        digest = _pod_digest(event.object)
-        previous = self._pod_digests.get(key)
-        self._pod_digests[key] = digest
-        return event.type != "MODIFIED" or digest != previous
 
     def all_keys(self) -> list[tuple[str, str]]:
         """Every Job."""

@@ -28,6 +28,28 @@ RETRY_BASE = 0.005  # simulated seconds before the first retry of a failed recon
 RETRY_MAX = 1000.0  # controller-runtime's default per-item rate limiter: 5 ms doubling up to 1000 s
 
 
+class UpdatePredicate:
+    """Whether a watch event changes what a reconcile reads of an object (controller-runtime's update
+    predicate): `digest` picks those parts as one comparable value; an ADDED or DELETED event always counts,
+    a MODIFIED one only when its digest differs from the last one seen for that object."""
+
+    def __init__(self, digest: Callable[[Mapping[str, Any]], Hashable]) -> None:
+        self._digest = digest
+        self._seen: dict[tuple[str, str], Hashable] = {}  # (namespace, name) -> the last digest
+
+    def changed(self, event: WatchEvent) -> bool:
+        """Whether `event` is worth a reconcile."""
+        meta = event.object["metadata"]
+        key = (meta.get("namespace", ""), meta["name"])
+        if event.type == "DELETED":
+            self._seen.pop(key, None)
+            return True
+        digest = self._digest(event.object)
+        previous = self._seen.get(key)
+        self._seen[key] = digest
+        return event.type != "MODIFIED" or digest != previous
+
+
 class Reconciler(abc.ABC, Generic[K]):
     """A controller reconciling one key at a time."""
 

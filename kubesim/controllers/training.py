@@ -38,7 +38,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from kubesim.controllers.clock import SimClock
-from kubesim.controllers.reconciler import Reconciler, controller_of
+from kubesim.controllers.reconciler import Reconciler, UpdatePredicate, controller_of
 from kubesim.controllers.volcano import GROUP_NAME, TASK_SPEC
 from kubesim.errors import ApiError
 from kubesim.store import PODGROUPS, PODS, SERVICES, TFJOBS, Store, WatchEvent, clone
@@ -250,7 +250,9 @@ class TFJobController(Reconciler[tuple[str, str]]):
         self._finished: dict[str, float] = {}
         self._restarts: dict[str, int] = {}
         self._replicas: dict[str, tuple[Any, dict[str, ReplicaSpec]]] = {}  # uid → (generation, defaults)
-        self._pod_digests: dict[tuple[str, str], tuple[Any, ...]] = {}  # what _pod_changed saw last
+        # Pod events that change nothing a TFJob reconcile reads (the kubelet's binding and ContainerCreating
+        # steps) wake no reconcile.
+        self._pod_changes = UpdatePredicate(_pod_digest)
 
     # -- labels and messages ----------------------------------------------------------------------
 
@@ -298,24 +300,9 @@ class TFJobController(Reconciler[tuple[str, str]]):
             job = (namespace, owner.get("name", "")) if owner is not None and owner.get("kind") == "TFJob" \
                 and owner.get("apiVersion") == TFJOBS.api_version else None
             self.track_owner(event, job)
-            if job is None or (event.resource is PODS and not self._pod_changed(event)) or self.own_create(event):
+            if job is None or (event.resource is PODS and not self._pod_changes.changed(event)) or self.own_create(event):
                 return
             self.queue.add(job)
-
-    def _pod_changed(self, event: WatchEvent) -> bool:
-        """Whether a pod event changes what a TFJob reconcile reads of a pod (an update predicate).
-
-        The operator reads a pod's labels, phase, deletion, and its containers' restart counts and exit
-        codes; the scheduler's binding and the kubelet's ContainerCreating step change none of them."""
-        meta = event.object["metadata"]
-        key = (meta.get("namespace", ""), meta["name"])
-        if event.type == "DELETED":
-            self._pod_digests.pop(key, None)
-            return True
-        digest = _pod_digest(event.object)
-        previous = self._pod_digests.get(key)
-        self._pod_digests[key] = digest
-        return event.type != "MODIFIED" or digest != previous
 
     def all_keys(self) -> list[tuple[str, str]]:
         """Every TFJob."""
