@@ -153,23 +153,6 @@ if unarchive(KEYS[1], KEYS[2], ARGV[12]) or before ~= ARGV[1] then redis.call('S
 return phase_event(KEYS[1], KEYS[4], 4, prev) or 1
 """)
 
-# KEYS: the partition's completeness marker, then job hashes; ARGV: "1" = only while the marker is there.
-# Returns the jobs' (view, status) pairs flat (jobs gone meanwhile are left out: the caller joins them, so
-# that Redis, which every replica shares, does the least), or false when the marker is required and gone:
-# Redis lost the partition's data since the ids were read.
-_JOIN = Lua("""
-if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local out = {}
-for i = 2, #KEYS do
-  local parts = redis.call('HMGET', KEYS[i], 'v', 's')
-  if parts[1] and parts[2] then
-    out[#out + 1] = parts[1]
-    out[#out + 1] = parts[2]
-  end
-end
-return out
-""")
-
 # The writes of a record, shared by _PUT and _PUT_IF_ABSENT: KEYS[1..5] job hash, partition index, owner
 # index, name claims, list version; ARGV[a] score, ARGV[a+1] id, ARGV[a+2] name, ARGV[a+3..] hash
 # field/value pairs; `token` the new list version.
@@ -285,8 +268,10 @@ redis.call('SET', KEYS[7], ARGV[5])
 return 1
 """)
 
-# KEYS: the partition's completeness marker, then job hashes; ARGV: "1" = only while the marker is there.
-# {-1} when the marker is required and gone; else {1, v1, s1, v2, s2, …} ('' for a job gone meanwhile).
+# Every LIST's read of its jobs. KEYS: the partition's completeness marker, then job hashes; ARGV: "1" = only
+# while the marker is there. {-1} when the marker is required and gone; else {1, v1, s1, v2, s2, …} ('' for
+# a job gone meanwhile): the stored parts, which the replica joins (or judges, for filters), so that Redis,
+# which every replica shares, does the least.
 _ROWS = Lua("""
 if ARGV[1] == '1' and redis.call('EXISTS', KEYS[1]) == 0 then return {-1} end
 local out = {1}
@@ -496,21 +481,8 @@ class JobStore(RedisPart):
         """The answers of `ids` joined with commas (and how many: jobs gone meanwhile are left out). With
         `complete`, each batch is read only while the partition's completeness marker is there, else
         `PartitionLost` (the data went between reading the ids and reading the jobs)."""
-        if not ids:
-            return 0, b""
-        keys = [self.keys.job(cluster, partition, i) for i in ids]
-        batches = [keys[i:i + JOIN_BATCH] for i in range(0, len(keys), JOIN_BATCH)]
-        marker = self.keys.complete(cluster, partition)
-
-        def build(pipe: AnyPipeline) -> None:
-            for batch in batches:
-                _JOIN.queue(pipe, [marker, *batch], ["1" if complete else "0"])
-
-        results = await self._pipelined("list", build, scripts=(_JOIN,))
-        if any(not isinstance(r, list) for r in results):
-            raise PartitionLost(f"partition {partition} of cluster {cluster} was lost while it was read")
-        pairs = [item for r in results for item in r]
-        return len(pairs) // 2, join_views(pairs)
+        found = await self.rows(cluster, partition, ids, complete=complete)
+        return len(found), join_views((view, status) for _, view, status in found)
 
     async def freshness(self, cluster: str, partition: str,
                         ids: builtins.list[str]) -> dict[str, tuple[float, str | None]]:
@@ -735,8 +707,9 @@ class JobStore(RedisPart):
 
     async def rows(self, cluster: str, partition: str, ids: builtins.list[str], *,
                    complete: bool = False) -> builtins.list[tuple[str, bytes, bytes]]:
-        """(id, view, status) of the jobs among `ids` that have a record, in order: the parts `joined`
-        would join, for a LIST that filters. With `complete`, as `joined` (else `PartitionLost`)."""
+        """(id, view, status) of the jobs among `ids` that have a record, in order (one script call per
+        `JOIN_BATCH` jobs, pipelined). With `complete`, each batch is read only while the partition's
+        completeness marker is there, else `PartitionLost`."""
         if not ids:
             return []
         marker = self.keys.complete(cluster, partition)
@@ -750,13 +723,8 @@ class JobStore(RedisPart):
         results = await self._pipelined("list", build, scripts=(_ROWS,))
         if any(int(r[0]) < 0 for r in results):
             raise PartitionLost(f"partition {partition} of cluster {cluster} was lost while it was read")
-        found = []
-        for part, result in zip(batches, results, strict=True):
-            for k, job_id in enumerate(part):
-                view, status = bytes(result[1 + 2 * k]), bytes(result[2 + 2 * k])
-                if view and status:
-                    found.append((job_id, view, status))
-        return found
+        return [(job_id, view, status) for part, result in zip(batches, results, strict=True)
+                for job_id, view, status in zip(part, result[1::2], result[2::2], strict=True) if view and status]
 
     # ----- one writer per job
 

@@ -19,8 +19,8 @@ once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from itertools import repeat
 from typing import Any
 
 import orjson
@@ -83,11 +83,9 @@ def render(record: JobRecord, status: JobStatus) -> bytes:
     return job_bytes(view_prefix(record.spec, record.identity), status_bytes(status))
 
 
-def join_views(pairs: list[bytes]) -> bytes:
-    """Whole legacy job objects joined with commas, from stored (prefix, status) pairs laid out flat."""
-    prefixes, statuses = pairs[0::2], pairs[1::2]
-    return b"},".join(b"".join(parts) for parts in zip(prefixes, repeat(STATUS_JOIN), statuses)) + (
-        b"}" if prefixes else b"")
+def join_views(parts: Iterable[tuple[bytes, bytes]]) -> bytes:
+    """Whole legacy job objects joined with commas, from their stored (prefix, status) parts."""
+    return b",".join(job_bytes(prefix, status) for prefix, status in parts)
 
 
 def list_bytes(count: int, joined_items: bytes) -> bytes:
