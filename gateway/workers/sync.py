@@ -443,6 +443,10 @@ class ClusterSync:
                 record = record_from_object(orjson.loads(encoded), self.cluster.id) if encoded is not None else None
                 if record is not None:
                     missing.append(Rebuild(record, update.status, now))
+                elif encoded is not None:
+                    # Ours by its labels, but not a record (hand-edited annotations): Redis will never hold
+                    # it, so completeness must not wait for it.
+                    self._unrecordable.add(update.job_id)
             else:
                 self._unrecordable.discard(update.job_id)
         for entry, outcome in zip(missing, await self._state.jobs.rebuild(missing), strict=True):

@@ -23,6 +23,7 @@ from typing import Any
 import pytest
 from redis import asyncio as redis_asyncio
 
+from gateway import appkeys
 from tests.conftest import Gateway, RedisMode, mode_of, wait_until
 from tests.redis_servers import ClusterSet, RedisServer
 from tests.service.seed_bodies import minimal
@@ -151,3 +152,28 @@ async def test_a_record_lost_alone_is_rebuilt_from_the_cluster(gateway: Gateway)
     await wait_until(rebuilt_and_succeeded)
     job = await (await gw.client.get(job_url, headers=ALICE)).json()
     assert job["spec"] == created["spec"]  # the whole spec back
+
+
+async def test_an_object_that_is_no_record_does_not_hold_up_completeness(gateway: Gateway) -> None:
+    """A TFJob that carries the gateway's labels but not a record's annotations (edited by hand) is never in
+    Redis; the watch must still mark its partition complete and write the cluster's generation, or it would
+    recount the partition after every write and never check for a lost one again."""
+    from kubesim.store import TFJOBS
+    from translators.labels import ANNOTATION_PARTITION, LABEL_JOB_ID, LABEL_MANAGED_BY, MANAGED_BY_VALUE
+
+    gw = gateway
+    gw.sim.controllers.set_default_scenario("hold")
+    assert (await gw.client.post(gw.jobs_url(), json=minimal("real"), headers=ALICE)).status == 200
+    gw.sim.store.create(TFJOBS, {
+        "apiVersion": "kubeflow.org/v1", "kind": "TFJob",
+        "metadata": {"name": "stray", "namespace": "clever",
+                     "labels": {LABEL_MANAGED_BY: MANAGED_BY_VALUE, LABEL_JOB_ID: "abcdef123456"},
+                     "annotations": {ANNOTATION_PARTITION: "clever"}},
+        "spec": {"tfReplicaSpecs": {}}})
+    gw.app[appkeys.SYNCS]["c1"].request_relist()
+
+    async def marked() -> bool:
+        return await gw.app[appkeys.STATE].watch.generation("c1") is not None and bool(
+            await gw.redis.exists(gw.key_names.complete("c1", "clever")))
+
+    await wait_until(marked)
