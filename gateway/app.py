@@ -174,9 +174,12 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
         yield
         if appkeys.DASHBOARD in app:
             await app[appkeys.DASHBOARD].close()
+
+    async def tracing_ctx(app: web.Application) -> AsyncIterator[None]:
+        yield
         if traced:
-            # Last: the spans of the shutdown's own calls go out too. (A blocking flush, bounded by the
-            # exporter's timeout, once per process.)
+            # First in the list, so its exit runs last (aiohttp exits in reverse): the spans of the other
+            # contexts' shutdown calls go out too. A blocking flush, bounded by the exporter's timeout.
             tracing.shutdown()
 
     async def heap_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -188,5 +191,5 @@ def create_app(settings: Settings, *, replica_id: str | None = None) -> web.Appl
         yield
         gc.unfreeze()
 
-    app.cleanup_ctx.extend([log_flush_ctx, state_ctx, clusters_ctx, auth_ctx, service_ctx, ui_ctx, heap_ctx])
+    app.cleanup_ctx.extend([tracing_ctx, log_flush_ctx, state_ctx, clusters_ctx, auth_ctx, service_ctx, ui_ctx, heap_ctx])
     return app
