@@ -145,10 +145,16 @@ class ClusterClient:
             except ClusterApiError as e:
                 if same_if_label is None or ref.name is None or not _is(e, code=409, reason="AlreadyExists"):
                     raise
-                existing = await self.try_get(ref, impersonate=impersonate)
-                labels = ((existing or {}).get("metadata") or {}).get("labels") or {}
+                # The read goes straight to the server: this whole attempt is what `_retrying` repeats.
+                try:
+                    existing = await self._json("GET", ref, verb="get", impersonate=impersonate)
+                except ClusterApiError as missing:
+                    if missing.status.code != 404:
+                        raise
+                    raise e from None
+                labels = (existing.get("metadata") or {}).get("labels") or {}
                 if labels.get(same_if_label[0]) == same_if_label[1]:
-                    return existing or {}
+                    return existing
                 raise
 
         return await self._retrying(attempt)
