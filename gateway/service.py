@@ -400,7 +400,7 @@ class JobService:
                 return (await self._readable_view(principal, cluster, partition, job_id, verb="get")).body
             identity = replace(record.identity, updated=utc_now())
             if kind == "in-place":
-                patch = cluster.backend.in_place_patch(record.spec, new_spec, identity)
+                patch = cluster.backend.in_place_patch(record.spec, new_spec, identity, cluster.profile)
                 patched = await cluster.merge_patch(self._job_ref(cluster, record), patch, impersonate=principal)
                 updated = replace(record, spec=new_spec, identity=identity)
                 status = await self._statuses.status_from_cluster(cluster, job_id, patched,

@@ -390,3 +390,14 @@ def test_volcano_backoff_limit_zero_means_no_restart() -> None:
     retried = to_cluster_object(_replace(spec, run_policy=RunPolicy(backoff_limit=2)), identity, profile)
     assert {p["action"] for p in retried["spec"]["policies"]} == {"RestartJob"}
     assert retried["spec"]["maxRetry"] == 2
+
+
+def test_clearing_clean_pod_policy_gives_back_what_a_create_gets() -> None:
+    """A PATCH that clears cleanPodPolicy sets the cluster's default (Running: a finished job's ps pods go),
+    as the create did, instead of removing the field (training-operator's own default keeps them)."""
+    profile = profile_for("training-operator")
+    with_all = patched({"cleanPodPolicy": "All"})
+    cleared = replace(with_all, run_policy=replace(with_all.run_policy, clean_pod_policy=None))
+    patch = in_place_patch(with_all, cleared, LATER, profile)
+    assert patch["spec"]["runPolicy"]["cleanPodPolicy"] == \
+        to_cluster_object(cleared, IDENTITY, profile)["spec"]["runPolicy"]["cleanPodPolicy"] == "Running"

@@ -57,7 +57,7 @@ def to_cluster_object(spec: JobSpec, identity: JobIdentity, profile: ClusterProf
 def in_place_patch(old: JobSpec, new: JobSpec, identity: JobIdentity,
                    profile: ClusterProfile) -> dict[str, Any]:
     """Facade: JSON merge patch applying an in-place update (`JobBackend.in_place_patch`)."""
-    return backend_for(profile).in_place_patch(old, new, identity)
+    return backend_for(profile).in_place_patch(old, new, identity, profile)
 
 
 def from_cluster_object(obj: dict[str, Any]) -> tuple[JobSpec, JobIdentity]:

@@ -8,7 +8,7 @@ A backend is what a cluster runs jobs with (config `clusters[].backend`, names d
 - `check(spec)`: what this backend cannot run although the legacy reader accepts it (as FieldErrors);
 - `build(spec, identity, profile)`: the full body to create (SpecError when the cluster cannot run it);
 - `status(obj, pods, last_failure)`: the legacy status of its object (None: not on the cluster) + pods;
-- `in_place_fields`, `classify_update(old, new)`, `in_place_patch(old, new, identity)`: which changes a
+- `in_place_fields`, `classify_update(old, new)`, `in_place_patch(old, new, identity, profile)`: which changes a
   live object takes as a JSON merge patch and which need a new object;
 - `pod_selector(job_id)`, `pod_role(pod)`: how its pods are found and given a type and index;
 - `rbac_rules()`: the Kubernetes permissions the gateway needs on a cluster running it;
@@ -89,8 +89,10 @@ class JobBackend(Protocol):
         """How `old` becomes `new` on a live object: nothing, a merge patch, or a new object."""
         ...
 
-    def in_place_patch(self, old: JobSpec, new: JobSpec, identity: JobIdentity) -> dict[str, Any]:
-        """JSON merge patch applying an in-place update; SpecError when it needs a new object."""
+    def in_place_patch(self, old: JobSpec, new: JobSpec, identity: JobIdentity,
+                       profile: ClusterProfile) -> dict[str, Any]:
+        """JSON merge patch applying an in-place update on a cluster of `profile` (whose defaults apply to
+        what the update clears, as they did to the created object); SpecError when it needs a new object."""
         ...
 
     def pod_selector(self, job_id: str) -> str:

@@ -239,7 +239,8 @@ class JobSetBackend:
         """In place: the description, ttlSecondsAfterFinished, cleanPodPolicy and successPolicy."""
         return classify(old, new, self.in_place_fields)
 
-    def in_place_patch(self, old: JobSpec, new: JobSpec, identity: JobIdentity) -> dict[str, Any]:
+    def in_place_patch(self, old: JobSpec, new: JobSpec, identity: JobIdentity,
+                       profile: ClusterProfile) -> dict[str, Any]:
         """Merge patch for a live JobSet: the annotations, and `spec.ttlSecondsAfterFinished` if it
         changes."""
         if self.classify_update(old, new) == "recreate":

@@ -118,9 +118,7 @@ class TFJobBackend(ABC):
             for r in spec.replicas if r.count > 0
         }
         body_spec: dict[str, Any] = {"tfReplicaSpecs": replica_specs}
-        policy = _policy(spec.run_policy)
-        if "cleanPodPolicy" not in policy and profile.default_clean_pod_policy is not None:
-            policy["cleanPodPolicy"] = profile.default_clean_pod_policy
+        policy = _with_defaults(_policy(spec.run_policy), profile)
         body_spec.update(self.run_policy_body(policy, spec, profile))
         if spec.run_policy.success_policy is not None:
             body_spec["successPolicy"] = spec.run_policy.success_policy
@@ -163,7 +161,8 @@ class TFJobBackend(ABC):
         """In place: the description, activeDeadlineSeconds, ttlSecondsAfterFinished, cleanPodPolicy."""
         return classify(old, new, self.in_place_fields)
 
-    def in_place_patch(self, old: JobSpec, new: JobSpec, identity: JobIdentity) -> dict[str, Any]:
+    def in_place_patch(self, old: JobSpec, new: JobSpec, identity: JobIdentity,
+                       profile: ClusterProfile) -> dict[str, Any]:
         """Merge patch turning the live TFJob of `old` into `new` (description / run policy only)."""
         if self.classify_update(old, new) == "recreate":
             raise SpecError("this change cannot be applied to a live TFJob; the job must be recreated",
@@ -172,6 +171,9 @@ class TFJobBackend(ABC):
                                                    "in place")])
         changes = {RUN_POLICY_FIELDS[attr]: getattr(new.run_policy, attr)
                    for attr in changed_policy(old, new, self.in_place_fields)}
+        if "cleanPodPolicy" in changes:
+            # Cleared: back to what a create gets, not to the operator's own default (None: pods stay).
+            changes = _with_defaults(changes, profile)
         patch: dict[str, Any] = {"metadata": {"annotations": update_annotations(new, identity)}}
         if changes:
             patch["spec"] = self.run_policy_patch(changes)
@@ -192,6 +194,13 @@ class TFJobBackend(ABC):
     def from_object(self, obj: dict[str, Any]) -> tuple[JobSpec, JobIdentity]:
         """Rebuild (spec, identity) from a TFJob we made."""
         return record_of_kind(obj, RESOURCE.kind, "TFJob")
+
+
+def _with_defaults(policy: dict[str, Any], profile: ClusterProfile) -> dict[str, Any]:
+    """Run-policy fields, with the cluster's default cleanPodPolicy where none is set."""
+    if policy.get("cleanPodPolicy") is None and profile.default_clean_pod_policy is not None:
+        return {**policy, "cleanPodPolicy": profile.default_clean_pod_policy}
+    return policy
 
 
 def _policy(policy: RunPolicy) -> dict[str, Any]:

@@ -179,7 +179,8 @@ class VolcanoBackend:
         """In place: the description, cleanPodPolicy and successPolicy (annotation-only on Volcano)."""
         return classify(old, new, self.in_place_fields)
 
-    def in_place_patch(self, old: JobSpec, new: JobSpec, identity: JobIdentity) -> dict[str, Any]:
+    def in_place_patch(self, old: JobSpec, new: JobSpec, identity: JobIdentity,
+                       profile: ClusterProfile) -> dict[str, Any]:
         """Merge patch for a live Volcano Job: annotations only (see module docstring)."""
         if self.classify_update(old, new) == "recreate":
             raise SpecError("this change cannot be applied to a live Volcano job; the job must be recreated",
