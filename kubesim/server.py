@@ -463,7 +463,9 @@ class ApiServer:
                 return event.line("DELETED")
             return None
 
-        queue = self.store.subscribe()
+        # Only its resource's events: a burst of another kind (a controller pass writing thousands of pods)
+        # must not overflow, and drop, a quiet watch.
+        queue = self.store.subscribe(resources=(target.res,))
         response = web.StreamResponse(status=200, headers={"Content-Type": "application/json",
                                                            "Cache-Control": "no-cache, private"})
         response.enable_chunked_encoding()
@@ -779,7 +781,7 @@ class ApiServer:
     async def _delete_collection(self, request: web.Request, target: Target) -> web.StreamResponse:
         items = self.store.select(target.res, target.namespace, label_selector=request.query.get("labelSelector"),
                                   field_selector=request.query.get("fieldSelector"))
-        propagation = request.query.get("propagationPolicy") or "Background"
+        propagation = request.query.get("propagationPolicy") or _default_propagation(target.res)
         deleted = []
         for item in items:
             meta = item["metadata"]
