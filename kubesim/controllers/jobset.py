@@ -54,7 +54,7 @@ from typing import Any
 from kubesim import batch, jobset
 from kubesim.controllers.batchjob import controller_uid, finished_type, has_condition, record_event
 from kubesim.controllers.clock import SimClock
-from kubesim.controllers.reconciler import Reconciler, controller_of
+from kubesim.controllers.reconciler import Reconciler, UpdatePredicate, controller_of
 from kubesim.errors import ApiError, invalid
 from kubesim.store import BATCH_JOBS, JOBSETS, SERVICES, Store, WatchEvent, clone, new_uid
 
@@ -123,7 +123,8 @@ class JobSetController(Reconciler[tuple[str, str]]):
         super().__init__(clock)
         self._store = store
         self._finished: dict[str, float] = {}  # simulated time each finished JobSet (uid) was first seen so
-        self._job_digests: dict[tuple[str, str], tuple[Any, ...]] = {}  # what _job_changed saw last
+        # Job events that change nothing a JobSet reconcile reads wake none.
+        self._job_changes = UpdatePredicate(_job_digest)
 
     def observe(self, event: WatchEvent) -> None:
         """A JobSet, or a Job it controls, changed: that JobSet is dirty."""
@@ -143,21 +144,9 @@ class JobSetController(Reconciler[tuple[str, str]]):
             jobset_key = (namespace, str(owner.get("name", ""))) if owner is not None \
                 and owner.get("kind") == JOBSETS.kind and owner.get("apiVersion") == JOBSETS.api_version else None
             self.track_owner(event, jobset_key)
-            if jobset_key is None or not self._job_changed(event) or self.own_create(event):
+            if jobset_key is None or not self._job_changes.changed(event) or self.own_create(event):
                 return
             self.queue.add(jobset_key)
-
-    def _job_changed(self, event: WatchEvent) -> bool:
-        """Whether a Job event changes what a JobSet reconcile reads of a Job (an update predicate)."""
-        meta = event.object["metadata"]
-        key = (meta.get("namespace", ""), meta["name"])
-        if event.type == "DELETED":
-            self._job_digests.pop(key, None)
-            return True
-        digest = _job_digest(event.object)
-        previous = self._job_digests.get(key)
-        self._job_digests[key] = digest
-        return event.type != "MODIFIED" or digest != previous
 
     def all_keys(self) -> list[tuple[str, str]]:
         """Every JobSet."""
