@@ -330,7 +330,8 @@ class JobService:
         # Redis's answers (fresh statuses, and jobs only Redis knows: queued creates), then whatever the
         # cluster has that Redis does not have even now.
         after = await self._jobs.listing(cluster.id, partition, owner=owner, scores=True)
-        stored = await self._jobs.views(cluster.id, partition, after.ids)
+        stored = {job_id: job_bytes(view, status)
+                  for job_id, view, status in await self._jobs.rows(cluster.id, partition, after.ids)}
         items = {job_id: (score, stored[job_id]) for job_id, score in zip(after.ids, after.scores, strict=True)
                  if job_id in stored}
         for record, status in read.jobs:

@@ -180,7 +180,6 @@ class ExecPlugin:
         self._lock = asyncio.Lock()
         self._token: str | None = None
         self._refresh_at: float | None = None
-        self.runs = 0
 
     async def token(self) -> str | None:
         async with self._lock:
@@ -213,7 +212,6 @@ class ExecPlugin:
         env = dict(os.environ)
         env.update(dict(config.env))
         env["KUBERNETES_EXEC_INFO"] = json.dumps(info)
-        self.runs += 1
         started = self._clock()
         try:
             process = await asyncio.create_subprocess_exec(

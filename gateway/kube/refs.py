@@ -70,9 +70,5 @@ class ObjectRef:
         """The collection that holds this object."""
         return ObjectRef(self.cluster, self.resource, self.namespace, None)
 
-    def named(self, name: str) -> ObjectRef:
-        """An object of this collection."""
-        return ObjectRef(self.cluster, self.resource, self.namespace, name)
-
     def __str__(self) -> str:
         return f"{self.cluster}:{self.path}"

@@ -66,7 +66,6 @@ from gateway.state.views import (
     StoredJob,
     decode_record,
     decode_stored,
-    job_bytes,
     join_views,
     record_fields,
     status_bytes,
@@ -132,7 +131,6 @@ local function unarchive(job, archived, id)
   return true
 end
 """
-EVENT_ARGS = 9
 
 # KEYS: job hash, archived set, list version, [phases stream: event mode '1']; ARGV: status bytes, observed
 # at, "1" = only if no newer observation is stored, then the event block (4..12, see _HELPERS), version
@@ -430,16 +428,6 @@ class JobStore(RedisPart):
         if not scores:
             return Listing(complete=bool(marked), ids=[row.decode() for row in rows], scores=[])
         return Listing(complete=bool(marked), ids=[str(text(i)) for i, _ in rows], scores=[float(s) for _, s in rows])
-
-    async def views(self, cluster: str, partition: str, ids: builtins.list[str]) -> dict[str, bytes]:
-        """The stored answers of the jobs among `ids` that have a record (pipelined)."""
-        def build(pipe: AnyPipeline) -> None:
-            for job_id in ids:
-                pipe.hmget(self.keys.job(cluster, partition, job_id), "v", "s")
-
-        rows = await self._pipelined("views", build)
-        return {job_id: job_bytes(bytes(v), bytes(st)) for job_id, (v, st) in zip(ids, rows, strict=True)
-                if v is not None and st is not None}
 
     async def certify(self, cluster: str, partitions: dict[str, int], *, generation: str) -> set[str]:
         """Mark partitions complete, each only if its index holds at least the given number of jobs; the

@@ -65,10 +65,6 @@ class PhaseStream(RedisPart):
         """The hook is done with an entry (delivered, filtered out, or given up)."""
         await self._call("phases-ack", lambda: self.redis.xack(self.keys.phases, group, entry_id))
 
-    async def pending(self, group: str) -> int:
-        """Entries of the hook read but not acknowledged yet."""
-        summary: Any = await self._call("phases-pending", lambda: self.redis.xpending(self.keys.phases, group))
-        return int(summary.get("pending", 0)) if isinstance(summary, dict) else 0
 
 
 def _decode(entries: Any) -> builtins.list[Entry]:
