@@ -186,9 +186,9 @@ class JWKSCache:
                 return  # one started after the token arrived, and is done
             wait = self._next_allowed_in()
             if wait > 0:
+                # Then look again: another waiter may have woken first and started (or even finished) it.
                 await asyncio.sleep(wait)
-                if self._inflight is not None:
-                    continue  # another waiter woke first and started it: share it
+                continue
             await asyncio.shield(self._start_fetch())
             return
 
