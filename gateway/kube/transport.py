@@ -178,7 +178,8 @@ class Transport:
         """The non-empty lines of one streaming answer, until the server ends it."""
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=self._timeout, sock_read=read_timeout)
         response = await self._send("GET", path, verb=verb, query=query, timeout=timeout)
-        buffer = b""
+        pending: list[bytes] = []  # the pieces of the line not ended yet (joined once its end comes)
+        pending_bytes = 0
         try:
             while True:
                 try:
@@ -189,17 +190,22 @@ class Transport:
                     # RuntimeError("Connection closed."): aiohttp's answer when the session closes mid-read.
                     raise ClusterUnreachable(self.cluster, f"cluster {self.cluster}: the {verb} stream broke") from e
                 if not chunk:
-                    if buffer.strip():
-                        yield buffer.strip()
+                    rest = b"".join(pending).strip()
+                    if rest:
+                        yield rest
                     return
-                buffer += chunk
-                *lines, buffer = buffer.split(b"\n")
-                if len(buffer) > _MAX_LINE:
+                if b"\n" in chunk:
+                    *lines, last = (b"".join(pending) + chunk if pending else chunk).split(b"\n")
+                    pending, pending_bytes = [last], len(last)
+                    for line in lines:
+                        if line.strip():
+                            yield line.strip()
+                else:  # a piece of a long line: kept, not re-joined and re-scanned with every chunk
+                    pending.append(chunk)
+                    pending_bytes += len(chunk)
+                if pending_bytes > _MAX_LINE:
                     raise ClusterBadResponse(self.cluster, f"cluster {self.cluster}: a {verb} line exceeds "
                                                            f"{_MAX_LINE} bytes")
-                for line in lines:
-                    if line.strip():
-                        yield line.strip()
         finally:
             response.release()
 
