@@ -119,7 +119,13 @@ class Topology:
 # the store failed, not the request, when it comes from inside the client (`_raised_in_redis_client`).
 _STORE_FAILURES = (RedisError, RedisClusterException, OSError, TimeoutError)
 _CLIENT_SLIPS = (AttributeError, TypeError, KeyError, IndexError)
+_CAUGHT = (*_STORE_FAILURES, *_CLIENT_SLIPS)
 _NO_INSTRUMENT = nullcontext()
+
+
+def _store_failed(error: BaseException) -> bool:
+    """Whether `error` is the store failing (else it is the caller's own bug, raised as is)."""
+    return isinstance(error, _STORE_FAILURES) or _raised_in_redis_client(error)
 
 
 def _unavailable(what: str, error: BaseException) -> StoreUnavailable:
@@ -148,10 +154,8 @@ class RedisPart:
             async with limit:
                 try:
                     yield
-                except _STORE_FAILURES as e:
-                    raise _unavailable(what, e) from e
-                except _CLIENT_SLIPS as e:
-                    if not _raised_in_redis_client(e):
+                except _CAUGHT as e:
+                    if not _store_failed(e):
                         raise
                     raise _unavailable(what, e) from e
 
@@ -165,10 +169,8 @@ class RedisPart:
         with topology.instrument(what) if topology.instrument is not None else _NO_INSTRUMENT:
             try:
                 return await call()
-            except _STORE_FAILURES as e:
-                raise _unavailable(what, e) from e
-            except _CLIENT_SLIPS as e:
-                if not _raised_in_redis_client(e):
+            except _CAUGHT as e:
+                if not _store_failed(e):
                     raise
                 raise _unavailable(what, e) from e
 
