@@ -187,7 +187,7 @@ def _translate(args: argparse.Namespace, settings: Settings) -> int:
     from translators.errors import SpecError
     from translators.spec import JobIdentity
 
-    cluster = next((c for c in settings.clusters if c.id == args.cluster), None)
+    cluster = settings.cluster(args.cluster)
     if cluster is None:
         known = ", ".join(c.id for c in settings.clusters)
         raise ConfigError(f"--cluster: no cluster {args.cluster!r} in the configuration (clusters: {known})")

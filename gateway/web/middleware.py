@@ -41,6 +41,7 @@ from gateway.errors import (
 )
 from gateway.kube.errors import KubeError
 from gateway.metrics import LabelCache, Metrics
+from gateway.version import API_VERSIONS
 from gateway.web.errors import legacy_error
 from translators.errors import SpecError
 
@@ -54,7 +55,7 @@ PRINCIPAL: web.RequestKey[Principal] = web.RequestKey("principal", Principal)
 REQUEST_ID: web.RequestKey[str] = web.RequestKey("request_id", str)
 # The request's timeout: a handler that streams with bounds of its own (a followed log) reschedules it.
 DEADLINE: web.RequestKey[asyncio.Timeout] = web.RequestKey("deadline", asyncio.Timeout)
-_AUTHENTICATED_PREFIXES = ("/api/v1alpha1/", "/api/v1alpha2/")
+_AUTHENTICATED_PREFIXES = tuple(f"/api/{version}/" for version in API_VERSIONS)
 
 
 # A 503 is always "come back later" here (Redis, a cluster or the identity provider is away): say when.

@@ -20,14 +20,14 @@ from dataclasses import dataclass
 from aiohttp import web
 from pydantic import BaseModel
 
+from gateway.version import API_VERSIONS
 from gateway.web import diagnostics, handlers, schemas
 from gateway.web.ui import handlers as ui_handlers
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
-API_VERSIONS = ("v1alpha1", "v1alpha2")
 KINDS = ("tfjobs", "tfjob")
-API_VERSION_PATTERN = "{version:v1alpha[12]}"
+API_VERSION_PATTERN = "{version:" + "|".join(API_VERSIONS) + "}"
 KIND_PATTERN = "{kind:tfjobs?}"
 COLLECTION = f"/api/{API_VERSION_PATTERN}/clusters/{{cid}}/partitions/{{partition}}/{KIND_PATTERN}"
 ITEM = COLLECTION + "/{id}"
