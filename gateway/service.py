@@ -274,10 +274,11 @@ class JobService:
         # (`gateway.state.listcache`); only with a live watch: without one, a LIST may have to refresh
         # statuses from the cluster first.
         cache_key = (cluster.id, partition, owner)
-        version = (await self._jobs.list_version(cluster.id, partition)
-                   if filters is None and self._list_cache.enabled and self._watches.live(cluster.id) else None)
-        if version is not None and (cached := self._list_cache.get(cache_key, version)) is not None:
-            return cached
+        cacheable = filters is None and self._list_cache.enabled and self._watches.live(cluster.id)
+        if cacheable and self._list_cache.holds(cache_key):
+            version = await self._jobs.list_version(cluster.id, partition)
+            if version is not None and (cached := self._list_cache.get(cache_key, version)) is not None:
+                return cached
         listing = await self._jobs.listing(cluster.id, partition, owner=owner, scores=filters is not None)
         if not listing.complete and not await self._state.watch.partition_is_new(cluster.id, partition):
             return await self._list_after_loss(cluster, partition, namespace, owner=owner, filters=filters)
@@ -294,8 +295,8 @@ class JobService:
         except PartitionLost:
             return await self._list_after_loss(cluster, partition, namespace, owner=owner, filters=filters)
         body = list_bytes(count, items)
-        if version is not None:
-            self._list_cache.put(cache_key, version, body)
+        if cacheable and listing.version is not None:  # read before the jobs: a later write changes it
+            self._list_cache.put(cache_key, listing.version, body)
         return body
 
     async def _filtered(self, cluster: ClusterClient, partition: str, ids: builtins.list[str],

@@ -312,11 +312,17 @@ class JobBusy(Conflict):
 
 @dataclass(frozen=True, slots=True)
 class Listing:
-    """A LIST's read of Redis: whether the partition is marked complete, the ids (and their scores, if read)."""
+    """A LIST's read of Redis: the partition's list version (None: not marked complete), the ids (and their
+    scores, if read)."""
 
-    complete: bool
+    version: bytes | None
     ids: list[str]
     scores: list[float]
+
+    @property
+    def complete(self) -> bool:
+        """Whether the partition is marked complete (Redis holds all its jobs)."""
+        return self.version is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -416,18 +422,22 @@ class JobStore(RedisPart):
         return [i.decode() for i in ids]
 
     async def listing(self, cluster: str, partition: str, *, owner: str | None, scores: bool = False) -> Listing:
-        """The partition's completeness marker and the ids (oldest first) of its jobs or of one owner's
-        there (with their sort scores if asked): one round trip to one node (the same hash tag)."""
+        """The partition's list version (`list_version`, read first) and the ids (oldest first) of its jobs
+        or of one owner's there (with their sort scores if asked): one round trip to one node (the same
+        hash tag)."""
         index = self.keys.index(cluster, partition) if owner is None else self.keys.owner(cluster, partition, owner)
 
         def build(pipe: AnyPipeline) -> None:
-            pipe.exists(self.keys.complete(cluster, partition))
+            # Two GETs, not an MGET: redis-py refuses multi-key commands in a cluster pipeline.
+            pipe.get(self.keys.complete(cluster, partition))
+            pipe.get(self.keys.version(cluster, partition))
             pipe.zrange(index, 0, -1, withscores=scores)
 
-        marked, rows = await self._pipelined("list", build)
+        marker, version, rows = await self._pipelined("list", build)
+        stamp = _version_of(marker, version)
         if not scores:
-            return Listing(complete=bool(marked), ids=[row.decode() for row in rows], scores=[])
-        return Listing(complete=bool(marked), ids=[str(text(i)) for i, _ in rows], scores=[float(s) for _, s in rows])
+            return Listing(version=stamp, ids=[row.decode() for row in rows], scores=[])
+        return Listing(version=stamp, ids=[str(text(i)) for i, _ in rows], scores=[float(s) for _, s in rows])
 
     async def certify(self, cluster: str, partitions: dict[str, int], *, generation: str) -> set[str]:
         """Mark partitions complete, each only if its index holds at least the given number of jobs; the
@@ -460,9 +470,7 @@ class JobStore(RedisPart):
         answers, its index or its marker changes. One command."""
         marker, version = await self._call("list", lambda: self.redis.mget(
             self.keys.complete(cluster, partition), self.keys.version(cluster, partition)))
-        if marker is None:
-            return None
-        return bytes(marker) + b"|" + bytes(version or b"")
+        return _version_of(marker, version)
 
     async def joined(self, cluster: str, partition: str, ids: builtins.list[str], *,
                      complete: bool = False) -> tuple[int, bytes]:
@@ -775,6 +783,11 @@ def _name_of(view: Any) -> str:
         return str(orjson.loads(prefix + b"}")["metadata"]["name"])
     except (orjson.JSONDecodeError, KeyError, TypeError):
         return ""
+
+
+def _version_of(marker: bytes | None, version: bytes | None) -> bytes | None:
+    """A partition's list version from its completeness marker and version key (None: not marked)."""
+    return None if marker is None else bytes(marker) + b"|" + bytes(version or b"")
 
 
 def _float(value: object) -> float | None:

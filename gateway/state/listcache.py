@@ -1,8 +1,9 @@
 """Each replica's cache of LIST answers, checked against the partition's list version in Redis.
 
 Contract:
-- `get(key, version)` is the answer stored for `key` (cluster, partition, owner or None for the whole
-  partition) under exactly `version` (`JobStore.list_version`), else None. `put` stores one; the least
+- `holds(key)`: whether an answer is kept for `key` (cluster, partition, owner or None for the whole
+  partition), so that a LIST reads the partition's version first only when that can pay; `get(key,
+  version)` is the answer stored under exactly `version` (`JobStore.list_version`), else None. `put` stores one; the least
   recently used answers go first once the answers held exceed `max_bytes` (0 = no cache).
 - Why it is right: every write of a job's answer or of a partition's indexes sets the partition's version
   to a token never used before, in the same script (`gateway.state.jobs`), and a reader takes the version
@@ -40,6 +41,14 @@ class ListCache:
     def held_bytes(self) -> int:
         """The bytes of the answers held."""
         return self._bytes
+
+    def holds(self, key: ListKey) -> bool:
+        """Whether an answer is kept for `key` (worth reading the partition's version for); a LIST that finds
+        none counts as a miss."""
+        if key in self._entries:
+            return True
+        self.misses += 1
+        return False
 
     def get(self, key: ListKey, version: bytes) -> bytes | None:
         """The answer stored for `key` under `version`, if any."""
