@@ -37,3 +37,10 @@ def test_zero_bytes_keeps_nothing() -> None:
     cache.put(("c1", "a", None), b"v", b"")
     cache.put(("c1", "a", None), b"v", b"x")
     assert cache.held_bytes == 0 and cache.get(("c1", "a", None), b"v") is None
+
+
+def test_holds_tells_whether_reading_the_version_can_pay_and_counts_a_miss_when_not() -> None:
+    cache = ListCache(100)
+    assert not cache.holds(("c1", "p", None)) and cache.misses == 1
+    cache.put(("c1", "p", None), b"v", b"[]")
+    assert cache.holds(("c1", "p", None)) and cache.misses == 1
